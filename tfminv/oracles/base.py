@@ -1,0 +1,99 @@
+"""Oracle: images in, prediction vectors out, with a query counter and an optional budget.
+
+Attacks only ever see a target through this interface (never its graph or weights), so the
+same attack code runs against an in-process model, a SavedModel, TF Serving or an HTTP API.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import numpy as np
+
+from tfminv.errors import BudgetExceeded, OracleError
+
+
+class Oracle(abc.ABC):
+    """A black-box target. Subclasses implement `_predict` on one batch of images."""
+
+    def __init__(self, output_dim: int | None = None, batch_size: int = 256,
+                 budget: int | None = None, name: str = "oracle"):
+        self.output_dim = output_dim
+        self.batch_size = int(batch_size)
+        self.budget = budget
+        self.name = name
+        self.num_queries = 0  # images sent to the target so far
+
+    @abc.abstractmethod
+    def _predict(self, images: np.ndarray) -> np.ndarray:
+        """Return prediction vectors (float32, [n, m]) for one batch of images [n, H, W, C]."""
+
+    def identity(self) -> str:
+        """A string that identifies the target for prediction caches (override when known)."""
+        return self.name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4:
+            raise OracleError(f"{self.name}: expected images [n, H, W, C], got shape {images.shape}")
+        n = len(images)
+        if self.budget is not None and self.num_queries + n > self.budget:
+            raise BudgetExceeded(
+                f"{self.name}: query budget {self.budget} exceeded "
+                f"({self.num_queries} used, {n} more requested)")
+        outs = []
+        for start in range(0, n, self.batch_size):
+            batch = images[start:start + self.batch_size]
+            out = np.asarray(self._predict(batch), dtype=np.float32)
+            self._check(out, len(batch))
+            self.num_queries += len(batch)
+            outs.append(out)
+        if not outs:
+            return np.zeros((0, self.output_dim or 0), np.float32)
+        return np.concatenate(outs, axis=0)
+
+    def _check(self, out: np.ndarray, n: int) -> None:
+        if out.ndim != 2 or out.shape[0] != n:
+            raise OracleError(f"{self.name}: expected {n} prediction vectors, got shape {out.shape}")
+        if self.output_dim is None:
+            self.output_dim = int(out.shape[1])
+        elif out.shape[1] != self.output_dim:
+            raise OracleError(
+                f"{self.name}: expected vectors of length {self.output_dim}, got {out.shape[1]}")
+        if not np.all(np.isfinite(out)):
+            raise OracleError(f"{self.name}: response contains NaN or infinite values")
+
+
+class CallableOracle(Oracle):
+    """Wrap any function from an image batch to prediction vectors."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], **kwargs):
+        super().__init__(**kwargs)
+        self._fn = fn
+
+    def _predict(self, images):
+        return self._fn(images)
+
+
+class KerasOracle(Oracle):
+    """An in-process Keras model. `softmax=True` turns logits into probabilities."""
+
+    def __init__(self, model, softmax: bool = True, identity: str | None = None, **kwargs):
+        kwargs.setdefault("name", getattr(model, "name", "keras"))
+        super().__init__(**kwargs)
+        self._model = model
+        self._softmax = softmax
+        self._identity = identity
+
+    def identity(self) -> str:
+        return self._identity or f"keras:{self.name}"
+
+    def _predict(self, images):
+        out = self._model.predict_on_batch(images)
+        out = np.asarray(out, dtype=np.float32)
+        if self._softmax:
+            out = out - out.max(axis=1, keepdims=True)
+            out = np.exp(out)
+            out /= out.sum(axis=1, keepdims=True)
+        return out
