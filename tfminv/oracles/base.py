@@ -2,16 +2,27 @@
 
 Attacks only ever see a target through this interface (never its graph or weights), so the
 same attack code runs against an in-process model, a SavedModel, TF Serving or an HTTP API.
+Remote oracles add a per-request timeout and bounded retries with exponential backoff.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import logging
+import random
+import time
 from typing import Callable
 
 import numpy as np
 
-from tfminv.errors import BudgetExceeded, OracleError
+from tfminv.errors import BudgetExceeded, ConfigError, OracleError
+
+log = logging.getLogger(__name__)
+
+
+class TransientOracleError(OracleError):
+    """A failure worth retrying (timeout, refused connection, HTTP 5xx/429, gRPC UNAVAILABLE)."""
 
 
 class Oracle(abc.ABC):
@@ -21,6 +32,8 @@ class Oracle(abc.ABC):
                  budget: int | None = None, name: str = "oracle"):
         self.output_dim = output_dim
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ConfigError(f"{name}: batch_size must be >= 1, got {batch_size}")
         self.budget = budget
         self.name = name
         self.num_queries = 0  # images sent to the target so far
@@ -34,6 +47,7 @@ class Oracle(abc.ABC):
         return self.name
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Predict all images, batch by batch; raises OracleError before returning anything bad."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise OracleError(f"{self.name}: expected images [n, H, W, C], got shape {images.shape}")
@@ -76,6 +90,14 @@ class CallableOracle(Oracle):
         return self._fn(images)
 
 
+def softmax_np(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32 (numerically stable)."""
+    out = logits - logits.max(axis=1, keepdims=True)
+    out = np.exp(out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
 class KerasOracle(Oracle):
     """An in-process Keras model. `softmax=True` turns logits into probabilities."""
 
@@ -93,7 +115,69 @@ class KerasOracle(Oracle):
         out = self._model.predict_on_batch(images)
         out = np.asarray(out, dtype=np.float32)
         if self._softmax:
-            out = out - out.max(axis=1, keepdims=True)
-            out = np.exp(out)
-            out /= out.sum(axis=1, keepdims=True)
+            out = softmax_np(out)
         return out
+
+
+@dataclasses.dataclass
+class RetryPolicy:
+    """Bounded retries with exponential backoff: wait `backoff * factor**i` (capped, jittered).
+
+    `retries` is the number of extra attempts after the first; only TransientOracleError is
+    retried, every other error is raised at once.
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    factor: float = 2.0
+    max_backoff: float = 10.0
+    jitter: float = 0.1
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self):
+        if self.retries < 0 or self.backoff < 0 or self.factor < 1:
+            raise ConfigError(
+                f"retry policy: expected retries >= 0, backoff >= 0, factor >= 1; got "
+                f"retries={self.retries}, backoff={self.backoff}, factor={self.factor}")
+
+    def delay(self, attempt: int) -> float:
+        d = min(self.backoff * self.factor ** attempt, self.max_backoff)
+        return d * (1.0 + self.jitter * random.random())
+
+    def call(self, fn: Callable[[], object], what: str):
+        """Run `fn`, retrying transient failures; the last failure names the attempts made."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except TransientOracleError as e:
+                if attempt == self.retries:
+                    raise TransientOracleError(
+                        f"{what}: giving up after {attempt + 1} attempt(s): {e}") from e
+                wait = self.delay(attempt)
+                log.warning("%s: %s; retrying in %.2fs (%d/%d)", what, e, wait,
+                            attempt + 1, self.retries)
+                self.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+class RemoteOracle(Oracle):
+    """An oracle behind a network call: `timeout` seconds per request, retries per RetryPolicy.
+
+    Subclasses implement `_request(images)`; it raises TransientOracleError for failures worth
+    retrying and OracleError for the rest. A batch either yields a full, checked answer or raises,
+    so callers that cache predictions never see a partial result.
+    """
+
+    def __init__(self, timeout: float = 30.0, retry: RetryPolicy | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not timeout or timeout <= 0:
+            raise ConfigError(f"{self.name}: timeout must be > 0 seconds, got {timeout}")
+        self.timeout = float(timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+
+    @abc.abstractmethod
+    def _request(self, images: np.ndarray) -> np.ndarray:
+        """Send one batch and return its prediction vectors."""
+
+    def _predict(self, images):
+        return self.retry.call(lambda: self._request(images), self.name)

@@ -1,0 +1,310 @@
+"""Export classifiers and inverters as SavedModels in TF Serving's layout.
+
+    BASE/NAME/VERSION/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests
+    BASE/models.config          (ModelServerConfig, base paths on this machine)
+    BASE/models.docker.config   (the same with base paths under /models, for the docker image)
+
+Signatures (`serving_default`, documented in docs/serving.md):
+    classifier: inputs["images"] float32 [None, H, W, C] in [0, 1] -> outputs["probabilities"] [None, m]
+    inverter:   inputs["predictions"] float32 [None, m] -> outputs["images"] [None, H, W, C]
+An inverter built with `k` carries its Truncation layer, so a client posts the raw prediction.
+
+CLI: python -m tfminv.export --export_dir=BASE --classifier=target=PATH.keras \
+         --inverter=inv_top3=PATH.keras [--version=N]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError, TfminvError
+from tfminv.io_utils import atomic_dir, atomic_path
+
+CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "images", "probabilities"
+INVERTER_INPUT, INVERTER_OUTPUT = "predictions", "images"
+SIGNATURE = "serving_default"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+DOCKER_MODELS_DIR = "/models"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise ConfigError(f"model name {name!r}: expected letters, digits, '_', '.', '-' "
+                          "(it becomes a directory and a URL path segment)")
+    return name
+
+
+def versions(model_dir: str | os.PathLike) -> list[int]:
+    """Integer version directories under BASE/NAME (what TF Serving considers), sorted."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_dir: str | os.PathLike) -> int:
+    vs = versions(model_dir)
+    return (vs[-1] + 1) if vs else 1
+
+
+def ends_in_softmax(model) -> bool:
+    """Whether a Keras model's last layer already outputs probabilities."""
+    import keras
+
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    act = getattr(last, "activation", None)
+    if last is not None and type(last).__name__ == "Softmax":
+        return True
+    return act is keras.activations.softmax or getattr(act, "__name__", "") == "softmax"
+
+
+def export_model(model, out_dir: str | os.PathLike, *, input_name: str, output_name: str,
+                 postprocess=None, warmup_inputs: np.ndarray | None = None,
+                 model_name: str | None = None, rtol: float = 1e-4, atol: float = 1e-5) -> Path:
+    """Write `model` as a SavedModel with one `serving_default` signature, atomically.
+
+    `postprocess` (a TF function on the output, e.g. softmax) runs inside the graph. The export
+    is reloaded and checked against the Keras model on `warmup_inputs` before it is renamed into
+    place; the same inputs become TF Serving warm-up requests.
+    """
+    import keras
+    import tensorflow as tf
+
+    in_shape = tuple(model.input_shape)
+    if warmup_inputs is None:
+        raise ConfigError("export_model: warmup_inputs are required (one or more example inputs)")
+    warmup_inputs = np.asarray(warmup_inputs, np.float32)
+    if warmup_inputs.shape[1:] != in_shape[1:]:
+        raise ConfigError(f"export_model: warm-up inputs have shape {warmup_inputs.shape[1:]}, "
+                          f"the model expects {in_shape[1:]}")
+
+    def serve(x):
+        y = model(x, training=False)
+        y = tf.cast(y, tf.float32)
+        if postprocess is not None:
+            y = postprocess(y)
+        return {output_name: y}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE, serve, input_signature=[
+        tf.TensorSpec((None,) + in_shape[1:], tf.float32, name=input_name)])
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+        # Self-check: the reloaded graph must reproduce the Keras model.
+        fn = tf.saved_model.load(str(tmp)).signatures[SIGNATURE]
+        got = fn(**{input_name: tf.constant(warmup_inputs)})[output_name].numpy()
+        want = model(warmup_inputs, training=False)
+        want = tf.cast(want, tf.float32)
+        want = (postprocess(want) if postprocess is not None else want).numpy()
+        if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol):
+            raise TfminvError(f"export to {out_dir}: reloaded SavedModel disagrees with the Keras "
+                              f"model (max abs diff {np.max(np.abs(got - want)):.3g})")
+        write_warmup(tmp / WARMUP_FILE, model_name or out_dir.parent.name, input_name,
+                     warmup_inputs)
+    return out_dir
+
+
+def write_warmup(path: Path, model_name: str, input_name: str, inputs: np.ndarray) -> None:
+    """Warm-up requests: a TFRecord of PredictionLog protos, one request per input row."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for row in inputs:
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = model_name
+            req.model_spec.signature_name = SIGNATURE
+            req.inputs[input_name].CopyFrom(tf.make_tensor_proto(row[None]))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=req))
+            w.write(log.SerializeToString())
+
+
+def read_warmup(path: str | os.PathLike) -> list:
+    """Parse a warm-up file back into PredictionLog protos."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    logs = []
+    for rec in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        logs.append(prediction_log_pb2.PredictionLog.FromString(rec))
+    return logs
+
+
+def _version_dir(base, name, version, overwrite):
+    _check_name(name)
+    model_dir = Path(base) / name
+    version = next_version(model_dir) if version is None else int(version)
+    if version < 1:
+        raise ConfigError(f"--version must be a positive integer, got {version}")
+    out = model_dir / str(version)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists: pass another --version or overwrite=True")
+    return out
+
+
+def export_classifier(model, base_dir, name: str = "classifier", version: int | None = None, *,
+                      softmax: bool | None = None, warmup_inputs=None, num_warmup: int = 2,
+                      overwrite: bool = False, seed: int = 0) -> Path:
+    """Export a classifier to BASE/NAME/VERSION: images -> probabilities (softmax in the graph).
+
+    `softmax=None` adds the softmax unless the model already ends in one.
+    """
+    import tensorflow as tf
+
+    out = _version_dir(base_dir, name, version, overwrite)
+    if softmax is None:
+        softmax = not ends_in_softmax(model)
+    if warmup_inputs is None:
+        shape = (num_warmup,) + tuple(model.input_shape[1:])
+        warmup_inputs = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return export_model(model, out, input_name=CLASSIFIER_INPUT, output_name=CLASSIFIER_OUTPUT,
+                        postprocess=tf.nn.softmax if softmax else None,
+                        warmup_inputs=warmup_inputs, model_name=name)
+
+
+def export_inverter(model, base_dir, name: str = "inverter", version: int | None = None, *,
+                    warmup_inputs=None, num_warmup: int = 2, overwrite: bool = False,
+                    seed: int = 0) -> Path:
+    """Export an inverter to BASE/NAME/VERSION: raw prediction vectors -> images."""
+    out = _version_dir(base_dir, name, version, overwrite)
+    if warmup_inputs is None:
+        m = int(model.input_shape[-1])
+        z = np.random.default_rng(seed).normal(size=(num_warmup, m)) * 3
+        warmup_inputs = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(np.float32)
+    return export_model(model, out, input_name=INVERTER_INPUT, output_name=INVERTER_OUTPUT,
+                        warmup_inputs=warmup_inputs, model_name=name)
+
+
+def models_config_text(base_dir, names=None, base_path_prefix: str | None = None) -> str:
+    """A ModelServerConfig text proto serving every model under BASE (or `names`)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base = Path(base_dir)
+    if names is None:
+        names = sorted(p.name for p in base.iterdir() if p.is_dir() and versions(p))
+    prefix = base_path_prefix or str(base.resolve())
+    cfg = model_server_config_pb2.ModelServerConfig()
+    for n in names:
+        c = cfg.model_config_list.config.add()
+        c.name = n
+        c.base_path = f"{prefix.rstrip('/')}/{n}"
+        c.model_platform = "tensorflow"
+    return text_format.MessageToString(cfg)
+
+
+def write_models_config(base_dir, names=None) -> tuple[Path, Path]:
+    """Write BASE/models.config (local paths) and BASE/models.docker.config (/models/...)."""
+    base = Path(base_dir)
+    paths = []
+    for fname, prefix in (("models.config", None), ("models.docker.config", DOCKER_MODELS_DIR)):
+        with atomic_path(base / fname) as tmp:
+            tmp.write_text(models_config_text(base, names, prefix))
+        paths.append(base / fname)
+    return tuple(paths)
+
+
+def read_models_config(path) -> dict[str, Path]:
+    """Parse a models.config into {name: base_path}."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = Path(path)
+    try:
+        cfg = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    except (OSError, text_format.ParseError) as e:
+        raise ConfigError(f"{path}: not a readable ModelServerConfig text proto: {e}") from None
+    return {c.name: Path(c.base_path) for c in cfg.model_config_list.config}
+
+
+def _check_keras_file(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".keras":
+        raise ConfigError(f"{path}: expected an existing .keras model file")
+    return p
+
+
+def _load_keras(path: str):
+    import keras
+
+    import tfminv.models  # noqa: F401 - registers the Truncation layer for deserialisation
+
+    return keras.saving.load_model(str(_check_keras_file(path)), compile=False)
+
+
+def _parse_named(value: str, flag: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep:
+        path, name = value, Path(value).stem
+    if not path:
+        raise ConfigError(f"--{flag}={value!r}: expected NAME=PATH.keras or PATH.keras")
+    return _check_name(name), path
+
+
+def main(argv):
+    from absl import flags
+
+    F = flags.FLAGS
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments: {argv[1:]}")
+    if not F.classifier and not F.inverter:
+        raise ConfigError("nothing to export: pass --classifier and/or --inverter")
+    base = Path(F.export_dir)
+    softmax = {"auto": None, "true": True, "false": False}[F.softmax]
+    clfs = [_parse_named(v, "classifier") for v in F.classifier]
+    invs = [_parse_named(v, "inverter") for v in F.inverter]
+    for _, path in clfs + invs:  # fail on a bad path before importing TensorFlow
+        _check_keras_file(path)
+    for name, path in clfs:
+        out = export_classifier(_load_keras(path), base, name, F.version, softmax=softmax,
+                                num_warmup=F.num_warmup, overwrite=F.overwrite)
+        print(f"classifier {name}: {out}")
+    for name, path in invs:
+        out = export_inverter(_load_keras(path), base, name, F.version,
+                              num_warmup=F.num_warmup, overwrite=F.overwrite)
+        print(f"inverter {name}: {out}")
+    for p in write_models_config(base):
+        print(f"config: {p}")
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("export_dir", None, "BASE folder: models go to BASE/NAME/VERSION/.")
+    flags.DEFINE_multi_string("classifier", [], "NAME=PATH.keras (or PATH.keras: name = stem); "
+                              "exported as images -> probabilities.")
+    flags.DEFINE_multi_string("inverter", [], "NAME=PATH.keras; exported as predictions -> images "
+                              "(with its Truncation layer, if it has one).")
+    flags.DEFINE_integer("version", None, "Version directory (default: one above the highest).")
+    flags.DEFINE_enum("softmax", "auto", ["auto", "true", "false"],
+                      "Add a softmax to classifier outputs (auto: unless the model ends in one).")
+    flags.DEFINE_integer("num_warmup", 2, "Warm-up requests written to assets.extra/.")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing version directory.")
+    flags.mark_flag_as_required("export_dir")
+
+
+def run():
+    from absl import app
+
+    _define_flags()
+
+    def _main(argv):
+        try:
+            main(argv)
+        except TfminvError as e:
+            raise SystemExit(f"error: {e}") from None
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,96 @@
+"""A SavedModel directory as an oracle: loaded with tf.saved_model.load, queried by signature."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError, OracleError
+from tfminv.oracles.base import Oracle, softmax_np
+
+
+def resolve_savedmodel_dir(path: str | os.PathLike) -> Path:
+    """Accept a SavedModel dir or a TF Serving model dir (BASE/NAME: its highest version)."""
+    p = Path(path)
+    if (p / "saved_model.pb").is_file():
+        return p
+    if p.is_dir():
+        vs = sorted((int(c.name) for c in p.iterdir() if c.is_dir() and c.name.isdigit()))
+        for v in reversed(vs):
+            if (p / str(v) / "saved_model.pb").is_file():
+                return p / str(v)
+    raise ConfigError(f"{path}: not a SavedModel directory (no saved_model.pb, nor integer "
+                      "version sub-directories holding one)")
+
+
+def content_hash(sm_dir: Path) -> str:
+    """Hash of the graph and the variable index (which carries per-tensor checksums)."""
+    h = hashlib.sha256()
+    for rel in ("saved_model.pb", "variables/variables.index"):
+        f = sm_dir / rel
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class SavedModelOracle(Oracle):
+    """Query a SavedModel's signature in process: `savedmodel:DIR`.
+
+    `input_key` defaults to the signature's only input, `output_key` to `probabilities` (or the
+    only output). `softmax=True` if the signature returns logits.
+    """
+
+    def __init__(self, path, *, signature: str = "serving_default", input_key: str | None = None,
+                 output_key: str | None = None, softmax: bool = False, **kwargs):
+        import tensorflow as tf
+
+        self.path = resolve_savedmodel_dir(path)
+        kwargs.setdefault("name", f"savedmodel:{self.path}")
+        super().__init__(**kwargs)
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+        except Exception as e:  # noqa: BLE001 - TF raises many types for a corrupt model
+            raise ConfigError(f"{self.path}: cannot load SavedModel: {e}") from None
+        if signature not in loaded.signatures:
+            raise ConfigError(f"{self.path}: no signature {signature!r} "
+                              f"(has {sorted(loaded.signatures)})")
+        self._loaded = loaded  # keeps the variables alive
+        self._fn = loaded.signatures[signature]
+        self.signature = signature
+        inputs = sorted(self._fn.structured_input_signature[1])
+        if input_key is None:
+            if len(inputs) != 1:
+                raise ConfigError(f"{self.path}: signature {signature!r} has inputs {inputs}; "
+                                  "pass input_key")
+            input_key = inputs[0]
+        elif input_key not in inputs:
+            raise ConfigError(f"{self.path}: signature {signature!r} has no input {input_key!r} "
+                              f"(has {inputs})")
+        outputs = sorted(self._fn.structured_outputs)
+        if output_key is None:
+            output_key = ("probabilities" if "probabilities" in outputs
+                          else outputs[0] if len(outputs) == 1 else None)
+            if output_key is None:
+                raise ConfigError(f"{self.path}: signature {signature!r} has outputs {outputs}; "
+                                  "pass output_key")
+        elif output_key not in outputs:
+            raise ConfigError(f"{self.path}: signature {signature!r} has no output "
+                              f"{output_key!r} (has {outputs})")
+        self.input_key, self.output_key, self._softmax = input_key, output_key, softmax
+        self._hash = content_hash(self.path)
+
+    def identity(self) -> str:
+        return f"savedmodel:{self._hash}#{self.signature}/{self.output_key}"
+
+    def _predict(self, images):
+        import tensorflow as tf
+
+        try:
+            out = self._fn(**{self.input_key: tf.constant(images)})[self.output_key]
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise OracleError(f"{self.name}: signature call failed: {e}") from None
+        out = np.asarray(out.numpy(), np.float32)
+        return softmax_np(out) if self._softmax else out

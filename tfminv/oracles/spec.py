@@ -1,0 +1,87 @@
+"""`from_spec`: build any oracle from one string, so every experiment takes its target from a flag.
+
+    keras:PATH.keras                          in-process Keras model (softmax added to logits)
+    savedmodel:DIR                            SavedModel dir, or TF Serving model dir (latest)
+    rest:http://HOST:PORT/v1/models/NAME[/versions/N]
+    grpc:HOST:PORT/NAME[/VERSION]
+    http-json:URL#SCHEMA.json                 generic JSON API mapped by a schema file
+    http-json:URL#ADAPTER                     a registered adapter (see http_json.register_adapter)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tfminv.errors import ConfigError
+from tfminv.oracles.base import KerasOracle, Oracle, RetryPolicy
+
+SCHEMES = ("keras", "savedmodel", "rest", "grpc", "http-json")
+_REMOTE = ("rest", "grpc", "http-json")
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split `SCHEME:REST`; names the accepted forms when the scheme is unknown."""
+    scheme, sep, rest = (spec or "").partition(":")
+    if not sep or scheme not in SCHEMES or not rest:
+        raise ConfigError(
+            f"target {spec!r}: expected one of keras:PATH.keras, savedmodel:DIR, "
+            "rest:http://HOST:PORT/v1/models/NAME[/versions/N], grpc:HOST:PORT/NAME[/VERSION], "
+            "http-json:URL#SCHEMA.json")
+    return scheme, rest
+
+
+def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
+              **kwargs) -> Oracle:
+    """Build the oracle a target string names. `kwargs` go to the oracle (budget, batch_size...).
+
+    `timeout`, `retries` and `backoff` apply to remote targets only.
+    """
+    scheme, rest = parse_spec(spec)
+    remote = dict(timeout=timeout, retry=RetryPolicy(retries=retries, backoff=backoff))
+    if scheme == "keras":
+        import keras
+
+        try:
+            import tfminv.models  # noqa: F401 - registers custom layers for deserialisation
+        except ImportError:
+            pass
+        from tfminv.export import ends_in_softmax
+
+        p = Path(rest)
+        if not p.is_file() or p.suffix != ".keras":
+            raise ConfigError(f"target {spec!r}: {rest} is not an existing .keras file")
+        model = keras.saving.load_model(str(p), compile=False)
+        kwargs.setdefault("softmax", not ends_in_softmax(model))
+        kwargs.setdefault("identity", f"keras:{_file_hash(p)}")
+        return KerasOracle(model, **kwargs)
+    if scheme == "savedmodel":
+        from tfminv.oracles.savedmodel import SavedModelOracle
+
+        return SavedModelOracle(rest, **kwargs)
+    if scheme == "rest":
+        from tfminv.oracles.rest import RestOracle
+
+        return RestOracle(rest, **remote, **kwargs)
+    if scheme == "grpc":
+        from tfminv.oracles.grpc import GrpcOracle
+
+        return GrpcOracle(rest, **remote, **kwargs)
+    from tfminv.oracles import http_json
+
+    url, sep, schema = rest.rpartition("#")
+    if not sep or not url or not schema:
+        raise ConfigError(f"target {spec!r}: expected http-json:URL#SCHEMA.json or "
+                          f"http-json:URL#ADAPTER (adapters: {sorted(http_json.adapters())})")
+    if schema.endswith(".json"):
+        return http_json.HttpJsonOracle(url, schema, **remote, **kwargs)
+    factory = http_json.adapters().get(schema)
+    if factory is None:
+        raise ConfigError(f"target {spec!r}: {schema!r} is neither a .json schema file nor a "
+                          f"registered adapter (adapters: {sorted(http_json.adapters())})")
+    return factory(url, **remote, **kwargs)
+
+
+def _file_hash(p: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
