@@ -1,0 +1,220 @@
+"""Sharded TFRecords of uint8 grey images: writing, tf.data reading with batched parsing.
+
+Each record holds `image` (raw uint8 bytes, H*W, row-major), `label` (int64) and, for datasets
+with attributes, `attributes` (raw int8 bytes). Images are stored as uint8 after resizing (4x
+smaller than float32, exact); conversion to float32 happens on read: `normalize='unit'` divides
+by 255, `normalize='minmax'` applies the per-pixel min-max over the whole dataset (all splits;
+the authors' normalisation) from `pixel_minmax.npz`, saved beside the shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError, DataError
+
+FORMAT_VERSION = 1
+METADATA = "metadata.json"
+MINMAX = "pixel_minmax.npz"
+SHARD_SIZE = 10000
+NORMALIZATIONS = ("unit", "minmax")
+
+
+def shard_names(split: str, count: int, shard_size: int = SHARD_SIZE) -> list[str]:
+    n = max(1, math.ceil(count / shard_size))
+    return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+
+
+def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray,
+                attributes: np.ndarray | None = None, shard_size: int = SHARD_SIZE,
+                progress: bool = False) -> list[str]:
+    """Write one split as shards in out_dir; returns the shard file names."""
+    import tensorflow as tf
+
+    names = shard_names(split, len(labels), shard_size)
+    feature = tf.train.Feature
+    it = range(len(labels))
+    if progress and len(labels) >= 5000:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"write {split}", unit="img", mininterval=1.0, leave=False)
+    writer = None
+    for i in it:
+        if i % shard_size == 0:
+            if writer is not None:
+                writer.close()
+            writer = tf.io.TFRecordWriter(str(out_dir / names[i // shard_size]))
+        feats = {
+            "image": feature(bytes_list=tf.train.BytesList(value=[images[i].tobytes()])),
+            "label": feature(int64_list=tf.train.Int64List(value=[int(labels[i])])),
+        }
+        if attributes is not None:
+            feats["attributes"] = feature(bytes_list=tf.train.BytesList(
+                value=[attributes[i].astype(np.int8).tobytes()]))
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feats))
+                     .SerializeToString())
+    if writer is not None:
+        writer.close()
+    else:  # empty split: one empty shard, so the split still exists
+        tf.io.TFRecordWriter(str(out_dir / names[0])).close()
+    return names
+
+
+def read_metadata(path: Path) -> dict:
+    """metadata.json of a records folder, or DataError when the folder is not complete."""
+    meta = Path(path) / METADATA
+    if not meta.is_file():
+        raise DataError(f"{meta} not found: records in {path} are missing or incomplete; build them "
+                        "with `python -m tfminv.data.build --dataset=NAME`")
+    try:
+        return json.loads(meta.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{meta}: not valid JSON ({e}); rebuild with --force") from e
+
+
+def split_files(path: Path, meta: dict, split: str) -> list[str]:
+    splits = meta["splits"]
+    names = list(splits) if split == "all" else [split]
+    for s in names:
+        if s not in splits:
+            raise ConfigError(f"split {split!r} of {meta['dataset']}: expected one of "
+                              f"{sorted(splits) + ['all']}")
+    files = [str(Path(path) / f) for s in names for f in splits[s]["shards"]]
+    for f in files:
+        if not Path(f).is_file():
+            raise DataError(f"{f} missing: records in {path} are incomplete; rebuild with --force")
+    return files
+
+
+def split_count(meta: dict, split: str) -> int:
+    splits = meta["splits"]
+    return sum(v["count"] for k, v in splits.items() if split in ("all", k))
+
+
+def load_minmax(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    f = Path(path) / MINMAX
+    if not f.is_file():
+        raise DataError(f"{f} not found; expected per-pixel min/max beside the records; rebuild "
+                        "with --force")
+    with np.load(f) as z:
+        return z["min"], z["max"]
+
+
+def _check_normalize(normalize: str):
+    if normalize not in NORMALIZATIONS:
+        raise ConfigError(f"normalize={normalize!r}; expected one of {NORMALIZATIONS}")
+
+
+def make_parser(meta: dict, path: Path, normalize: str = "unit", with_attributes: bool = False):
+    """A function parsing a batch of serialized records -> (images [n,H,W,1] float32, labels[, attrs])."""
+    import tensorflow as tf
+
+    _check_normalize(normalize)
+    h, w = meta["height"], meta["width"]
+    n_attr = len(meta.get("attribute_names") or ())
+    if with_attributes and not n_attr:
+        raise ConfigError(f"{meta['dataset']} records in {path} carry no attributes")
+    spec = {"image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64)}
+    if with_attributes:
+        spec["attributes"] = tf.io.FixedLenFeature([], tf.string)
+    if normalize == "minmax":
+        lo, hi = load_minmax(path)
+        lo_t = tf.constant(lo.astype(np.float32)[..., None])
+        rng = hi.astype(np.float32) - lo.astype(np.float32)
+        rng[rng == 0] = 1.0
+        rng_t = tf.constant(rng[..., None])
+
+    def parse_batch(serialized):
+        ex = tf.io.parse_example(serialized, spec)
+        img = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, h, w, 1])
+        img = tf.cast(img, tf.float32)
+        if normalize == "minmax":
+            img = (img - lo_t) / rng_t
+        else:
+            img = img / 255.0
+        if with_attributes:
+            attrs = tf.reshape(tf.io.decode_raw(ex["attributes"], tf.int8), [-1, n_attr])
+            return img, ex["label"], attrs
+        return img, ex["label"]
+
+    return parse_batch
+
+
+def dataset_from_dir(path: Path, split: str, *, normalize: str = "unit",
+                     with_attributes: bool = False, parse_batch_size: int = 1024):
+    """tf.data.Dataset of single (image [H,W,1] float32, label int64[, attributes]) elements.
+
+    Records are read in file order (deterministic), parsed `parse_batch_size` at a time.
+    """
+    import tensorflow as tf
+
+    meta = read_metadata(path)
+    files = split_files(path, meta, split)
+    parse = make_parser(meta, path, normalize, with_attributes)
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=None)
+    ds = ds.batch(parse_batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True)
+    return ds.unbatch()
+
+
+def read_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+    """All records of a split as uint8 images [N,H,W], labels, attributes (or None), metadata."""
+    import tensorflow as tf
+
+    meta = read_metadata(path)
+    files = split_files(path, meta, split)
+    h, w = meta["height"], meta["width"]
+    n_attr = len(meta.get("attribute_names") or ())
+    spec = {"image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64)}
+    if n_attr:
+        spec["attributes"] = tf.io.FixedLenFeature([], tf.string)
+
+    def parse(serialized):
+        ex = tf.io.parse_example(serialized, spec)
+        out = {"image": tf.io.decode_raw(ex["image"], tf.uint8), "label": ex["label"]}
+        if n_attr:
+            out["attributes"] = tf.io.decode_raw(ex["attributes"], tf.int8)
+        return out
+
+    ds = tf.data.TFRecordDataset(files).batch(8192).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                                        deterministic=True)
+    imgs, labs, attrs = [], [], []
+    for b in ds.as_numpy_iterator():
+        imgs.append(b["image"])
+        labs.append(b["label"])
+        if n_attr:
+            attrs.append(b["attributes"])
+    count = split_count(meta, split)
+    images = (np.concatenate(imgs) if imgs else np.zeros((0, h * w), np.uint8)).reshape(-1, h, w)
+    labels = np.concatenate(labs) if labs else np.zeros((0,), np.int64)
+    if len(labels) != count:
+        raise DataError(f"{path}: {len(labels)} records for split {split!r} but metadata says "
+                        f"{count}; rebuild with --force")
+    attributes = None
+    if n_attr:
+        attributes = (np.concatenate(attrs) if attrs else np.zeros((0, n_attr), np.int8))
+        attributes = attributes.reshape(-1, n_attr)
+    return images, labels.astype(np.int64), attributes, meta
+
+
+def make_batches(ds, batch_size: int, shuffle: bool = True, seed: int | None = None,
+                 buffer_size: int = 10000, drop_remainder: bool = False, repeat: bool = False,
+                 cache: bool = False):
+    """Shuffle (seeded, reshuffled each epoch), batch and prefetch a dataset of single elements."""
+    import tensorflow as tf
+
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size={batch_size}; expected a positive integer")
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
