@@ -1,0 +1,89 @@
+"""Metrics, baselines, figures and the results table on small hand-checkable inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfminv import metrics, report
+from tfminv.errors import DataError
+
+
+def test_mse_psnr_ssim_known_values():
+    truth = np.full((2, 16, 16, 1), 0.5, np.float32)
+    recon = truth + 0.1
+    assert metrics.mse(recon, truth) == pytest.approx(0.01, rel=1e-4)
+    assert metrics.psnr(recon, truth) == pytest.approx(20.0, abs=1e-3)  # 10*log10(1/0.01)
+    rng = np.random.default_rng(0)
+    img = rng.random((3, 32, 32, 1)).astype(np.float32)
+    assert metrics.ssim(img, img) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.ssim(rng.random(img.shape).astype(np.float32), img) < 0.2
+    with pytest.raises(DataError, match="same shape"):
+        metrics.mse(img[:2], img)
+
+
+def test_baselines():
+    rng = np.random.default_rng(1)
+    victims = rng.random((10, 8, 8, 1)).astype(np.float32)
+    aux = rng.random((50, 8, 8, 1)).astype(np.float32)
+    labels = np.arange(10) % 2
+    train = np.concatenate([victims, victims])
+    tl = np.concatenate([labels, labels])
+    b = metrics.baselines(victims, aux, train_images=train, train_labels=tl,
+                          victim_labels=labels)
+    assert b["zeros"] == pytest.approx(float((victims ** 2).mean()), rel=1e-5)
+    want = float(((aux.mean(0) - victims) ** 2).mean())
+    assert b["mean_aux"] == pytest.approx(want, rel=1e-5)
+    cm = np.stack([victims[labels == c].mean(0) for c in labels])
+    assert b["class_mean_oracle"] == pytest.approx(float(((cm - victims) ** 2).mean()), rel=1e-5)
+    with pytest.raises(DataError, match="no training images"):
+        metrics.baselines(victims, aux, train_images=train[:2], train_labels=np.zeros(2),
+                          victim_labels=labels)
+
+
+class _FixedModel:
+    """Evaluation classifier stub: logits stored per image index (first pixel encodes it)."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def predict(self, x, batch_size=None, verbose=0):
+        return self.logits[np.asarray(x[:, 0, 0, 0]).astype(int)]
+
+
+def test_attack_accuracy_top1_top5():
+    logits = np.array([[9, 1, 0, 0, 0, 0, 0],    # class 0 first
+                       [0, 1, 2, 3, 4, 5, 6],    # true 2: rank 5 -> top5 yes, top1 no
+                       [6, 5, 4, 3, 2, 1, 0],    # true 6: last -> no
+                       [0, 9, 0, 0, 0, 0, 0]], np.float32)
+    x = np.zeros((4, 4, 4, 1), np.float32)
+    x[:, 0, 0, 0] = np.arange(4)
+    acc = metrics.attack_accuracy(_FixedModel(logits), x, np.array([0, 2, 6, 1]))
+    assert acc == {"top1": 0.5, "top5": 0.75}
+
+
+def test_report_and_figure(tmp_path):
+    from tfminv.figures import image_grid
+
+    rows = [{"dataset": "mnist", "k": 1, "method": "truncation", "mse": 0.01234567},
+            {"dataset": "mnist", "k": 1, "method": "previous", "mse": 82.1, "note": "x"}]
+    j, md = report.write_results(rows, tmp_path, title="T", extra={"command": "run"})
+    assert json.loads(j.read_text()) == rows == report.read_rows(j)
+    text = md.read_text()
+    assert "| dataset | k | method | mse | note |" in text
+    assert "| mnist | 1 | truncation | 0.0123 |  |" in text and "| previous | 82.10 | x |" in text
+    assert json.loads((tmp_path / "run.json").read_text()) == {"command": "run"}
+    imgs = np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8, 1)
+    grid = image_grid([("truth", imgs), ("k=1", imgs[:2])], tmp_path / "g.png", scale=2,
+                      label_width=40)
+    import cv2
+
+    back = cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(back, grid)
+    assert grid.shape == (2 + 2 * 18, 40 + 2 + 3 * 18)
+    x0 = 40 + 2
+    assert back[2, x0] == 0 and back[2 + 15, x0 + 15] == round(255 * imgs[0, 7, 7, 0])
+    with pytest.raises(DataError, match="different image sizes"):
+        image_grid([("a", imgs), ("b", np.zeros((1, 4, 4)))], tmp_path / "bad.png")

@@ -1,0 +1,90 @@
+"""Train an inversion model G on an auxiliary set's predictions, then invert victims.
+
+Methods:
+- `truncation` (the paper's): G = Truncation(k) -> decoder, trained on auxiliary predictions
+  truncated exactly as victims' will be, and fed the victims' raw predictions at attack time.
+- `previous` (the earlier training-based inversion): the decoder is trained on the full
+  vector (the same log transform with k = m), then fed the victims' top-k vector.
+
+G never sees the target's graph or weights: its only inputs are prediction arrays that came
+out of an Oracle (see tfminv.attacks.predictions.query_cached).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError, DataError
+
+METHODS = ("truncation", "previous")
+
+
+def _check(preds, images, what):
+    preds = np.asarray(preds, dtype=np.float32)
+    images = np.asarray(images, dtype=np.float32)
+    if preds.ndim != 2 or images.ndim != 4 or len(preds) != len(images):
+        raise DataError(f"{what}: expected predictions [N, m] and images [N, H, W, 1] with the "
+                        f"same N, got {preds.shape} and {images.shape}")
+    if images.shape[1] != images.shape[2] or images.shape[1] not in (32, 64):
+        raise DataError(f"{what}: images must be 32x32 or 64x64, got {images.shape[1:3]}")
+    return preds, images
+
+
+def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, workdir,
+                   val=None, width: float = 1.0, reuse: bool = True):
+    """Train (or reuse) an inverter and return a Keras model: raw prediction [N, m] -> image.
+
+    The model's `run_dir` attribute names its training folder (run.json, TensorBoard logs).
+
+    workdir is a base folder; the run goes to a sub-folder named after the training k and a hash
+    of the settings and data, so identical requests reuse the trained model: 'previous' is
+    trained once for all k, and 'truncation' at k = m is that same full-vector model.
+    val = (predictions, images) for model selection.
+    """
+    from tfminv.attacks.predictions import content_hash
+    from tfminv.models import build_inverter, with_truncation
+    from tfminv.models.truncation import _check_k
+    from tfminv.training import digest, fit
+
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    preds, images = _check(aux_predictions, aux_images, "auxiliary set")
+    m, size = preds.shape[1], images.shape[1]
+    _check_k(k, m)
+    if val is not None:
+        val = _check(val[0], val[1], "validation set")
+    train_k = k if method == "truncation" else m
+    # the run depends only on the k it trains with: 'truncation' at k = m is 'previous'
+    meta = {"train_k": int(train_k), "width": float(width),
+            "aux": content_hash(preds)[:16] + content_hash(images)[:16],
+            "val": None if val is None else content_hash(val[0])[:16] + content_hash(val[1])[:16]}
+    name = "full" if train_k == m else f"truncation_k{k}"
+    run_dir = Path(workdir) / f"{name}-{digest({'cfg': config.key(), **meta})}"
+    model = fit(lambda: build_inverter(m, size, width, k=train_k, name=f"inverter_{name}"),
+                preds, images, config=config, workdir=run_dir, val=val, loss="mse",
+                reuse=reuse, meta=meta)
+    if train_k != k:
+        model = with_truncation(model.get_layer("decoder"), m, k, name=f"previous_inverter_k{k}")
+    model.run_dir = str(run_dir)  # where fit kept the logs, checkpoints and run.json
+    return model
+
+
+def invert(inverter, predictions, batch_size: int = 256) -> np.ndarray:
+    """Reconstructions [N, H, W, 1] from raw prediction vectors [N, m]."""
+    preds = np.asarray(predictions, dtype=np.float32)
+    return np.asarray(inverter.predict(preds, batch_size=batch_size, verbose=0), np.float32)
+
+
+def evaluate(inverter, victim_preds, victim_images, victim_labels=None, eval_model=None) -> tuple:
+    """(metrics dict, reconstructions): mse, psnr, ssim and, with an evaluation classifier,
+    attack_acc (top-1) and attack_acc_top5 of G(victim predictions) against the victims."""
+    from tfminv import metrics
+
+    recon = invert(inverter, victim_preds)
+    out = metrics.reconstruction_metrics(recon, victim_images)
+    if eval_model is not None and victim_labels is not None:
+        acc = metrics.attack_accuracy(eval_model, recon, victim_labels)
+        out["attack_acc"], out["attack_acc_top5"] = acc["top1"], acc["top5"]
+    return out, recon

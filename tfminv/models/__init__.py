@@ -1,0 +1,8 @@
+"""Target classifiers, inversion models and the truncation layer (Keras 3)."""
+
+from tfminv.models.classifier import build_classifier
+from tfminv.models.inverter import build_decoder, build_inverter, with_truncation
+from tfminv.models.truncation import Truncation, truncate_np
+
+__all__ = ["Truncation", "truncate_np", "build_classifier", "build_inverter", "build_decoder",
+           "with_truncation"]

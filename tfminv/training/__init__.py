@@ -1,0 +1,221 @@
+"""Keras training with the authors' defaults, resumable and reproducible.
+
+`fit` builds the model inside the chosen tf.distribute strategy and dtype policy, trains with a
+progress bar, TensorBoard logs, a CSV history, a checkpoint of the best model on the validation
+data (model selection) and `BackupAndRestore`, so a killed run continues from its last epoch.
+A finished run leaves `model.keras` in its workdir and is reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+from tfminv.errors import ConfigError
+from tfminv.io_utils import write_json
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimiser and run settings; defaults are the authors' (batch 128, Adam 2e-4, beta1 0.5,
+    beta2 0.999, amsgrad, 100 epochs, seed 1)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    amsgrad: bool = True
+    seed: int = 1
+    precision: str = "auto"
+    strategy: str = "default"
+    verbose: int = 1  # 1 = Keras progress bar
+
+    def __post_init__(self):
+        if int(self.epochs) < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if not float(self.learning_rate) > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
+
+    def key(self) -> dict:
+        """The settings that change the trained weights (for cache keys)."""
+        from tfminv.training.precision import resolve
+
+        d = dataclasses.asdict(self)
+        d.pop("verbose")
+        d["precision"] = resolve(self.precision)  # 'auto' keys by the policy it stands for
+        return d
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def optimizer(self):
+        import keras
+
+        return keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=self.beta_1,
+                                     beta_2=self.beta_2, amsgrad=self.amsgrad)
+
+
+def digest(obj, n: int = 12) -> str:
+    """Short stable hash of a JSON-able object (cache keys)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def _history_rows(path: Path) -> list[dict]:
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, workdir,
+        val=None, loss="mse", metrics=None, monitor: str = "val_loss", callbacks=(),
+        reuse: bool = True, meta: dict | None = None):
+    """Train `build_model()` on (x, y) and return it with the selected weights.
+
+    build_model: zero-argument function returning an uncompiled Keras model (called inside
+      the strategy scope and dtype policy, after seeding).
+    val: (x_val, y_val) for model selection: the weights with the lowest `monitor` are kept.
+      Without it the last epoch's weights are returned.
+    workdir: holds backup/ (resume), best.weights.h5, logs/ (TensorBoard), history.csv,
+      model.keras and run.json (when finished). With reuse=True a finished workdir is loaded.
+      A lock on the workdir makes a concurrent process with the same run wait, then reuse.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _workdir_lock(workdir):
+        return _fit_locked(build_model, x, y, config=config, workdir=workdir, val=val,
+                           loss=loss, metrics=metrics, monitor=monitor, callbacks=callbacks,
+                           reuse=reuse, meta=meta)
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: Path):
+    """Exclusive lock on a run folder: concurrent processes asking for the same run (same cache
+    key) wait for the first one and then reuse its model instead of writing the same files."""
+    import fcntl
+
+    with open(workdir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process training in {workdir} ...", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fit_locked(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, callbacks,
+                reuse, meta):
+    import keras
+
+    run_info = {"config": config.key(), "meta": meta or {}}
+    final = workdir / "model.keras"
+    run_json = workdir / "run.json"
+    if reuse and final.exists() and run_json.exists():
+        saved = json.loads(run_json.read_text())
+        if saved.get("config") != run_info["config"] or saved.get("meta") != run_info["meta"]:
+            raise ConfigError(f"{workdir} holds a run with different settings; remove it or "
+                              "use another --cache_dir")
+        return keras.models.load_model(final)
+
+    from tfminv.training.precision import policy_scope
+    from tfminv.training.strategy import get_strategy
+
+    keras.utils.set_random_seed(int(config.seed))
+    strategy = get_strategy(config.strategy)
+    with strategy.scope(), policy_scope(config.precision) as policy:
+        model = build_model()
+        model.compile(optimizer=config.optimizer(), loss=loss, metrics=metrics or [])
+
+    best_path = workdir / "best.weights.h5"
+    best_json = workdir / "best.json"
+    threshold = None
+    if best_json.exists() and best_path.exists():  # resumed run: keep the earlier best
+        threshold = json.loads(best_json.read_text()).get("value")
+    cbs = [keras.callbacks.BackupAndRestore(str(workdir / "backup"))]
+    if val is not None:
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor=monitor, mode="min", save_best_only=True,
+            save_weights_only=True, initial_value_threshold=threshold))
+        cbs.append(_BestRecorder(best_json, monitor, threshold))
+    cbs.append(keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True))
+    if _have_tensorboard():
+        cbs.append(keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0,
+                                               write_graph=False))
+    cbs += list(callbacks)
+    import time
+
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=int(config.batch_size), epochs=int(config.epochs),
+              validation_data=tuple(val) if val is not None else None, shuffle=True,
+              callbacks=cbs, verbose=config.verbose)
+    seconds = time.perf_counter() - t0
+    if val is not None and best_path.exists():
+        model.load_weights(str(best_path))
+    model.save(str(final))
+    history = _history_rows(workdir / "history.csv")
+    best = json.loads(best_json.read_text()) if best_json.exists() else None
+    write_json(run_json, {**run_info, "policy": policy, "epochs_run": len(history),
+                          "best": best, "train_seconds": round(seconds, 1)})
+    return model
+
+
+def _have_tensorboard() -> bool:
+    """TensorBoard logs need the tensorboard package (extra 'train'); without it, skip them."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        import warnings
+
+        warnings.warn("tensorboard is not installed (pip install tfminv[train]): "
+                      "no TensorBoard logs are written")
+        return False
+    return True
+
+
+class _BestRecorder:
+    """Record the best monitored value so a resumed run does not overwrite a better checkpoint."""
+
+    def __new__(cls, path, monitor, initial):
+        import keras
+
+        class Recorder(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best = initial
+
+            def on_epoch_end(self, epoch, logs=None):
+                value = (logs or {}).get(monitor)
+                if value is not None and (self.best is None or value < self.best):
+                    self.best = float(value)
+                    write_json(path, {"monitor": monitor, "value": self.best, "epoch": epoch + 1})
+
+        return Recorder()
+
+
+def load_run(workdir) -> dict:
+    """The run.json of a finished `fit` workdir (config, policy, epochs run, best value,
+    train_seconds of the session that finished it)."""
+    return json.loads((Path(workdir) / "run.json").read_text())
+
+
+__all__ = ["TrainConfig", "fit", "digest", "load_run"]

@@ -1,0 +1,119 @@
+"""Train the target classifier of an allocation once, and an independent evaluation classifier.
+
+Trained classifiers are cached under cache_dir()/classifiers/<allocation>-<role>-<hash>/,
+keyed by the allocation's target_train/target_test slices, the role, the width and the training
+config, so every experiment on the same target data reuses them (a lock makes concurrent
+processes wait for one training). The evaluation classifier (role 'eval', used
+only to score attacks) has a different seed and width from the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numpy as np
+
+from tfminv import paths
+from tfminv.errors import ConfigError
+from tfminv.io_utils import write_json
+
+ROLES = ("target", "eval")
+EVAL_SEED_OFFSET = 101
+EVAL_WIDTH_FACTOR = 0.5
+
+
+def _describe(allocation) -> dict:
+    """The parts of an allocation a classifier depends on (not its victims or auxiliary sets,
+    so experiments that differ only there share one trained target)."""
+    d = {"name": allocation.name, "image_size": allocation.image_size,
+         "num_classes": allocation.num_classes}
+    for split in ("target_train", "target_test"):
+        ref = getattr(allocation, split)
+        d[split] = dataclasses.asdict(ref) if dataclasses.is_dataclass(ref) else repr(ref)
+    return json.loads(json.dumps(d, default=str))
+
+
+def classifier_settings(allocation, role: str, width: float, config) -> tuple[float, object]:
+    """(width, config) actually used for `role`: 'eval' changes the seed and halves the width."""
+    if role not in ROLES:
+        raise ConfigError(f"classifier role must be one of {ROLES}, got {role!r}")
+    if role == "eval":
+        return width * EVAL_WIDTH_FACTOR, config.replace(seed=config.seed + EVAL_SEED_OFFSET)
+    return width, config
+
+
+def classifier_key(allocation, role: str = "target", width: float = 1.0, config=None,
+                   val_fraction: float = 0.1) -> str:
+    """Cache key of a classifier: its training data, role, width and training config."""
+    from tfminv.training import TrainConfig, digest
+
+    width, config = classifier_settings(allocation, role, width, config or TrainConfig())
+    return digest({"allocation": _describe(allocation), "role": role, "width": width,
+                   "config": config.key(), "val_fraction": val_fraction})
+
+
+def get_or_train_classifier(allocation, *, role: str = "target", width: float = 1.0,
+                            config=None, cache_dir=None, data_dir=None, records_dir=None,
+                            train_set=None, test_set=None, val_fraction: float = 0.1):
+    """Return (model, info) for the allocation's classifier, training it only when not cached.
+
+    The model outputs logits. info: dict with path, key, role, width, test_accuracy,
+    val_accuracy, epochs and `identity` (a stable string for prediction caches). train_set /
+    test_set may be passed when already materialised (else they are loaded here).
+    """
+    import keras
+
+    from tfminv.models import build_classifier
+    from tfminv.training import TrainConfig, fit
+
+    config = config or TrainConfig()
+    key = classifier_key(allocation, role, width, config, val_fraction)
+    width, config = classifier_settings(allocation, role, width, config)
+    folder = paths.cache_dir(cache_dir) / "classifiers" / f"{allocation.name}-{role}-{key}"
+    info_path = folder / "info.json"
+    if info_path.exists() and (folder / "train" / "model.keras").exists():
+        info = json.loads(info_path.read_text())
+        return keras.models.load_model(folder / "train" / "model.keras"), info
+
+    if train_set is None or test_set is None:
+        from tfminv.data import allocations
+
+        if train_set is None:
+            train_set = allocations.materialize(allocation.target_train, data_dir=data_dir,
+                                                records_dir=records_dir)
+        if test_set is None:
+            test_set = allocations.materialize(allocation.target_test, data_dir=data_dir,
+                                               records_dir=records_dir)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(train_set))
+    n_val = max(1, int(round(len(order) * val_fraction)))
+    val_idx, tr_idx = order[:n_val], order[n_val:]
+    x, y = train_set.images[tr_idx], train_set.labels[tr_idx]
+    xv, yv = train_set.images[val_idx], train_set.labels[val_idx]
+    num_classes = int(allocation.num_classes)
+    size = int(allocation.image_size)
+    model = fit(lambda: build_classifier(num_classes, size, width, name=f"{role}_classifier"),
+                x, y, config=config, workdir=folder / "train", val=(xv, yv),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"], monitor="val_loss",
+                meta={"allocation": allocation.name, "role": role, "width": width})
+    logits = model.predict(test_set.images, batch_size=256, verbose=0)
+    test_acc = float((np.argmax(logits, axis=1) == test_set.labels).mean())
+    vlogits = model.predict(xv, batch_size=256, verbose=0)
+    info = {"path": str(folder / "train" / "model.keras"), "key": key, "role": role,
+            "allocation": allocation.name, "width": width, "seed": config.seed,
+            "epochs": config.epochs, "train_size": int(len(tr_idx)),
+            "test_size": int(len(test_set)),
+            "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
+            "test_accuracy": test_acc,
+            "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}"}
+    write_json(info_path, info)
+    return model, info
+
+
+def target_oracle(model, info, **kwargs):
+    """A KerasOracle (softmax probabilities) over a classifier from get_or_train_classifier."""
+    from tfminv.oracles import KerasOracle
+
+    return KerasOracle(model, softmax=True, identity=info["identity"],
+                       name=f"{info['allocation']}-{info['role']}", **kwargs)
