@@ -192,6 +192,7 @@ def main(fn):
     """Run `fn(argv)` under absl; a TfminvError prints one line and exits with code 2."""
 
     def wrapped(argv):
+        _warn_cpu_budget()
         try:
             return fn(argv)
         except TfminvError as e:
@@ -199,6 +200,18 @@ def main(fn):
             sys.exit(2)
 
     app.run(wrapped)
+
+
+def _warn_cpu_budget():
+    """The authors' settings are GPU-sized: say so up front instead of silently running for a day."""
+    if FLAGS.width < 1.0 or FLAGS.epochs < 50:
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        print("note: no GPU found; the authors' settings (--width=1.0, --epochs>=50) take many "
+              "hours on a CPU. For a CPU budget add e.g. --width=0.25 --epochs=10 --clf_epochs=20",
+              file=sys.stderr)
 
 
 def paths_cache():
