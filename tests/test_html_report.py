@@ -1,0 +1,86 @@
+"""Self-contained HTML / markdown reports and the OpenCV scatter plots they embed."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from tfminv.errors import ConfigError
+from tfminv.html_report import Report, external_references, png_data_uri
+from tfminv.plots import Panel, scatter_panels
+
+
+def _png(path, value=128, size=(20, 30)):
+    img = np.full(size + (3,), value, np.uint8)
+    img[:5, :5] = (0, 0, 255)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def test_html_embeds_figures_and_escapes_text(tmp_path):
+    fig = _png(tmp_path / "fig.png")
+    rep = (Report("Audit <model>", subtitle="target `keras:m.keras`")
+           .heading("Results").paragraph("a < b & `code`")
+           .table(["policy", "mse", "n"], [["topk:3|round:2", 0.0123456, 3], ["label", None, 4]],
+                  caption="per policy", formats=[None, ".3f", None])
+           .figure(fig, caption="a figure").note("careful").bullets(["one", "two"]).code("x = 1"))
+    html_text = rep.to_html()
+    assert external_references(html_text) == []
+    assert "&lt;model&gt;" in html_text and "a &lt; b &amp; <code>code</code>" in html_text
+    assert "<td>0.012</td>" in html_text and "<td>-</td>" in html_text
+    uri = re.search(r'src="(data:image/png;base64,[^"]+)"', html_text).group(1)
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8),
+                           cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, cv2.imread(str(fig)))
+    out = tmp_path / "out"
+    rep.write(out / "report.html", out / "report.md")
+    assert (out / "report.html").read_text() == html_text
+    md = (out / "report.md").read_text()
+    assert "| topk:3\\|round:2 | 0.012 | 3 |" in md
+    assert "![a figure](../fig.png)" in md
+    assert not list(out.glob(".*tmp*"))  # atomic writes leave nothing behind
+
+
+def test_external_references_are_detected():
+    page = ('<img src="http://x/y.png"><a href="#top">t</a><link href="s.css">'
+            '<img src="data:image/png;base64,AAAA"><div style="background:url(z.png)">')
+    assert external_references(page) == ["http://x/y.png", "s.css", "z.png"]
+
+
+def test_bad_inputs_raise_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="2 cells, expected 3"):
+        Report("t").table(["a", "b", "c"], [[1, 2]])
+    (tmp_path / "fake.png").write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match="fake.png: not a PNG"):
+        png_data_uri(tmp_path / "fake.png")
+    with pytest.raises(ConfigError, match="missing.png: cannot read"):
+        Report("t").figure(tmp_path / "missing.png").to_html()
+    with pytest.raises(ConfigError, match="same length"):
+        scatter_panels([Panel([0.1], [0.2, 0.3], ["a"], "x", "y")])
+    with pytest.raises(ConfigError, match="no panels"):
+        scatter_panels([])
+
+
+def test_scatter_panels_draws_points_in_the_right_places(tmp_path):
+    labels = ["identity", "topk:1", "label"]
+    panels = [Panel([0.9, 0.5, 0.1], [0.8, 0.4, 0.2], labels, "utility", "attack accuracy",
+                    title="A", x_range=(0, 1), y_range=(0, 1), hlines=[(0.5, "chance")]),
+              Panel([0.9, 0.5, 0.1], [0.01, 0.02, 0.03], labels, "utility", "MSE", title="B")]
+    path = tmp_path / "plot.png"
+    rgb = scatter_panels(panels, path, panel_size=(400, 300))
+    assert rgb.shape == (300, 800, 3) and rgb.dtype == np.uint8
+    on_disk = cv2.imread(str(path))[:, :, ::-1]
+    np.testing.assert_array_equal(on_disk, rgb)
+    # panel A: plot area is x in [70, 380], y in [36, 250] (margins of the panel layout)
+    def at(xv, yv):
+        return rgb[int(round(36 + 214 - yv * 214)), int(round(70 + xv * 310))]
+    for (xv, yv) in [(0.9, 0.8), (0.5, 0.4), (0.1, 0.2)]:
+        assert at(xv, yv).min() < 240, "no point drawn where one belongs"
+    assert (at(0.7, 0.9) == 255).all()  # empty plot area stays white
+    # the same label keeps the same colour in both panels: sample the centre pixel colours
+    left_colours = {tuple(at(x, y)) for x, y in [(0.9, 0.8), (0.5, 0.4), (0.1, 0.2)]}
+    assert len(left_colours) == 3
