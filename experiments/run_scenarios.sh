@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Regenerate every scenario table under experiments/ (CPU budgets; see REPRODUCTION.md).
+# Usage: TFMINV_DATA_DIR=../shared/data bash experiments/run_scenarios.sh [scenario ...]
+# Trained classifiers, predictions and inverters are cached in $TFMINV_CACHE_DIR (runs/cache).
+set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+MNIST="--dataset=mnist --width=0.25 --clf_epochs=3 --epochs=20 --max_train=10000 --max_aux=5000 --max_victims=500 --verbose=2"
+FACES="--dataset=facescrub --width=0.25 --clf_epochs=15 --epochs=8 --max_aux=2500 --verbose=2"
+want() { [[ " ${SELECTED} " == *" $1 "* ]]; }
+SELECTED="$*"
+run() { echo "+ python -m tfminv.experiments.$*"; python -m tfminv.experiments."$@"; }
+if [ -z "$SELECTED" ] || want mnist; then
+  run auxiliary $MNIST --out_dir=experiments/auxiliary_mnist
+  run class_inference $MNIST --out_dir=experiments/class_inference_mnist
+  run joint $MNIST --out_dir=experiments/joint_mnist
+fi
+if [ -z "$SELECTED" ] || want facescrub; then
+  run auxiliary $FACES --out_dir=experiments/auxiliary_facescrub
+  run alignment $FACES --out_dir=experiments/alignment_facescrub
+  run class_inference $FACES --out_dir=experiments/class_inference_facescrub
+  run joint $FACES --out_dir=experiments/joint_facescrub
+fi
+if [ -z "$SELECTED" ] || want api; then
+  run api --width=0.25 --epochs=8 --clf_epochs=15 --api_epochs=20 --max_api_train=4000 \
+      --max_aux=2500 --verbose=2 --out_dir=experiments/api_celeba
+  # the same with a less trained API (its answers leak more; see REPRODUCTION.md)
+  run api --width=0.25 --epochs=8 --clf_epochs=15 --api_epochs=6 --max_api_train=4000 \
+      --max_aux=2500 --verbose=2 --out_dir=experiments/api_celeba_api6
+fi
+# experiments/truncation_* come from tfminv.experiments.truncation (commands in REPRODUCTION.md)
+python -m tfminv.experiments.reproduction --experiments_dir=experiments

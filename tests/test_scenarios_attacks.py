@@ -1,0 +1,147 @@
+"""Fredrikson optimisation attack, class inference helpers, joint model, frontal-face selection."""
+
+import numpy as np
+import pytest
+
+from tfminv.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(data_dir):
+    """A digits 0-4 classifier trained for two epochs on 1,000 real MNIST images."""
+    import keras
+
+    from tfminv.data import load_split
+    from tfminv.models import build_classifier
+
+    ds = load_split("mnist", "test", image_size=32, data_dir=data_dir)
+    keep = np.flatnonzero(ds.labels < 5)[:1000]
+    keras.utils.set_random_seed(3)
+    model = build_classifier(5, 32, width=0.0625)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ds.images[keep], ds.labels[keep], epochs=2, batch_size=64, verbose=0)
+    return model
+
+
+def test_fredrikson_raises_each_class_confidence(tiny_classifier):
+    from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
+
+    classes = [0, 1, 2, 3, 4]
+    cfg = FredriksonConfig(steps=60, learning_rate=0.5, patience=20, process="denoise+sharpen",
+                           objective="logprob")
+    res = invert_classes(tiny_classifier, classes, (32, 32, 1), cfg)
+    assert res.images.shape == (5, 32, 32, 1)
+    assert res.images.min() >= 0 and res.images.max() <= 1
+    blank = np.zeros((5, 32, 32, 1), np.float32)
+    logits = tiny_classifier.predict(blank, verbose=0)
+    p0 = np.exp(logits - logits.max(1, keepdims=True))
+    p0 = (p0 / p0.sum(1, keepdims=True))[np.arange(5), classes]
+    assert np.all(res.raw_confidence > p0 + 1e-3), (res.raw_confidence, p0)
+    # before post-processing each image is most confidently its own class
+    pred = tiny_classifier.predict(res.raw_images, verbose=0).argmax(1)
+    assert (pred == np.asarray(classes)).mean() >= 0.8
+    assert res.raw_images.std() > 0 and not np.allclose(res.images, res.raw_images)
+    assert np.all(res.steps >= 1) and np.all(res.steps <= 60)
+    assert res.seconds_per_class == pytest.approx(res.seconds_total / 5)
+
+
+def test_fredrikson_stops_at_threshold_and_checks_inputs(tiny_classifier):
+    from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
+
+    res = invert_classes(tiny_classifier, [1, 2], (32, 32, 1),
+                         FredriksonConfig(steps=50, threshold=1.0))
+    assert np.all(res.steps == 1)
+    with pytest.raises(ConfigError, match="classes"):
+        invert_classes(tiny_classifier, [7], (32, 32, 1), FredriksonConfig(steps=2))
+    with pytest.raises(ConfigError, match="process"):
+        FredriksonConfig(process="median")
+
+
+def test_fredrikson_process_filters():
+    import tensorflow as tf
+
+    from tfminv.attacks.fredrikson import FredriksonConfig, make_process
+
+    flat = tf.fill((1, 16, 16, 1), 0.4)
+    for proc in ("denoise", "sharpen", "denoise+sharpen"):
+        out = make_process(FredriksonConfig(process=proc))(flat).numpy()
+        np.testing.assert_allclose(out, 0.4, atol=1e-6)
+    noisy = np.random.default_rng(0).random((1, 16, 16, 1)).astype(np.float32)
+    den = make_process(FredriksonConfig(process="denoise"))(tf.constant(noisy)).numpy()
+    sharp = make_process(FredriksonConfig(process="sharpen"))(tf.constant(den)).numpy()
+    assert den.std() < noisy.std() and sharp.std() > den.std()
+
+
+def test_class_vectors_and_one_forward_pass_per_class():
+    from tfminv.attacks.class_inference import class_vectors, infer_classes
+    from tfminv.models import build_inverter, truncate_np
+
+    v = class_vectors(4, [2, 0], confidence=0.7)
+    np.testing.assert_allclose(v.sum(1), 1, atol=1e-6)
+    assert v[0].argmax() == 2 and v[1].argmax() == 0
+    t = truncate_np(class_vectors(4, [3]), 1)
+    np.testing.assert_allclose(t, [[0, 0, 0, 50]])
+    inv = build_inverter(4, 32, width=0.0625, k=1)
+    imgs, secs = infer_classes(inv, 4, [0, 1, 2, 3])
+    assert imgs.shape == (4, 32, 32, 1) and secs > 0
+    assert not np.allclose(imgs[0], imgs[1])
+    with pytest.raises(ConfigError):
+        class_vectors(4, [4])
+
+
+def test_joint_model_trains_and_attack_inverter_matches_training_path(data_dir):
+    import keras
+
+    from tfminv.data import load_split
+    from tfminv.models import truncate_np
+    from tfminv.models.joint import (RescaledTruncation, build_joint_model, inverter_of,
+                                     joint_losses, joint_targets)
+
+    p = np.random.default_rng(1).dirichlet(np.ones(6), size=8).astype(np.float32)
+    layer = RescaledTruncation(3, from_logits=False)
+    np.testing.assert_allclose(layer(p).numpy(), truncate_np(p, 3), rtol=1e-5, atol=1e-4)
+
+    ds = load_split("mnist", "test", image_size=32, data_dir=data_dir)
+    keep = np.flatnonzero(ds.labels < 5)[:256]
+    x, y = ds.images[keep], ds.labels[keep]
+    keras.utils.set_random_seed(1)
+    joint = build_joint_model(5, 32, k=2, width=0.0625)
+    joint.compile(optimizer=keras.optimizers.Adam(1e-3), loss=joint_losses(10.0))
+    hist = joint.fit(x, joint_targets(x, y), epochs=2, batch_size=64, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    out = joint.predict(x[:16], verbose=0)
+    assert out["logits"].shape == (16, 5) and out["recon"].shape == (16, 32, 32, 1)
+    # the attack-time inverter (released probabilities) reproduces the training-time path
+    logits = out["logits"].astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    inv = inverter_of(joint)
+    np.testing.assert_allclose(inv.predict(probs.astype(np.float32), verbose=0), out["recon"],
+                               atol=2e-3)
+    assert float(inv.get_layer("rescaled_truncation").b.numpy()) == pytest.approx(
+        float(joint.get_layer("rescaled_truncation").b.numpy()))
+    with pytest.raises(ConfigError):
+        build_joint_model(5, 32, k=6, width=0.0625)
+
+
+def test_frontal_selection_on_real_faces(data_dir):
+    from tfminv.attacks.alignment import (FRONTAL, DetectorConfig, face_orientation,
+                                          orientation_counts, select_frontal)
+    from tfminv.data import load_split
+
+    faces = load_split("facescrub", "all", image_size=64, data_dir=data_dir).subset(np.arange(60))
+    labels = face_orientation(faces.images)
+    counts = orientation_counts(labels)
+    assert sum(counts.values()) == 60
+    assert counts[FRONTAL] >= 30  # FaceScrub crops are mostly frontal
+    # digits are not faces
+    digits = load_split("mnist", "test", image_size=32, data_dir=data_dir)
+    dl = face_orientation(digits.images[:40], DetectorConfig(upsample=2))
+    assert (dl == FRONTAL).sum() <= 2
+    sub, c2 = select_frontal(faces)
+    assert len(sub) == counts[FRONTAL] and c2 == counts
+    stricter = orientation_counts(face_orientation(faces.images, DetectorConfig(min_neighbors=20)))
+    assert stricter[FRONTAL] <= counts[FRONTAL]
+    with pytest.raises(ConfigError, match="upsample"):
+        DetectorConfig(upsample=0)

@@ -1,0 +1,89 @@
+"""Training-class inference: one representative image per class of the target.
+
+A training-based inverter G (trained on auxiliary predictions, black-box) is fed a one-hot-like
+prediction vector for class c: probability `confidence` on c and the rest spread evenly, which
+the inverter's own input transform (e.g. `Truncation(k)`, k = 1 by default as in the paper:
+only the top confidence is kept) turns into the form it was trained on. One forward pass per
+class; compared with Fredrikson et al.'s optimisation (tfminv.attacks.fredrikson), which needs
+the target's gradients. Scored by an independent evaluation classifier.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tfminv.errors import ConfigError, DataError
+
+
+def class_vectors(num_classes: int, classes, confidence: float = 1.0) -> np.ndarray:
+    """Probability vectors [len(classes), m]: `confidence` on the class, the rest spread evenly."""
+    m = int(num_classes)
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if m < 2:
+        raise ConfigError(f"class inference needs at least 2 classes, got {m}")
+    if classes.size == 0 or classes.min() < 0 or classes.max() >= m:
+        raise ConfigError(f"classes must be in [0, {m}), got {classes.tolist()}")
+    if not 0.0 < float(confidence) <= 1.0:
+        raise ConfigError(f"class-vector confidence must be in (0, 1], got {confidence}")
+    rest = (1.0 - float(confidence)) / (m - 1)
+    out = np.full((len(classes), m), rest, np.float32)
+    out[np.arange(len(classes)), classes] = float(confidence)
+    return out
+
+
+def infer_classes(inverter, num_classes: int, classes, confidence: float = 1.0,
+                  repeats: int = 3):
+    """Representative images [C, H, W, 1] from an inverter (raw prediction -> image).
+
+    Returns (images, seconds_per_class): the best of `repeats` timed forward passes over the
+    batch of C class vectors, divided by C (the first, untimed call builds the graph).
+    """
+    vecs = class_vectors(num_classes, classes, confidence)
+    images = np.asarray(inverter(vecs, training=False), np.float32)
+    best = np.inf
+    for _ in range(max(1, int(repeats))):
+        start = time.perf_counter()
+        np.asarray(inverter(vecs, training=False))
+        best = min(best, time.perf_counter() - start)
+    return images, float(best / len(vecs))
+
+
+def class_means(images, labels, classes) -> np.ndarray:
+    """Mean image of each class in `classes` [C, H, W, 1] (what a representative resembles)."""
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels)
+    out = []
+    for c in np.asarray(classes).reshape(-1):
+        sel = images[labels == c]
+        if len(sel) == 0:
+            raise DataError(f"class {int(c)} has no images to average")
+        out.append(sel.mean(axis=0))
+    return np.stack(out)
+
+
+def score_class_images(images, classes, *, eval_model, target_model=None, means=None) -> dict:
+    """How recognisable the representatives are.
+
+    attack_top1/top5: the evaluation classifier's accuracy on them; target_confidence: the
+    target's mean softmax probability of the intended class (what the optimisation maximises);
+    mse_to_class_mean: per-pixel MSE to the class's mean training image.
+    """
+    from tfminv import metrics
+
+    classes = np.asarray(classes, np.int64).reshape(-1)
+    images = np.asarray(images, np.float32)
+    if len(images) != len(classes):
+        raise DataError(f"{len(images)} class images but {len(classes)} classes")
+    acc = metrics.attack_accuracy(eval_model, images, classes)
+    out = {"attack_top1": acc["top1"], "attack_top5": acc["top5"]}
+    if target_model is not None:
+        logits = np.asarray(target_model.predict(images, verbose=0), np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        out["target_confidence"] = float(p[np.arange(len(classes)), classes].mean())
+    if means is not None:
+        out["mse_to_class_mean"] = metrics.mse(images, means)
+    return out

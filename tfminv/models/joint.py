@@ -1,0 +1,181 @@
+"""Joint classifier + inverter for the malicious-developer scenario.
+
+The developer trains F and G together on the training data with
+    loss = CE(y, F(x)) + lambda * MSE(G(trunc_k(rescale(F(x)))), x).
+"Rescale": the paper notes that feeding G the softmax output is not optimal, because softmax
+squashes the output-layer activations, and replaces the prediction by its logits. A released
+top-k probability vector only determines the logits up to a per-row constant, so we use the
+log-probabilities plus a trainable scalar b, rescale(z) = log_softmax(z) + b: the logits
+shifted so that the largest is near b. b starts at the authors' truncation constant c = 50 and
+is learnt with G. Truncation then follows the authors' formula (top-k, floor, shift so the
+smallest kept entry is not negative, zeros elsewhere), so at attack time G takes the released
+truncated probabilities p through log(p) + b, which equals the training-time input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfminv.errors import ConfigError
+from tfminv.models.classifier import build_classifier
+from tfminv.models.inverter import build_decoder
+from tfminv.models.truncation import _check_k
+
+LOGITS, RECON = "logits", "recon"
+
+
+@keras.saving.register_keras_serializable(package="tfminv")
+class RescaledTruncation(keras.layers.Layer):
+    """log-probabilities + trainable scalar b, then the authors' top-k truncation.
+
+    from_logits=True: input is logits (training, via log_softmax); False: input is released
+    probabilities (attack time, via log with a floor). Output [N, m]: zeros except the top-k.
+    """
+
+    def __init__(self, k: int, from_logits: bool = True, c: float = 50.0,
+                 log_floor: float = -1000.0, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        _check_k(k)
+        self.k = int(k)
+        self.from_logits = bool(from_logits)
+        self.c = float(c)
+        self.log_floor = float(log_floor)
+
+    def build(self, input_shape):
+        m = input_shape[-1]
+        if m is not None:
+            _check_k(self.k, int(m))
+        self.b = self.add_weight(name="b", shape=(), trainable=True,
+                                 initializer=keras.initializers.Constant(self.c))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = tf.cast(inputs, tf.float32)
+        if self.from_logits:
+            logp = tf.nn.log_softmax(x, axis=-1)
+        else:
+            logp = tf.math.log(tf.maximum(x, 1e-30))
+        logp = tf.maximum(logp, self.log_floor)
+        m = tf.shape(logp)[-1]
+        top, idx = tf.math.top_k(logp, k=self.k, sorted=True)
+        v = top + self.b
+        v = v + tf.nn.relu(-tf.reduce_min(v, axis=-1, keepdims=True))
+        return tf.reduce_sum(tf.one_hot(idx, m, dtype=v.dtype) * v[..., None], axis=-2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"k": self.k, "from_logits": self.from_logits, "c": self.c,
+                       "log_floor": self.log_floor})
+        config.pop("dtype", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfminv")
+class WeightedMSE(keras.losses.Loss):
+    """lambda * per-pixel MSE (the reconstruction term of the joint loss)."""
+
+    def __init__(self, weight: float = 1.0, name: str = "weighted_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight = float(weight)
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, y_pred.dtype)
+        err = tf.square(y_true - y_pred)
+        return self.weight * tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+def build_joint_model(num_classes: int, image_size: int, k: int | None = None,
+                      width: float = 1.0, name: str = "joint") -> keras.Model:
+    """Image -> {'logits': F(x), 'recon': G(trunc_k(rescale(F(x))))}; k=None keeps all m entries."""
+    m = int(num_classes)
+    k = m if k is None else k
+    _check_k(k, m)
+    classifier = build_classifier(m, image_size, width, name="classifier")
+    decoder = build_decoder(m, image_size, width, name="decoder")
+    image = keras.Input((image_size, image_size, 1), name="image")
+    logits = classifier(image)
+    vec = RescaledTruncation(k, from_logits=True, name="rescaled_truncation")(logits)
+    recon = decoder(vec)
+    logits = keras.layers.Identity(name=LOGITS)(logits)
+    recon = keras.layers.Identity(name=RECON)(recon)
+    return keras.Model(image, {LOGITS: logits, RECON: recon}, name=name)
+
+
+def joint_losses(weight: float) -> dict:
+    """Loss dict for `fit`: cross-entropy on the logits + weight * MSE on the reconstruction."""
+    if not float(weight) >= 0:
+        raise ConfigError(f"joint reconstruction weight (lambda) must be >= 0, got {weight}")
+    return {LOGITS: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            RECON: WeightedMSE(weight)}
+
+
+def joint_targets(images, labels) -> dict:
+    """Targets dict matching the joint model's outputs."""
+    return {LOGITS: labels, RECON: images}
+
+
+def classifier_of(joint: keras.Model) -> keras.Model:
+    """The classifier part (image -> logits); the developer releases softmax of it."""
+    return joint.get_layer("classifier")
+
+
+def inverter_of(joint: keras.Model, k: int | None = None) -> keras.Model:
+    """Attack-time inverter: released probabilities [N, m] -> image, sharing G's weights and b.
+
+    k defaults to the k the joint model was trained with.
+    """
+    trained = joint.get_layer("rescaled_truncation")
+    k = trained.k if k is None else k
+    decoder = joint.get_layer("decoder")
+    m = int(decoder.input_shape[-1])
+    _check_k(k, m)
+    probs = keras.Input((m,), name="prediction")
+    layer = RescaledTruncation(k, from_logits=False, c=trained.c, log_floor=trained.log_floor,
+                               name="rescaled_truncation")
+    vec = layer(probs)
+    layer.b.assign(trained.b)
+    return keras.Model(probs, decoder(vec), name=f"joint_inverter_k{k}")
+
+
+def train_joint(images, labels, *, num_classes: int, k: int | None, weight: float, config,
+                workdir, width: float = 1.0, val_fraction: float = 0.1, reuse: bool = True):
+    """Train (or reuse) the joint model on the developer's training data with tfminv's `fit`.
+
+    A seeded `val_fraction` of the rows is held out for model selection (lowest joint loss).
+    The run goes to a sub-folder of workdir named after a hash of the settings and the data.
+    """
+    import numpy as np
+
+    from tfminv.attacks.predictions import content_hash
+    from tfminv.training import digest, fit
+
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.int64)
+    if images.ndim != 4 or len(images) != len(labels) or len(images) < 2:
+        raise ConfigError(f"joint training: expected images [N, H, W, 1] and N labels (N >= 2), "
+                          f"got {images.shape} and {labels.shape}")
+    m = int(num_classes)
+    k = m if k is None else int(k)
+    _check_k(k, m)
+    order = np.random.default_rng(config.seed).permutation(len(images))
+    n_val = max(1, int(round(len(images) * val_fraction)))
+    va, tr = order[:n_val], order[n_val:]
+    size = int(images.shape[1])
+    meta = {"k": k, "weight": float(weight), "width": float(width), "m": m,
+            "data": content_hash(images)[:16], "val_fraction": float(val_fraction)}
+    run_dir = Path(workdir) / f"joint_k{k}-{digest({'cfg': config.key(), **meta})}"
+    return fit(lambda: build_joint_model(m, size, k=k, width=width), images[tr],
+               joint_targets(images[tr], labels[tr]), config=config, workdir=run_dir,
+               val=(images[va], joint_targets(images[va], labels[va])),
+               loss=joint_losses(weight), metrics={LOGITS: ["accuracy"]}, reuse=reuse,
+               meta=meta)
