@@ -265,7 +265,7 @@ def write_audit_report(result: AuditResult, out_dir, *, title: str = "Leakage au
     settings = {**result.settings, **(extra or {}), "references": refs}
     if command:
         settings["command"] = command
-    notes = [f"References: " + ", ".join(f"{k} = {v:.4f}" for k, v in refs.items()),
+    notes = ["References: " + ", ".join(f"{k} = {v:.4f}" for k, v in refs.items()),
              "See report.html (self-contained) or report.md for figures and findings."]
     json_path, md_path = write_results(rows, out_dir, columns=list(COLUMNS), title=title,
                                        notes=notes, extra=settings)
@@ -333,7 +333,7 @@ def write_audit_report(result: AuditResult, out_dir, *, title: str = "Leakage au
     rep.heading("Leakage vs utility")
     rep.figure(plot_path, caption="One point per policy. Dashed lines: references.")
     rep.heading("Reconstructions")
-    rep.figure(grid_path, caption=f"Top row: victims (one per class first). Each further row: "
+    rep.figure(grid_path, caption="Top row: victims (one per class first). Each further row: "
                                   "the aligned attacker's reconstructions under one policy.")
     rep.heading("Settings")
     rep.code("\n".join(f"{k}: {v}" for k, v in settings.items() if k != "references"))

@@ -293,17 +293,11 @@ def _define_flags():
 
 
 def run():
-    from absl import app
+    from tfminv import cli
 
     _define_flags()
 
-    def _main(argv):
-        try:
-            main(argv)
-        except TfminvError as e:
-            raise SystemExit(f"error: {e}") from None
-
-    app.run(_main)
+    cli.run(main)
 
 
 if __name__ == "__main__":

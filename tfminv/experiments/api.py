@@ -84,8 +84,8 @@ def run(argv):
                             ((api_idx, "api_train"), (aux_idx, "aux"), (held_idx, "heldout")))
     fs_alloc = allocations.get("facescrub")
     fs_alloc = dataclasses.replace(
-        fs_alloc, target_train=common._limited(fs_alloc.target_train, FLAGS.max_train),
-        victims=common._limited(fs_alloc.victims, FLAGS.max_victims))
+        fs_alloc, target_train=common.limited(fs_alloc.target_train, FLAGS.max_train),
+        victims=common.limited(fs_alloc.victims, FLAGS.max_victims))
     fs_victims = allocations.materialize(fs_alloc.victims, **kw)
     known = np.isin(held.labels, aux.labels) & (held.labels >= 0)
     groups = [("facescrub", fs_victims), ("celeba_heldout", held)]

@@ -14,9 +14,9 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from tfminv.errors import ConfigError, TfminvError
+from tfminv.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -78,7 +78,8 @@ def train_config(epochs: int | None = None):
                        strategy=FLAGS.strategy, verbose=FLAGS.verbose)
 
 
-def _limited(ref, n):
+def limited(ref, n):
+    """`ref` capped at n images (0 or None: unchanged); budget flags use it."""
     if n and n > 0:
         return dataclasses.replace(ref, limit=int(n) if ref.limit is None else min(ref.limit, n))
     return ref
@@ -112,8 +113,8 @@ def prepare(dataset: str, aux_name: str | None = None) -> Setup:
     t0 = time.perf_counter()
     seconds = {}
     alloc = allocations.get(dataset)
-    alloc = dataclasses.replace(alloc, target_train=_limited(alloc.target_train, FLAGS.max_train),
-                                victims=_limited(alloc.victims, FLAGS.max_victims))
+    alloc = dataclasses.replace(alloc, target_train=limited(alloc.target_train, FLAGS.max_train),
+                                victims=limited(alloc.victims, FLAGS.max_victims))
     aux_name = aux_name or FLAGS.aux or alloc.default_aux
     if aux_name not in alloc.aux:
         raise ConfigError(f"--aux={aux_name!r}: allocation {alloc.name!r} has auxiliary sets "
@@ -122,7 +123,7 @@ def prepare(dataset: str, aux_name: str | None = None) -> Setup:
     train_set = allocations.materialize(alloc.target_train, **kw)
     test_set = allocations.materialize(alloc.target_test, **kw)
     victims = allocations.materialize(alloc.victims, **kw)
-    aux_set = allocations.materialize(_limited(alloc.aux[aux_name], FLAGS.max_aux), **kw)
+    aux_set = allocations.materialize(limited(alloc.aux[aux_name], FLAGS.max_aux), **kw)
     seconds["data"] = time.perf_counter() - t0
 
     clf_cfg = train_config(FLAGS.clf_epochs or FLAGS.epochs)
@@ -190,16 +191,9 @@ def out_dir(default_name: str):
 
 def main(fn):
     """Run `fn(argv)` under absl; a TfminvError prints one line and exits with code 2."""
+    from tfminv import cli
 
-    def wrapped(argv):
-        _warn_cpu_budget()
-        try:
-            return fn(argv)
-        except TfminvError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    app.run(wrapped)
+    cli.run(fn, before=_warn_cpu_budget)
 
 
 def _warn_cpu_budget():

@@ -27,7 +27,7 @@ def command(module: str, argv=None) -> str:
 
 def inverter_workdir(setup):
     """Where inverters against this target are cached (shared with the truncation binary)."""
-    return common.paths_cache() / "inverters" / setup.target_info["identity"].replace(":", "_")
+    return common.inverter_workdir(setup)
 
 
 def holdout(n: int, fraction: float | None = None, seed: int | None = None):

@@ -140,7 +140,7 @@ def main(argv):
 
 
 def run():
-    from absl import app, flags
+    from absl import flags
 
     flags.DEFINE_string("server", None, "Served inverter: rest:URL or grpc:HOST:PORT/NAME.")
     flags.DEFINE_string("predictions", None, "Prediction vectors [n, m] (.npy/.npz/.json).")
@@ -152,15 +152,9 @@ def run():
     flags.DEFINE_integer("retries", 3, "Retries of a failed request (with backoff).")
     flags.mark_flags_as_required(["server", "out_dir"])
 
-    def _main(argv):
-        from tfminv.errors import TfminvError
+    from tfminv import cli
 
-        try:
-            main(argv)
-        except TfminvError as e:
-            raise SystemExit(f"error: {e}") from None
-
-    app.run(_main)
+    cli.run(main)
 
 
 if __name__ == "__main__":

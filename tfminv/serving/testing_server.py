@@ -307,7 +307,7 @@ def main(argv):
 
 
 def run():
-    from absl import app, flags
+    from absl import flags
 
     flags.DEFINE_string("model_config_file", None, "A models.config (ModelServerConfig).")
     flags.DEFINE_string("model_name", None, "Serve one model under this name ...")
@@ -316,15 +316,9 @@ def run():
     flags.DEFINE_integer("rest_api_port", 8501, "REST port.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to bind.")
 
-    def _main(argv):
-        from tfminv.errors import TfminvError
+    from tfminv import cli
 
-        try:
-            main(argv)
-        except TfminvError as e:
-            raise SystemExit(f"error: {e}") from None
-
-    app.run(_main)
+    cli.run(main)
 
 
 if __name__ == "__main__":
