@@ -32,10 +32,9 @@ def _run(argv):
 def test_end_to_end_mnist_slice(data_dir, tmp_path):
     import cv2
 
-    from tfminv import paths
-
     out = tmp_path / "out"
-    argv = [*ARGS, f"--data_dir={data_dir}", f"--out_dir={out}"]
+    cache = tmp_path / "cache"  # its own cache: other tests train inverters in the shared one
+    argv = [*ARGS, f"--data_dir={data_dir}", f"--cache_dir={cache}", f"--out_dir={out}"]
     assert _run(argv) == 0
     rows = json.loads((out / "results.json").read_text())
     assert [(r["k"], r["method"]) for r in rows] == [
@@ -59,16 +58,16 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
     assert run1["command"].startswith("python -m tfminv.experiments.truncation ")
     assert "--dataset=mnist" in run1["command"] and "--k=1,5" in run1["command"]
     assert run1["oracle_queries"] == 270 + 30 + 60  # aux (train + held-out) and victims, once
-    inv_dirs = list((paths.cache_dir() / "inverters").glob("*/*"))
+    inv_dirs = list((cache / "inverters").glob("*/*"))
     # previous trained once for all k; truncation at k = m is that same full-vector model
     assert sorted(d.name.split("-")[0] for d in inv_dirs) == ["full", "truncation_k1"]
 
     out2 = tmp_path / "out2"
-    assert _run([*ARGS, f"--data_dir={data_dir}", f"--out_dir={out2}"]) == 0
+    assert _run([*ARGS, f"--data_dir={data_dir}", f"--cache_dir={cache}", f"--out_dir={out2}"]) == 0
     run2 = json.loads((out2 / "run.json").read_text())
     assert run2["oracle_queries"] == 0  # predictions came from the cache
     assert run2["target"] == run1["target"]  # the cached classifiers were reused
-    clf_dirs = sorted(d.name.split("-")[1] for d in (paths.cache_dir() / "classifiers").iterdir())
+    clf_dirs = sorted(d.name.split("-")[1] for d in (cache / "classifiers").iterdir())
     assert clf_dirs == ["eval", "target"]
     ev, tg = run2["eval_classifier"], run2["target"]
     assert ev["seed"] != tg["seed"] and ev["width"] != tg["width"]

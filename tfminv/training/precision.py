@@ -5,8 +5,9 @@ inverter on the CPU. On the project's 2-core AVX512_BF16 CPU at width 0.25, batc
 loaded machine, so ratios matter more than absolute times), mixed_bfloat16 ran
 inverter 32px 72 vs 153 ms/step, inverter 64px 502 vs 707, classifier 32px 153 vs 189,
 classifier 64px 1902 vs 2402 (float32), and an inverter trained 3 epochs on real MNIST digits
-reached validation MSE 0.1150 (bf16) vs 0.1156 (float32) in 16.6 s vs 20.2 s. So CPU_DEFAULT is
-mixed_bfloat16; the Truncation layer and every model's output stay float32.
+reached validation MSE 0.1150 (bf16) vs 0.1156 (float32) in 16.6 s vs 20.2 s; the benchmark's
+quiet run (BENCHMARKS.md) gave bf16 1.2-1.45x over float32. So CPU_DEFAULT is mixed_bfloat16 on
+CPUs with native bf16 (float32 elsewhere); the Truncation layer and model outputs stay float32.
 """
 
 from __future__ import annotations
@@ -27,7 +28,19 @@ def resolve(precision: str = "auto") -> str:
         return precision
     import tensorflow as tf
 
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else CPU_DEFAULT
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return CPU_DEFAULT if _cpu_has_bf16() else "float32"
+
+
+def _cpu_has_bf16() -> bool:
+    """bf16 only pays off where the CPU computes it natively (AVX512_BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @contextlib.contextmanager
