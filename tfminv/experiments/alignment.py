@@ -98,11 +98,9 @@ def run(argv):
              f"{len(aux_orient)}; target training data {counts['target_train_frontal']} / "
              f"{counts['target_train_profile']} / {counts['target_train_none']} of "
              f"{len(target_orient)}."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title=f"Auxiliary set alignment (frontal faces): {FLAGS.dataset}")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}, {sample.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title=f"Auxiliary set alignment (frontal faces): {FLAGS.dataset}",
+                          figures=[fig.name, sample.name])
 
 
 def main():

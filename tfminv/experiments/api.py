@@ -173,11 +173,9 @@ def run(argv):
              "celeba_heldout = CelebA images outside the API's and the attacker's parts; "
              "celeba_known_id = those of them whose identity also has images in the "
              "attacker's auxiliary part (known individual, unseen image)."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title="Inverting a DetectFaces-format face-attribute API")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title="Inverting a DetectFaces-format face-attribute API",
+                          figures=[fig.name])
 
 
 def main():

@@ -66,11 +66,9 @@ def run(argv):
              "mse_mean_aux is the mean image of *that row's* auxiliary set; "
              "mse_class_mean_oracle the per-class mean of the target's training images "
              "(unreachable for a real attacker)."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title=f"Auxiliary set distribution: {FLAGS.dataset}")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title=f"Auxiliary set distribution: {FLAGS.dataset}",
+                          figures=[fig.name])
 
 
 def main():

@@ -109,11 +109,9 @@ def run(argv):
              "one forward pass per class for the trained inverters (train_seconds is their "
              "one-off training, 0 when reused from the cache), the whole optimisation divided "
              "by the number of classes (all classes optimised in one batch) for Fredrikson."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title=f"Training-class inference: {FLAGS.dataset}")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title=f"Training-class inference: {FLAGS.dataset}",
+                          figures=[fig.name])
 
 
 def main():

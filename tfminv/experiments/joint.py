@@ -114,11 +114,9 @@ def run(argv):
     notes = [f"![reconstructions]({fig.name})",
              "classifier_acc is on the target's test split; blackbox and blackbox_aug share the "
              "normally trained target. mse is on the victims' released top-k predictions."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title=f"Joint training vs black-box: {FLAGS.dataset}")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title=f"Joint training vs black-box: {FLAGS.dataset}",
+                          figures=[fig.name])
 
 
 def main():

@@ -90,11 +90,9 @@ def run(argv):
              + " 'previous' = inverter trained on full vectors (k = m) and fed the top-k "
              "vector; at k = m both methods are the same model. train_seconds = wall time of "
              "the training session that produced the (cached) inverter."]
-    report.write_results(rows, out, columns=cols, extra=extra, notes=notes,
-                         title=f"Truncation vs previous: {FLAGS.dataset}")
-    print(report.markdown_table(rows, cols))
-    print(f"wrote {out}/results.json, results.md, {fig.name}")
-    return 0
+    return report.publish(rows, out, columns=cols, extra=extra, notes=notes,
+                          title=f"Truncation vs previous: {FLAGS.dataset}",
+                          figures=[fig.name])
 
 
 def main():
