@@ -22,13 +22,13 @@ import tensorflow as tf
 from tfminv.errors import ConfigError
 from tfminv.models.classifier import build_classifier
 from tfminv.models.inverter import build_decoder
-from tfminv.models.truncation import _check_k
+from tfminv.models.truncation import Truncation, _check_k, shift_and_scatter
 
 LOGITS, RECON = "logits", "recon"
 
 
 @keras.saving.register_keras_serializable(package="tfminv")
-class RescaledTruncation(keras.layers.Layer):
+class RescaledTruncation(Truncation):
     """log-probabilities + trainable scalar b, then the authors' top-k truncation.
 
     from_logits=True: input is logits (training, via log_softmax); False: input is released
@@ -37,18 +37,10 @@ class RescaledTruncation(keras.layers.Layer):
 
     def __init__(self, k: int, from_logits: bool = True, c: float = 50.0,
                  log_floor: float = -1000.0, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
-        _check_k(k)
-        self.k = int(k)
+        super().__init__(k, c=c, log_floor=log_floor, **kwargs)
         self.from_logits = bool(from_logits)
-        self.c = float(c)
-        self.log_floor = float(log_floor)
 
     def build(self, input_shape):
-        m = input_shape[-1]
-        if m is not None:
-            _check_k(self.k, int(m))
         self.b = self.add_weight(name="b", shape=(), trainable=True,
                                  initializer=keras.initializers.Constant(self.c))
         super().build(input_shape)
@@ -60,20 +52,12 @@ class RescaledTruncation(keras.layers.Layer):
         else:
             logp = tf.math.log(tf.maximum(x, 1e-30))
         logp = tf.maximum(logp, self.log_floor)
-        m = tf.shape(logp)[-1]
         top, idx = tf.math.top_k(logp, k=self.k, sorted=True)
-        v = top + self.b
-        v = v + tf.nn.relu(-tf.reduce_min(v, axis=-1, keepdims=True))
-        return tf.reduce_sum(tf.one_hot(idx, m, dtype=v.dtype) * v[..., None], axis=-2)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+        return shift_and_scatter(top + self.b, idx, tf.shape(logp)[-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update({"k": self.k, "from_logits": self.from_logits, "c": self.c,
-                       "log_floor": self.log_floor})
-        config.pop("dtype", None)
+        config["from_logits"] = self.from_logits
         return config
 
 

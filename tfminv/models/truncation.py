@@ -52,6 +52,14 @@ def truncate_np(p, k: int, c: float = 50.0, log_floor: float = -1000.0) -> np.nd
     return out.astype(np.float32)
 
 
+def shift_and_scatter(v, idx, m):
+    """The formula's last steps: shift each row of kept values v [n, k] so its smallest is not
+    negative, then place them at their indices idx [n, k] in a zero vector of length m."""
+    v = v + tf.nn.relu(-tf.reduce_min(v, axis=-1, keepdims=True))
+    # scatter: one-hot over m for each kept index, weighted by its value
+    return tf.reduce_sum(tf.one_hot(idx, m, dtype=v.dtype) * v[..., None], axis=-2)
+
+
 @keras.saving.register_keras_serializable(package="tfminv")
 class Truncation(keras.layers.Layer):
     """Keep the top-k entries of a probability vector in the authors' log form, zero the rest.
@@ -84,10 +92,7 @@ class Truncation(keras.layers.Layer):
             tf.constant(self.k), m,
             message=f"Truncation layer '{self.name}': k={self.k} is larger than the vector length")
         top, idx = tf.math.top_k(p, k=self.k, sorted=True)
-        v = tf.maximum(tf.math.log(top), self.log_floor) + self.c
-        v = v + tf.nn.relu(-tf.reduce_min(v, axis=-1, keepdims=True))
-        # scatter: one-hot over m for each kept index, weighted by its value
-        return tf.reduce_sum(tf.one_hot(idx, m, dtype=v.dtype) * v[..., None], axis=-2)
+        return shift_and_scatter(tf.maximum(tf.math.log(top), self.log_floor) + self.c, idx, m)
 
     def compute_output_shape(self, input_shape):
         return input_shape
