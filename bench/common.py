@@ -6,6 +6,7 @@ loads TensorFlow (and the reverse), and each process's peak memory is its own fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -66,6 +67,26 @@ def setup_torch(threads: int):
     except RuntimeError:  # already set in this process
         pass
     return torch
+
+
+@contextlib.contextmanager
+def stock_keras_layers(enabled: bool = True):
+    """Models built inside use Keras' own Conv2D / Conv2DTranspose / BatchNormalization instead
+    of tfminv.models.fast_layers (the builders look the classes up when called)."""
+    import keras
+    from tfminv.models import fast_layers
+
+    names = ("Conv2D", "Conv2DTranspose", "BatchNorm")
+    saved = [getattr(fast_layers, n) for n in names]
+    if enabled:
+        for n, cls in zip(names, (keras.layers.Conv2D, keras.layers.Conv2DTranspose,
+                                  keras.layers.BatchNormalization)):
+            setattr(fast_layers, n, cls)
+    try:
+        yield
+    finally:
+        for n, cls in zip(names, saved):
+            setattr(fast_layers, n, cls)
 
 
 def rss_mb() -> float:

@@ -44,11 +44,14 @@ import common
 HERE = Path(__file__).resolve().parent
 PREFIX = "BENCH "  # protocol lines from a worker; everything else on its stdout is ignored
 
-TF_VARIANTS = {  # name -> (keras dtype policy, jit_compile)
-    "float32": ("float32", False),
-    "float32_xla": ("float32", True),
-    "mixed_bfloat16": ("mixed_bfloat16", False),
-    "mixed_bfloat16_xla": ("mixed_bfloat16", True),
+TF_VARIANTS = {  # name -> (keras dtype policy, jit_compile, stock Keras layers)
+    "float32": ("float32", False, False),
+    "float32_xla": ("float32", True, False),
+    "mixed_bfloat16": ("mixed_bfloat16", False, False),
+    "mixed_bfloat16_xla": ("mixed_bfloat16", True, False),
+    # the same models built from keras.layers instead of tfminv.models.fast_layers
+    "float32_keras_layers": ("float32", False, True),
+    "mixed_bfloat16_keras_layers": ("mixed_bfloat16", False, True),
 }
 TORCH_VARIANTS = {  # name -> (channels_last, torch.compile, bf16 autocast)
     "plain": (False, False, False),
@@ -66,19 +69,19 @@ def _tf_step(args):
     tf = common.setup_tf(args.threads)
     import keras
 
-    policy, xla = TF_VARIANTS[args.variant]
+    policy, xla, stock = TF_VARIANTS[args.variant]
     keras.utils.set_random_seed(1)
     keras.mixed_precision.set_global_policy(policy)
     from tfminv.models import build_classifier, build_inverter
 
     kind, m, size = common.MODELS[args.model]
+    with common.stock_keras_layers(stock):
+        model = (build_classifier if kind == "classifier" else build_inverter)(m, size, args.width)
     if kind == "classifier":
-        model = build_classifier(m, size, args.width)
         x = tf.random.uniform((args.batch, size, size, 1))
         y = tf.random.uniform((args.batch,), 0, m, dtype=tf.int64)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     else:
-        model = build_inverter(m, size, args.width)
         x = tf.nn.softmax(tf.random.normal((args.batch, m)) * 3.0)
         y = tf.random.uniform((args.batch, size, size, 1))
         loss = "mse"
@@ -87,6 +90,7 @@ def _tf_step(args):
     info = {"forward_gflop_per_image": common.keras_forward_flops(model) / 1e9,
             "params": int(model.count_params()), "tf_version": tf.__version__,
             "keras_version": keras.__version__, "policy": policy, "jit_compile": xla,
+            "layers": "keras" if stock else "tfminv",
             "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
 
     def step():

@@ -24,6 +24,7 @@ import numpy as np
 
 from tfminv.api.rekognition import FIVE_LANDMARKS, FeatureSchema
 from tfminv.errors import ConfigError, DataError
+from tfminv.models import fast_layers
 
 # Rekognition field -> (CelebA attribute, negate). Fields without a counterpart are not answered.
 FIELD_MAP = {
@@ -112,8 +113,8 @@ def build_attribute_model(num_attributes: int, image_size: int = 64, width: floa
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = inputs
     for i, ch in enumerate(FACE_CHANNELS):
-        x = keras.layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
+        x = fast_layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
+        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)

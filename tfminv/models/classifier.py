@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 
 from tfminv.errors import ConfigError
+from tfminv.models import fast_layers
 
 FACE_CHANNELS = (128, 256, 512, 1024)
 DIGIT_CHANNELS = (128, 256, 512)
@@ -40,8 +41,8 @@ def build_classifier(num_classes: int, image_size: int, width: float = 1.0,
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = inputs
     for i, ch in enumerate(channels):
-        x = keras.layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
+        x = fast_layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
+        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from tfminv.errors import ConfigError
+from tfminv.models import fast_layers
 from tfminv.models.classifier import scaled
 from tfminv.models.truncation import Truncation, _check_k
 
@@ -32,14 +33,14 @@ def build_decoder(input_dim: int, image_size: int, width: float = 1.0,
     x = keras.layers.Reshape((1, 1, int(input_dim)), name="to_1x1")(inputs)
     for i, ch in enumerate(channels):
         if i == 0:
-            x = keras.layers.Conv2DTranspose(scaled(ch, width), 4, strides=1, padding="valid",
+            x = fast_layers.Conv2DTranspose(scaled(ch, width), 4, strides=1, padding="valid",
                                              name=f"deconv{i}")(x)
         else:
-            x = keras.layers.Conv2DTranspose(scaled(ch, width), 4, strides=2, padding="same",
+            x = fast_layers.Conv2DTranspose(scaled(ch, width), 4, strides=2, padding="same",
                                              name=f"deconv{i}")(x)
-        x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
+        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.Activation("tanh", name=f"tanh{i}")(x)
-    x = keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="to_image")(x)
+    x = fast_layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="to_image")(x)
     x = keras.layers.Activation("sigmoid", dtype="float32", name="sigmoid")(x)
     return keras.Model(inputs, x, name=name)
 
