@@ -92,8 +92,7 @@ def profile_model(a):
             "layers": "keras" if a.keras_layers else "tfminv", "step_s": round(step_s, 4),
             "op_ms_total": round(total, 1)}
     for cat, v in ms.most_common():
-        if v >= 0.5:
-            common.emit({**base, "category": cat, "ms": round(v, 1), "share": round(v / total, 4)})
+        common.emit({**base, "category": cat, "ms": round(v, 2), "share": round(v / total, 4)})
 
 
 # (name, layer kind, input shape without batch, layer kwargs): the paper's conv shapes

@@ -97,3 +97,27 @@ def test_train_throughput_rejects_an_unknown_variant():
     r = _run(["--pairs", "float64:plain"], timeout=60)
     assert r.returncode != 0
     assert "--pairs" in r.stderr and "float64" in r.stderr
+
+
+def test_stock_keras_layers_swaps_and_restores():
+    import keras
+    from tfminv.models import fast_layers
+
+    with common.stock_keras_layers():
+        stock = _keras_model("classifier", 5, 32, 0.125)
+    fast = _keras_model("classifier", 5, 32, 0.125)
+    assert type(stock.get_layer("bn0")) is keras.layers.BatchNormalization
+    assert type(fast.get_layer("bn0")) is fast_layers.BatchNorm
+    assert stock.count_params() == fast.count_params()
+
+
+def test_profile_step_reports_op_categories():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, str(BENCH / "profile_step.py"), "--model",
+                          "digit_inverter", "--width", "0.125", "--batch", "16", "--steps", "1"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert rows and all(r["bench"] == "profile_step" and r["layers"] == "tfminv" for r in rows)
+    assert abs(sum(r["share"] for r in rows) - 1.0) < 0.01
+    assert any("deconv" in r["category"] or "matmul" in r["category"] for r in rows)
