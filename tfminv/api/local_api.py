@@ -24,7 +24,6 @@ import numpy as np
 
 from tfminv.api.rekognition import FIVE_LANDMARKS, FeatureSchema
 from tfminv.errors import ConfigError, DataError
-from tfminv.models import fast_layers
 
 # Rekognition field -> (CelebA attribute, negate). Fields without a counterpart are not answered.
 FIELD_MAP = {
@@ -108,15 +107,10 @@ def _losses():
 def build_attribute_model(num_attributes: int, image_size: int = 64, width: float = 0.25,
                           name: str = "face_attributes"):
     """CNN (the face classifier's trunk) with two heads: attribute logits and 10 landmark ratios."""
-    from tfminv.models.classifier import FACE_CHANNELS, scaled
+    from tfminv.models.classifier import FACE_CHANNELS, conv_blocks
 
     inputs = keras.Input((image_size, image_size, 1), name="image")
-    x = inputs
-    for i, ch in enumerate(FACE_CHANNELS):
-        x = fast_layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
-        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    x = conv_blocks(inputs, FACE_CHANNELS, width)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dense(128, activation="relu", name="fc")(x)
     attrs = keras.layers.Dense(num_attributes, dtype="float32", name="attributes")(x)

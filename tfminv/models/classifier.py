@@ -30,6 +30,16 @@ def _check(num_classes, image_size, width):
         raise ConfigError(f"width multiplier must be > 0, got {width}")
 
 
+def conv_blocks(x, channels, width: float = 1.0):
+    """The authors' conv trunk: per block Conv 3x3 (same) -> BatchNorm -> MaxPool 2 -> ReLU."""
+    for i, ch in enumerate(channels):
+        x = fast_layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
+        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    return x
+
+
 def build_classifier(num_classes: int, image_size: int, width: float = 1.0,
                      name: str | None = None) -> keras.Model:
     """Logits classifier for [N, image_size, image_size, 1] images in [0, 1]."""
@@ -39,12 +49,7 @@ def build_classifier(num_classes: int, image_size: int, width: float = 1.0,
     channels = FACE_CHANNELS if face else DIGIT_CHANNELS
     hidden = 5 * m if face else 50
     inputs = keras.Input((image_size, image_size, 1), name="image")
-    x = inputs
-    for i, ch in enumerate(channels):
-        x = fast_layers.Conv2D(scaled(ch, width), 3, padding="same", name=f"conv{i}")(x)
-        x = fast_layers.BatchNorm(epsilon=1e-5, momentum=0.9, name=f"bn{i}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    x = conv_blocks(inputs, channels, width)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(hidden, name="fc1")(x)
     x = keras.layers.Dropout(0.5, name="dropout")(x)
