@@ -41,8 +41,11 @@ def run(variant, faces, celeba, a):
     h = clf.fit(x[n_val:], y[n_val:], batch_size=128, epochs=a.clf_epochs, verbose=0,
                 validation_data=(x[:n_val], y[:n_val]))
     clf_s = (time.perf_counter() - t) / a.clf_epochs
-    softmax = lambda imgs: keras.ops.convert_to_numpy(  # noqa: E731
-        keras.ops.softmax(clf.predict(imgs, batch_size=256, verbose=0)))
+
+    def softmax(imgs):
+        return keras.ops.convert_to_numpy(
+            keras.ops.softmax(clf.predict(imgs, batch_size=256, verbose=0)))
+
     aux_p, vic_p = softmax(celeba), softmax(x[:n_val])
     inv.compile(optimizer=TrainConfig().optimizer(), loss="mse")
     t = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import os
 import re
 import tempfile
 import time
@@ -171,7 +172,6 @@ def main(argv=None):
     p.add_argument("--force_matmul_grad", action="store_true",
                    help="--layers: use the per-tap matmul kernel gradient on every layer")
     a = p.parse_args(argv)
-    import os
     a.threads = a.threads or os.cpu_count()
     (profile_layers if a.layers else profile_model)(a)
 

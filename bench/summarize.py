@@ -21,7 +21,9 @@ def load(paths):
             for line in f:
                 line = line.strip()
                 if line.startswith("{"):
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
+                    if "bench" in row:  # precision_quality.jsonl's rows have no tables here
+                        rows.append(row)
     return rows
 
 
@@ -43,6 +45,13 @@ def table(header, rows):
     return "\n".join(out)
 
 
+def _rounds_table(rows, headers, keys, value, value_header="ratio (median of rounds)"):
+    """One row per model of an A/B measurement: the two sides, the median, the per-round values."""
+    return table(["model", *headers, value_header, "rounds"],
+                 [[r["model"], *(r[k] for k in keys), r[value],
+                   ", ".join(f"{x:.2f}" for x in r[value + "_rounds"])] for r in rows])
+
+
 def summarize(rows) -> str:
     parts = []
     steps = [r for r in rows if r["bench"] in ("train_step", "train_step_tf_ab")]
@@ -60,9 +69,7 @@ def summarize(rows) -> str:
     pairs = [r for r in rows if r["bench"] == "pair_ratio"]
     if pairs:
         parts.append("\n### Same-pair ratios (PyTorch step time / tfminv step time; > 1: tfminv faster)\n")
-        parts.append(table(["model", "tfminv", "PyTorch", "ratio (median of rounds)", "rounds"],
-                           [[r["model"], r["tfminv"], r["pytorch"], r["ratio"],
-                             ", ".join(f"{x:.2f}" for x in r["ratio_rounds"])] for r in pairs]))
+        parts.append(_rounds_table(pairs, ("tfminv", "PyTorch"), ("tfminv", "pytorch"), "ratio"))
     ratios = [r for r in rows if r["bench"] == "train_ratio"]
     if ratios:
         parts.append("\n### Best against best\n")
@@ -75,9 +82,8 @@ def summarize(rows) -> str:
     ab = [r for r in rows if r["bench"] == "tf_ab_ratio"]
     if ab:
         parts.append("\n### tfminv against tfminv (A/B in one pair; speedup of B = step time A / step time B)\n")
-        parts.append(table(["model", "A", "B", "speedup of B (median of rounds)", "rounds"],
-                           [[r["model"], r["a"], r["b"], r["speedup_of_b"],
-                             ", ".join(f"{x:.2f}" for x in r["speedup_of_b_rounds"])] for r in ab]))
+        parts.append(_rounds_table(ab, ("A", "B"), ("a", "b"), "speedup_of_b",
+                                   "speedup of B (median of rounds)"))
     peaks = [r for r in rows if r["bench"] == "matmul_peak"]
     if peaks:
         parts.append("\n### Matmul peak (TensorFlow, same run)\n")

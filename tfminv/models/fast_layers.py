@@ -8,7 +8,7 @@ convolutions' arithmetic:
 - TensorFlow's filter-gradient kernel is slow when the spatial extent is small and the channels
   many (face classifier conv3: 8x8, 512->1024; face inverter deconv1: 4x4 -> 8x8, 1024->512).
   There `Conv2D` / `Conv2DTranspose` compute the kernel gradient as one matmul per kernel tap
-  over strided slices of the padded input, which runs near the matmul peak. Elsewhere they
+  over a unit-stride view of the padded input, which runs near the matmul peak. Elsewhere they
   leave TensorFlow's own kernels in place.
 Each layer subclasses the Keras layer of the same name, keeps its config and weight layout,
 and is registered, so saved models load and export as before.
@@ -22,8 +22,9 @@ import tensorflow as tf
 # The matmul filter gradient is used when the forward convolution has at most this many output
 # positions per image (its K dimension per tap), only on CPU (GPU kernels were not measured),
 # and for Conv2D only in 16-bit compute. Measured by bench/profile_step.py --layers on the
-# paper's shapes (see BENCHMARKS.md): at <= 64 positions Conv2D gains 1.4-1.9x in bfloat16
-# (none in float32) and Conv2DTranspose 1.3-4x in both; at 256 and more positions it can lose.
+# paper's shapes (see BENCHMARKS.md): at <= 64 positions Conv2D gains 1.16-1.5x in bfloat16
+# (none in float32) and Conv2DTranspose 1.3-3.8x in bfloat16 and 1.26-1.81x in float32; at 256
+# and more positions it mostly loses.
 MATMUL_FILTER_GRAD_MAX_POSITIONS = 64
 
 
