@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tfminv.api import rekognition as rk
+from tfminv.faceapi import rekognition as rk
 from tfminv.errors import ConfigError, OracleError
 
 

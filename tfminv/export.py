@@ -236,8 +236,9 @@ def _check_keras_file(path: str) -> Path:
 def _load_keras(path: str):
     import keras
 
-    import tfminv.models  # noqa: F401 - registers the Truncation layer for deserialisation
+    from tfminv import custom_objects
 
+    custom_objects.register()  # tfminv's layers (Truncation, ...), for deserialisation
     return keras.saving.load_model(str(_check_keras_file(path)), compile=False)
 
 

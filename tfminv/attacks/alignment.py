@@ -2,7 +2,7 @@
 
 The target's training faces (FaceScrub) are mostly frontal, while a crawled auxiliary set has
 faces at all angles; the paper trains the inverter on the frontal subset only. Orientation is
-decided with OpenCV's own Haar cascades (shipped as `cv2.data.haarcascades`):
+decided with OpenCV's own Haar cascades (`tfminv.cascades`):
 `haarcascade_frontalface_default.xml` must find a face covering at least `min_face` of the crop,
 and `haarcascade_profileface.xml` (run on the image and its mirror, since it only knows one
 side) must find none. Works on the [N, H, W, 1] float crops in [0, 1] the project uses.
@@ -11,10 +11,10 @@ side) must find none. Works on the [N, H, W, 1] float crops in [0, 1] the projec
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
+from tfminv.cascades import load_cascade, to_uint8
 from tfminv.errors import ConfigError
 
 FRONTAL_CASCADE = "haarcascade_frontalface_default.xml"
@@ -44,34 +44,6 @@ class DetectorConfig:
             raise ConfigError(f"alignment min_face must be in (0, 1], got {self.min_face}")
 
 
-def _cascade(filename: str):
-    import cv2
-
-    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-        raise ConfigError(f"OpenCV {cv2.__version__} has no CascadeClassifier/cv2.data "
-                          "(OpenCV 5 moved them out); install opencv-python-headless<5")
-    path = os.path.join(cv2.data.haarcascades, filename)
-    if not os.path.isfile(path):
-        raise ConfigError(f"OpenCV cascade {path} not found; the opencv package should ship it "
-                          "(opencv-python-headless<5)")
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise ConfigError(f"OpenCV could not load cascade {path}")
-    return cascade
-
-
-def _to_uint8(images) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim != 3:
-        raise ConfigError(f"alignment: expected greyscale images [N, H, W, 1] or [N, H, W], "
-                          f"got shape {images.shape}")
-    if images.dtype != np.uint8:
-        images = (np.clip(images.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
-    return images
-
-
 def face_orientation(images, config: DetectorConfig | None = None) -> np.ndarray:
     """Label each image 'frontal', 'profile' or 'none' (no face found by either cascade).
 
@@ -80,9 +52,9 @@ def face_orientation(images, config: DetectorConfig | None = None) -> np.ndarray
     import cv2
 
     config = config or DetectorConfig()
-    frontal, profile = _cascade(FRONTAL_CASCADE), _cascade(PROFILE_CASCADE)
+    frontal, profile = load_cascade(FRONTAL_CASCADE), load_cascade(PROFILE_CASCADE)
     out = []
-    for img in _to_uint8(images):
+    for img in to_uint8(images):
         if config.upsample > 1:
             img = cv2.resize(img, (img.shape[1] * config.upsample, img.shape[0] * config.upsample),
                              interpolation=cv2.INTER_LINEAR)

@@ -12,8 +12,6 @@ out of an Oracle (see tfminv.attacks.predictions.query_cached).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from tfminv.errors import ConfigError, DataError
@@ -43,10 +41,10 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     trained once for all k, and 'truncation' at k = m is that same full-vector model.
     val = (predictions, images) for model selection.
     """
-    from tfminv.attacks.predictions import content_hash
+    from tfminv.hashing import short_hash
     from tfminv.models import build_inverter, with_truncation
     from tfminv.models.truncation import _check_k
-    from tfminv.training import digest, fit
+    from tfminv.training import fit_cached
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -57,17 +55,16 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
         val = _check(val[0], val[1], "validation set")
     train_k = k if method == "truncation" else m
     # the run depends only on the k it trains with: 'truncation' at k = m is 'previous'
-    meta = {"train_k": int(train_k), "width": float(width),
-            "aux": content_hash(preds)[:16] + content_hash(images)[:16],
-            "val": None if val is None else content_hash(val[0])[:16] + content_hash(val[1])[:16]}
+    meta = {"train_k": int(train_k), "width": float(width), "aux": short_hash(preds, images),
+            "val": None if val is None else short_hash(*val)}
     name = "full" if train_k == m else f"truncation_k{k}"
-    run_dir = Path(workdir) / f"{name}-{digest({'cfg': config.key(), **meta})}"
-    model = fit(lambda: build_inverter(m, size, width, k=train_k, name=f"inverter_{name}"),
-                preds, images, config=config, workdir=run_dir, val=val, loss="mse",
-                reuse=reuse, meta=meta)
+    model = fit_cached(lambda: build_inverter(m, size, width, k=train_k, name=f"inverter_{name}"),
+                       preds, images, config=config, workdir=workdir, name=name, meta=meta,
+                       val=val, loss="mse", reuse=reuse)
+    run_dir = model.run_dir
     if train_k != k:
         model = with_truncation(model.get_layer("decoder"), m, k, name=f"previous_inverter_k{k}")
-    model.run_dir = str(run_dir)  # where fit kept the logs, checkpoints and run.json
+    model.run_dir = run_dir  # where fit kept the logs, checkpoints and run.json
     return model
 
 

@@ -15,15 +15,8 @@ import numpy as np
 
 from tfminv import paths
 from tfminv.errors import OracleError
+from tfminv.hashing import content_hash
 from tfminv.io_utils import atomic_path
-
-
-def content_hash(images) -> str:
-    """SHA-256 of a float32 image array's shape and bytes."""
-    a = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
-    h = hashlib.sha256(str(a.shape).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def cache_key(oracle, images, policy=None) -> str:

@@ -1,19 +1,18 @@
-"""Flags and helpers shared by the experiment binaries.
+"""Flags and helpers shared by the experiment binaries (the only module below them that reads
+absl flags).
 
 Importing this module defines the common absl flags (data/cache/output folders, training
-budget, precision, strategy, target). `prepare(dataset)` materialises an allocation within the
-budget flags, gets the target oracle (the allocation's own cached classifier, or `--target`)
-and the independent evaluation classifier, and queries the target (cached) for the auxiliary
-and victim predictions. `main(fn)` runs a binary and turns TfminvError into a one-line message.
+budget, precision, strategy, target, selection). `config(Cls, **own)` turns them into a
+`tfminv.scenarios` config; `publish(result, command)` writes a ScenarioResult to --out_dir and
+prints it; `main(fn)` runs a binary and turns TfminvError into a one-line message (exit 2).
+`prepare`, `selection_data`, `train_config` are flag-reading shortcuts over
+`tfminv.scenarios.base` for binaries without a scenario config (the audit).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-import time
 
-import numpy as np
 from absl import flags
 
 from tfminv.errors import ConfigError
@@ -69,118 +68,64 @@ def parse_ints(value, flag: str = "--k") -> list[int]:
     return out
 
 
+def config(cls=None, **own):
+    """A scenario config (`tfminv.scenarios.base.ScenarioConfig` or a subclass) from the common
+    flags plus the binary's own settings `own`."""
+    import dataclasses
+
+    from tfminv.scenarios.base import ScenarioConfig
+
+    cls = cls or ScenarioConfig
+    shared = {f.name: FLAGS[f.name].value for f in dataclasses.fields(ScenarioConfig)
+              if f.name in FLAGS and f.name not in own}
+    return cls(**shared, **own)
+
+
+def dataset_flag(default: str = "facescrub", what: str = "allocation to attack"):
+    """Define --dataset: any allocation name of tfminv.data.allocations or a JSON file."""
+    flags.DEFINE_string("dataset", default, f"{what}: an allocation name (built-in: facescrub, "
+                        "mnist, ...) or a JSON allocation file")
+
+
+def publish(result, command: str) -> int:
+    """A binary's last step: write `result` (a ScenarioResult) to --out_dir (default
+    runs/<result.name>) with `command` in run.json, print the table and the files written."""
+    from tfminv.reporting.results import markdown_table
+
+    out = out_dir(result.name)
+    result.write(out, command=command)
+    print(markdown_table(result.rows, result.columns))
+    print(f"wrote {out}/" + ", ".join(["results.json", "results.md",
+                                       *(f.filename for f in result.figures)]))
+    return 0
+
+
+# Flag-reading shortcuts over tfminv.scenarios.base, for binaries that build no scenario config.
+
 def train_config(epochs: int | None = None):
     """TrainConfig from the flags."""
-    from tfminv.training import TrainConfig
-
-    return TrainConfig(epochs=FLAGS.epochs if epochs is None else epochs,
-                       batch_size=FLAGS.batch_size, seed=FLAGS.seed, precision=FLAGS.precision,
-                       strategy=FLAGS.strategy, verbose=FLAGS.verbose)
+    return config().train_config(epochs)
 
 
 def limited(ref, n):
-    """`ref` capped at n images (0 or None: unchanged); budget flags use it."""
-    if n and n > 0:
-        return dataclasses.replace(ref, limit=int(n) if ref.limit is None else min(ref.limit, n))
-    return ref
+    """`ref` capped at n images (0 or None: unchanged); see tfminv.scenarios.base.limited."""
+    from tfminv.scenarios.base import limited as _limited
+
+    return _limited(ref, n)
 
 
-@dataclasses.dataclass
-class Setup:
-    """Everything an attack experiment needs, the target reachable only through `oracle`."""
+def prepare(dataset: str, aux_name: str | None = None):
+    """`tfminv.scenarios.base.prepare` with the common flags and --dataset=`dataset`."""
+    from tfminv.scenarios.base import prepare as _prepare
 
-    allocation: object
-    aux_name: str
-    train_set: object          # the target's training data (for the oracle floor baseline)
-    aux_set: object
-    victims: object
-    oracle: object
-    target_info: dict
-    eval_model: object
-    eval_info: dict
-    aux_preds: np.ndarray
-    victim_preds: np.ndarray
-    seconds: dict
+    return _prepare(config(dataset=dataset), aux_name)
 
 
-def prepare(dataset: str, aux_name: str | None = None) -> Setup:
-    """Materialise the allocation (within the budget flags), get target and evaluation
-    classifiers (cached), and the target's predictions on aux and victims (cached)."""
-    from tfminv.attacks.predictions import query_cached
-    from tfminv.data import allocations
-    from tfminv.training import targets
+def selection_data(setup):
+    """`tfminv.scenarios.base.selection_data`."""
+    from tfminv.scenarios.base import selection_data as _selection_data
 
-    t0 = time.perf_counter()
-    seconds = {}
-    alloc = allocations.get(dataset)
-    alloc = dataclasses.replace(alloc, target_train=limited(alloc.target_train, FLAGS.max_train),
-                                victims=limited(alloc.victims, FLAGS.max_victims))
-    aux_name = aux_name or FLAGS.aux or alloc.default_aux
-    if aux_name not in alloc.aux:
-        raise ConfigError(f"--aux={aux_name!r}: allocation {alloc.name!r} has auxiliary sets "
-                          f"{sorted(alloc.aux)}")
-    kw = dict(data_dir=FLAGS.data_dir, records_dir=FLAGS.records_dir)
-    train_set = allocations.materialize(alloc.target_train, **kw)
-    test_set = allocations.materialize(alloc.target_test, **kw)
-    victims = allocations.materialize(alloc.victims, **kw)
-    aux_set = allocations.materialize(limited(alloc.aux[aux_name], FLAGS.max_aux), **kw)
-    seconds["data"] = time.perf_counter() - t0
-
-    clf_cfg = train_config(FLAGS.clf_epochs or FLAGS.epochs)
-    t = time.perf_counter()
-    if FLAGS.target:
-        from tfminv.oracles import from_spec
-
-        oracle = from_spec(FLAGS.target)
-        target_info = {"identity": oracle.identity(), "spec": FLAGS.target}
-    else:
-        model, target_info = targets.get_or_train_classifier(
-            alloc, role="target", width=FLAGS.width, config=clf_cfg, cache_dir=FLAGS.cache_dir,
-            train_set=train_set, test_set=test_set)
-        oracle = targets.target_oracle(model, target_info)
-    seconds["target"] = time.perf_counter() - t
-    t = time.perf_counter()
-    eval_model, eval_info = targets.get_or_train_classifier(
-        alloc, role="eval", width=FLAGS.width, config=clf_cfg, cache_dir=FLAGS.cache_dir,
-        train_set=train_set, test_set=test_set)
-    seconds["eval_classifier"] = time.perf_counter() - t
-    t = time.perf_counter()
-    aux_preds = query_cached(oracle, aux_set, FLAGS.cache_dir)
-    victim_preds = query_cached(oracle, victims, FLAGS.cache_dir)
-    seconds["queries"] = time.perf_counter() - t
-    return Setup(alloc, aux_name, train_set, aux_set, victims, oracle, target_info, eval_model,
-                 eval_info, aux_preds, victim_preds, seconds)
-
-
-def selection_data(setup: Setup):
-    """(train_preds, train_images, val, label) for inverter training per --select_on.
-
-    aux_val: a seeded --aux_val_fraction of the auxiliary set is held out. target_train: the
-    target is queried on (up to 2,000 of) its own training images - the authors' choice, which
-    a real attacker cannot make; results are labelled with it.
-    """
-    from tfminv.attacks.predictions import query_cached
-
-    n = len(setup.aux_set)
-    order = np.random.default_rng(FLAGS.seed).permutation(n)
-    if FLAGS.select_on == "aux_val":
-        n_val = max(1, int(round(n * FLAGS.aux_val_fraction)))
-        val_idx, tr_idx = order[:n_val], order[n_val:]
-        val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
-        return setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx], val, "aux_val"
-    tt = setup.train_set.images[:2000]
-    val = (query_cached(setup.oracle, tt, FLAGS.cache_dir), tt)
-    return setup.aux_preds, setup.aux_set.images, val, "target_train (authors)"
-
-
-def figure_victims(labels, n: int) -> np.ndarray:
-    """Indices of up to n victims covering as many classes as possible (first of each class)."""
-    labels = np.asarray(labels)
-    picked = []
-    for c in np.unique(labels):
-        picked.append(int(np.flatnonzero(labels == c)[0]))
-    rest = [i for i in range(len(labels)) if i not in set(picked)]
-    return np.array((picked + rest)[:n], dtype=int)
+    return _selection_data(setup)
 
 
 def out_dir(default_name: str):
@@ -228,9 +173,11 @@ def command_line(binary: str) -> str:
     return " ".join(["python -m", binary, *parts])
 
 
-def inverter_workdir(setup: Setup):
-    """Cache folder of the inverters trained against this setup's target (one per target)."""
-    import re
+def command(module: str, argv=None) -> str:
+    """The command line as given (sys.argv), for run.json and REPRODUCTION.md.
 
-    ident = re.sub(r"[^A-Za-z0-9_.-]+", "_", setup.target_info["identity"])[:100]
-    return paths_cache() / "inverters" / ident
+    absl strips the flags from the argv it hands to the binary's main, hence sys.argv."""
+    import shlex
+
+    args = sys.argv[1:] if sys.argv and "tfminv" in " ".join(sys.argv[:1]) else list(argv[1:])
+    return f"python -m tfminv.experiments.{module} " + " ".join(shlex.quote(a) for a in args)

@@ -10,16 +10,16 @@ shifted so that the largest is near b. b starts at the authors' truncation const
 is learnt with G. Truncation then follows the authors' formula (top-k, floor, shift so the
 smallest kept entry is not negative, zeros elsewhere), so at attack time G takes the released
 truncated probabilities p through log(p) + b, which equals the training-time input.
+
+This module only builds the model and its attack-time inverter; training it is
+`tfminv.training.joint.train_joint`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import tensorflow as tf
 
-from tfminv.errors import ConfigError
 from tfminv.models.classifier import build_classifier
 from tfminv.models.inverter import build_decoder
 from tfminv.models.truncation import Truncation, _check_k, shift_and_scatter
@@ -61,23 +61,6 @@ class RescaledTruncation(Truncation):
         return config
 
 
-@keras.saving.register_keras_serializable(package="tfminv")
-class WeightedMSE(keras.losses.Loss):
-    """lambda * per-pixel MSE (the reconstruction term of the joint loss)."""
-
-    def __init__(self, weight: float = 1.0, name: str = "weighted_mse", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight = float(weight)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        err = tf.square(y_true - y_pred)
-        return self.weight * tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
-
-
 def build_joint_model(num_classes: int, image_size: int, k: int | None = None,
                       width: float = 1.0, name: str = "joint") -> keras.Model:
     """Image -> {'logits': F(x), 'recon': G(trunc_k(rescale(F(x))))}; k=None keeps all m entries."""
@@ -93,19 +76,6 @@ def build_joint_model(num_classes: int, image_size: int, k: int | None = None,
     logits = keras.layers.Identity(name=LOGITS)(logits)
     recon = keras.layers.Identity(name=RECON)(recon)
     return keras.Model(image, {LOGITS: logits, RECON: recon}, name=name)
-
-
-def joint_losses(weight: float) -> dict:
-    """Loss dict for `fit`: cross-entropy on the logits + weight * MSE on the reconstruction."""
-    if not float(weight) >= 0:
-        raise ConfigError(f"joint reconstruction weight (lambda) must be >= 0, got {weight}")
-    return {LOGITS: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            RECON: WeightedMSE(weight)}
-
-
-def joint_targets(images, labels) -> dict:
-    """Targets dict matching the joint model's outputs."""
-    return {LOGITS: labels, RECON: images}
 
 
 def classifier_of(joint: keras.Model) -> keras.Model:
@@ -129,37 +99,3 @@ def inverter_of(joint: keras.Model, k: int | None = None) -> keras.Model:
     vec = layer(probs)
     layer.b.assign(trained.b)
     return keras.Model(probs, decoder(vec), name=f"joint_inverter_k{k}")
-
-
-def train_joint(images, labels, *, num_classes: int, k: int | None, weight: float, config,
-                workdir, width: float = 1.0, val_fraction: float = 0.1, reuse: bool = True):
-    """Train (or reuse) the joint model on the developer's training data with tfminv's `fit`.
-
-    A seeded `val_fraction` of the rows is held out for model selection (lowest joint loss).
-    The run goes to a sub-folder of workdir named after a hash of the settings and the data.
-    """
-    import numpy as np
-
-    from tfminv.attacks.predictions import content_hash
-    from tfminv.training import digest, fit
-
-    images = np.asarray(images, np.float32)
-    labels = np.asarray(labels, np.int64)
-    if images.ndim != 4 or len(images) != len(labels) or len(images) < 2:
-        raise ConfigError(f"joint training: expected images [N, H, W, 1] and N labels (N >= 2), "
-                          f"got {images.shape} and {labels.shape}")
-    m = int(num_classes)
-    k = m if k is None else int(k)
-    _check_k(k, m)
-    order = np.random.default_rng(config.seed).permutation(len(images))
-    n_val = max(1, int(round(len(images) * val_fraction)))
-    va, tr = order[:n_val], order[n_val:]
-    size = int(images.shape[1])
-    meta = {"k": k, "weight": float(weight), "width": float(width), "m": m,
-            "data": content_hash(images)[:16], "val_fraction": float(val_fraction)}
-    run_dir = Path(workdir) / f"joint_k{k}-{digest({'cfg': config.key(), **meta})}"
-    return fit(lambda: build_joint_model(m, size, k=k, width=width), images[tr],
-               joint_targets(images[tr], labels[tr]), config=config, workdir=run_dir,
-               val=(images[va], joint_targets(images[va], labels[va])),
-               loss=joint_losses(weight), metrics={LOGITS: ["accuracy"]}, reuse=reuse,
-               meta=meta)

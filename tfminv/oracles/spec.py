@@ -41,11 +41,10 @@ def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: fl
     if scheme == "keras":
         import keras
 
-        try:
-            import tfminv.models  # noqa: F401 - registers custom layers for deserialisation
-        except ImportError:
-            pass
+        from tfminv import custom_objects
         from tfminv.export import ends_in_softmax
+
+        custom_objects.register()  # tfminv's layers, for deserialisation
 
         p = Path(rest)
         if not p.is_file() or p.suffix != ".keras":

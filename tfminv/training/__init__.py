@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable
 
 from tfminv.errors import ConfigError
+from tfminv.hashing import digest
 from tfminv.io_utils import write_json
 
 
@@ -60,12 +60,6 @@ class TrainConfig:
 
         return keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=self.beta_1,
                                      beta_2=self.beta_2, amsgrad=self.amsgrad)
-
-
-def digest(obj, n: int = 12) -> str:
-    """Short stable hash of a JSON-able object (cache keys)."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
 
 
 def _history_rows(path: Path) -> list[dict]:
@@ -135,6 +129,9 @@ def _fit_locked(build_model, x, y, *, config, workdir, val, loss, metrics, monit
         if saved.get("config") != run_info["config"] or saved.get("meta") != run_info["meta"]:
             raise ConfigError(f"{workdir} holds a run with different settings; remove it or "
                               "use another --cache_dir")
+        from tfminv import custom_objects
+
+        custom_objects.register()
         return keras.models.load_model(final)
 
     from tfminv.training.precision import policy_scope
@@ -212,10 +209,30 @@ class _BestRecorder:
         return Recorder()
 
 
+def run_dir_for(workdir, name: str, config: TrainConfig, meta: dict) -> Path:
+    """The folder of a cached run: `workdir/<name>-<digest of config.key() and meta>`."""
+    return Path(workdir) / f"{name}-{digest({'cfg': config.key(), **meta})}"
+
+
+def fit_cached(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, workdir,
+               name: str, meta: dict, **fit_kwargs):
+    """The one "hash the inputs, then train or reuse a cached run" recipe.
+
+    meta: what the weights depend on besides `config` (data hashes from
+    `tfminv.hashing.short_hash`, width, k, ...); it names the run folder (`run_dir_for`) and is
+    checked against the finished run's run.json. Returns `fit`'s model with `run_dir` set to
+    that folder (logs, checkpoints, run.json).
+    """
+    run_dir = run_dir_for(workdir, name, config, meta)
+    model = fit(build_model, x, y, config=config, workdir=run_dir, meta=meta, **fit_kwargs)
+    model.run_dir = str(run_dir)
+    return model
+
+
 def load_run(workdir) -> dict:
     """The run.json of a finished `fit` workdir (config, policy, epochs run, best value,
     train_seconds of the session that finished it)."""
     return json.loads((Path(workdir) / "run.json").read_text())
 
 
-__all__ = ["TrainConfig", "fit", "digest", "load_run"]
+__all__ = ["TrainConfig", "fit", "fit_cached", "run_dir_for", "digest", "load_run"]

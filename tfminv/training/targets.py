@@ -45,7 +45,8 @@ def classifier_settings(allocation, role: str, width: float, config) -> tuple[fl
 def classifier_key(allocation, role: str = "target", width: float = 1.0, config=None,
                    val_fraction: float = 0.1) -> str:
     """Cache key of a classifier: its training data, role, width and training config."""
-    from tfminv.training import TrainConfig, digest
+    from tfminv.hashing import digest
+    from tfminv.training import TrainConfig
 
     width, config = classifier_settings(allocation, role, width, config or TrainConfig())
     return digest({"allocation": _describe(allocation), "role": role, "width": width,
@@ -72,6 +73,9 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     folder = paths.cache_dir(cache_dir) / "classifiers" / f"{allocation.name}-{role}-{key}"
     info_path = folder / "info.json"
     if info_path.exists() and (folder / "train" / "model.keras").exists():
+        from tfminv import custom_objects
+
+        custom_objects.register()
         info = json.loads(info_path.read_text())
         return keras.models.load_model(folder / "train" / "model.keras"), info
 
@@ -84,10 +88,9 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
         if test_set is None:
             test_set = allocations.materialize(allocation.target_test, data_dir=data_dir,
                                                records_dir=records_dir)
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(train_set))
-    n_val = max(1, int(round(len(order) * val_fraction)))
-    val_idx, tr_idx = order[:n_val], order[n_val:]
+    from tfminv.data.splits import holdout
+
+    tr_idx, val_idx = holdout(len(train_set), val_fraction, config.seed)
     x, y = train_set.images[tr_idx], train_set.labels[tr_idx]
     xv, yv = train_set.images[val_idx], train_set.labels[val_idx]
     num_classes = int(allocation.num_classes)

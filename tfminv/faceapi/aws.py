@@ -2,7 +2,7 @@
 
 Never imported by the tests or the other modules. Usage:
 
-    from tfminv.api import aws, rekognition
+    from tfminv.faceapi import aws, rekognition
     oracle = aws.rekognition_oracle(region="us-east-1")     # images -> feature vectors
     feats = oracle(images)                                   # [N, FeatureSchema().dim]
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfminv.api.rekognition import FeatureSchema, response_to_vector
+from tfminv.faceapi.rekognition import FeatureSchema, response_to_vector
 from tfminv.errors import ConfigError, OracleError
 
 

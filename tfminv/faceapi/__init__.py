@@ -5,7 +5,7 @@
 the API scenario runs without credentials; `aws` (optional, needs boto3) calls the real service.
 """
 
-from tfminv.api.rekognition import (ALL_LANDMARKS, BOOLEAN_ATTRIBUTES, EMOTIONS, FIVE_LANDMARKS,
+from tfminv.faceapi.rekognition import (ALL_LANDMARKS, BOOLEAN_ATTRIBUTES, EMOTIONS, FIVE_LANDMARKS,
                                     FeatureSchema, Standardizer, response_to_vector,
                                     responses_to_matrix)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfminv.api.rekognition import FIVE_LANDMARKS, FeatureSchema
+from tfminv.cascades import load_cascade, to_uint8
 from tfminv.errors import ConfigError, DataError
+from tfminv.faceapi.rekognition import FIVE_LANDMARKS, FeatureSchema
 
 # Rekognition field -> (CelebA attribute, negate). Fields without a counterpart are not answered.
 FIELD_MAP = {
@@ -39,21 +40,13 @@ LOCAL_SCHEMA = FeatureSchema(age_range=False, boolean_attributes=tuple(FIELD_MAP
 NOSE_FRACTION = 0.6
 
 
-def _cascade(name):
-    from tfminv.attacks.alignment import _cascade as load
-
-    return load(name)
-
-
 def derive_landmarks(images, upsample: int = 2) -> np.ndarray:
     """Landmark targets [N, 10] (x, y ratios of the crop for FIVE_LANDMARKS), NaN where a
     cascade found nothing. 'eyeLeft' is the eye on the image's left, as Rekognition's is."""
     import cv2
 
-    from tfminv.attacks.alignment import _to_uint8
-
-    eye, smile = _cascade("haarcascade_eye.xml"), _cascade("haarcascade_smile.xml")
-    imgs = _to_uint8(images)
+    eye, smile = load_cascade("haarcascade_eye.xml"), load_cascade("haarcascade_smile.xml")
+    imgs = to_uint8(images)
     out = np.full((len(imgs), 10), np.nan, np.float32)
     for i, img in enumerate(imgs):
         h, w = img.shape[0] * upsample, img.shape[1] * upsample
@@ -82,24 +75,9 @@ def derive_landmarks(images, upsample: int = 2) -> np.ndarray:
     return out
 
 
-@keras.saving.register_keras_serializable(package="tfminv")
-class MaskedMSE(keras.losses.Loss):
-    """MSE over the finite entries of y_true (NaN = no landmark target for that crop)."""
-
-    def __init__(self, name="masked_mse", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        import tensorflow as tf
-
-        y_true = tf.cast(y_true, y_pred.dtype)
-        mask = tf.math.is_finite(y_true)
-        err = tf.where(mask, tf.square(tf.where(mask, y_true, 0.0) - y_pred), 0.0)
-        return tf.reduce_sum(err, axis=-1) / tf.maximum(
-            tf.reduce_sum(tf.cast(mask, y_pred.dtype), axis=-1), 1.0)
-
-
 def _losses():
+    from tfminv.training.losses import MaskedMSE
+
     return {"attributes": keras.losses.BinaryCrossentropy(from_logits=True),
             "landmarks": MaskedMSE()}
 
@@ -169,8 +147,9 @@ def train_local_api(train_set, *, config, workdir, width: float = 0.25, val_frac
 
     landmarks: precomputed `derive_landmarks(train_set.images)` (derived here when None).
     """
-    from tfminv.attacks.predictions import content_hash
-    from tfminv.training import digest, fit
+    from tfminv.data.splits import holdout
+    from tfminv.hashing import short_hash
+    from tfminv.training import fit_cached
 
     if train_set.attributes is None or not train_set.attribute_names:
         raise DataError(f"local face API: {train_set.name or 'training set'} has no attributes "
@@ -182,19 +161,17 @@ def train_local_api(train_set, *, config, workdir, width: float = 0.25, val_frac
     y_attr = ((np.asarray(train_set.attributes) + 1) // 2).astype(np.float32)
     marks = derive_landmarks(train_set.images) if landmarks is None else np.asarray(landmarks,
                                                                                    np.float32)
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
-    va, tr = order[:n_val], order[n_val:]
+    tr, va = holdout(n, val_fraction, config.seed)
     x = train_set.images
     losses = _losses()
-    meta = {"width": float(width), "data": content_hash(x)[:16],
+    meta = {"width": float(width), "data": short_hash(x),
             "landmarks_found": int(np.isfinite(marks[:, 0]).sum())}
-    run_dir = Path(workdir) / f"local_api-{digest({'cfg': config.key(), **meta})}"
-    model = fit(lambda: build_attribute_model(len(names), x.shape[1], width), x[tr],
-                {"attributes": y_attr[tr], "landmarks": marks[tr]}, config=config,
-                workdir=run_dir, val=(x[va], {"attributes": y_attr[va], "landmarks": marks[va]}),
-                loss=losses, meta=meta)
+    model = fit_cached(lambda: build_attribute_model(len(names), x.shape[1], width), x[tr],
+                       {"attributes": y_attr[tr], "landmarks": marks[tr]}, config=config,
+                       workdir=workdir, name="local_api", meta=meta,
+                       val=(x[va], {"attributes": y_attr[va], "landmarks": marks[va]}),
+                       loss=losses)
+    run_dir = Path(model.run_dir)
     return LocalFaceAPI(model=model, attribute_names=names,
                         identity_str=f"local-face-api:{run_dir.name}")
 
@@ -222,7 +199,7 @@ def majority_rates(api: LocalFaceAPI, imageset) -> dict:
 
 def api_oracle(api: LocalFaceAPI, schema: FeatureSchema = LOCAL_SCHEMA, **kwargs):
     """An Oracle whose 'prediction' is the raw (unstandardised) feature vector of the responses."""
-    from tfminv.api.rekognition import responses_to_matrix
+    from tfminv.faceapi.rekognition import responses_to_matrix
     from tfminv.oracles import CallableOracle
 
     kwargs.setdefault("name", "local-face-api")
@@ -239,18 +216,18 @@ def train_feature_inverter(features, images, *, config, workdir, val=None, width
                            name: str = "features"):
     """Decoder from standardised feature vectors [N, d] to images (no truncation: features are
     not probabilities). Reused when the same run exists in workdir."""
-    from tfminv.attacks.predictions import content_hash
+    from tfminv.hashing import short_hash
     from tfminv.models import build_decoder
-    from tfminv.training import digest, fit
+    from tfminv.training import fit_cached
 
     features = np.asarray(features, np.float32)
     images = np.asarray(images, np.float32)
     if features.ndim != 2 or len(features) != len(images):
         raise DataError(f"feature inverter: expected features [N, d] and N images, got "
                         f"{features.shape} and {images.shape}")
-    meta = {"width": float(width), "data": content_hash(features)[:16] + content_hash(images)[:16],
-            "val": None if val is None else content_hash(val[0])[:16]}
-    run_dir = Path(workdir) / f"{name}-{digest({'cfg': config.key(), **meta})}"
-    return fit(lambda: build_decoder(features.shape[1], images.shape[1], width,
-                                     name=f"{name}_inverter"),
-               features, images, config=config, workdir=run_dir, val=val, loss="mse", meta=meta)
+    meta = {"width": float(width), "data": short_hash(features, images),
+            "val": None if val is None else short_hash(val[0])}
+    return fit_cached(lambda: build_decoder(features.shape[1], images.shape[1], width,
+                                            name=f"{name}_inverter"),
+                      features, images, config=config, workdir=workdir, name=name, meta=meta,
+                      val=val, loss="mse")

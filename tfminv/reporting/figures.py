@@ -1,0 +1,43 @@
+"""PNG image grids like the paper's: a ground-truth row, then one labelled row per method / k."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfminv.errors import DataError
+from tfminv.io_utils import atomic_path
+
+
+def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int = 2) -> np.ndarray:
+    """Write a greyscale grid to `path` (PNG) and return it as uint8 [H, W].
+
+    rows: sequence of (label, images [n, h, w, 1] or [n, h, w] in [0, 1]); every row must
+    have images of the same size; shorter rows are left blank on the right.
+    """
+    import cv2
+
+    rows = [(str(label), np.asarray(images, dtype=np.float32)) for label, images in rows]
+    if not rows:
+        raise DataError("image_grid: no rows given")
+    shapes = {imgs.shape[1:3] for _, imgs in rows}
+    if len(shapes) != 1:
+        raise DataError(f"image_grid: rows have different image sizes {sorted(shapes)}")
+    h, w = shapes.pop()
+    h, w = h * scale, w * scale
+    ncols = max(len(imgs) for _, imgs in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, label_width + ncols * (w + pad) + pad), 255,
+                   np.uint8)
+    for r, (label, imgs) in enumerate(rows):
+        y = pad + r * (h + pad)
+        for c, img in enumerate(imgs):
+            img = np.clip(img.reshape(img.shape[0], img.shape[1]), 0, 1)
+            img = (img * 255 + 0.5).astype(np.uint8)
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
+            x = label_width + pad + c * (w + pad)
+            grid[y:y + h, x:x + w] = img
+        cv2.putText(grid, label, (4, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1,
+                    cv2.LINE_AA)
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), grid):
+            raise DataError(f"could not write PNG {path}")
+    return grid

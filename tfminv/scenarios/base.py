@@ -1,0 +1,320 @@
+"""What every attack scenario shares: its settings (`ScenarioConfig`), the prepared target and
+data (`Setup`, from `prepare`), the inverter's training data per selection rule
+(`selection_data`), one black-box attack (`blackbox_attack`) and the result a scenario returns
+(`ScenarioResult`, written by its `write`).
+
+No absl flags here: a scenario is `run_<name>(config) -> ScenarioResult`, and the binaries in
+`tfminv.experiments` only turn flags into the config. Trained classifiers, predictions and
+inverters are cached under `config.cache_dir` (default $TFMINV_CACHE_DIR) with the same keys the
+binaries have always used, so a library call and a binary run reuse each other's work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError
+
+SELECT_ON = ("aux_val", "target_train")
+
+
+@dataclasses.dataclass
+class ScenarioConfig:
+    """Settings shared by every scenario (the binaries' common flags, same names and defaults).
+
+    dataset: an allocation name known to `tfminv.data.allocations` or a JSON allocation file.
+    target: an oracle spec (`tfminv.oracles.from_spec`); empty: the allocation's own cached
+      classifier. aux: the allocation's auxiliary set (empty: its default).
+    epochs / clf_epochs: inverter / classifier epochs (clf_epochs 0: same as epochs).
+    max_aux / max_victims / max_train: budget caps (0: all).
+    select_on: inverter model selection on held-out auxiliary data ('aux_val', a seeded
+      `aux_val_fraction`) or on the target's own training data ('target_train', the authors').
+    """
+
+    dataset: str = "facescrub"
+    data_dir: str | None = None
+    records_dir: str | None = None
+    cache_dir: str | None = None
+    epochs: int = 100
+    clf_epochs: int = 0
+    width: float = 1.0
+    batch_size: int = 128
+    max_aux: int = 0
+    max_victims: int = 0
+    max_train: int = 0
+    seed: int = 1
+    precision: str = "auto"
+    strategy: str = "default"
+    target: str = ""
+    aux: str = ""
+    select_on: str = "aux_val"
+    aux_val_fraction: float = 0.1
+    verbose: int = 1
+    figure_n: int = 10
+
+    def __post_init__(self):
+        if self.select_on not in SELECT_ON:
+            raise ConfigError(f"--select_on={self.select_on!r}: expected one of {list(SELECT_ON)}")
+        if not float(self.width) > 0:
+            raise ConfigError(f"--width={self.width}: expected > 0")
+        if not 0.0 < float(self.aux_val_fraction) < 1.0:
+            raise ConfigError(f"--aux_val_fraction={self.aux_val_fraction}: expected a share in "
+                              "(0, 1)")
+
+    def train_config(self, epochs: int | None = None):
+        """The inverters' TrainConfig (or any run of `epochs` epochs) from these settings."""
+        from tfminv.training import TrainConfig
+
+        return TrainConfig(epochs=self.epochs if epochs is None else epochs,
+                           batch_size=self.batch_size, seed=self.seed, precision=self.precision,
+                           strategy=self.strategy, verbose=self.verbose)
+
+    def classifier_config(self):
+        """The target's and evaluation classifier's TrainConfig (clf_epochs, else epochs)."""
+        return self.train_config(self.clf_epochs or self.epochs)
+
+    def cache(self) -> Path:
+        """The cache folder (cache_dir, else $TFMINV_CACHE_DIR, else runs/cache)."""
+        from tfminv import paths
+
+        return paths.cache_dir(self.cache_dir)
+
+    def data_kwargs(self) -> dict:
+        return dict(data_dir=self.data_dir, records_dir=self.records_dir)
+
+
+def limited(ref, n):
+    """A SplitRef capped at n images (0 or None: unchanged); the budget caps use it."""
+    if n and n > 0:
+        return dataclasses.replace(ref, limit=int(n) if ref.limit is None else min(ref.limit, n))
+    return ref
+
+
+def budgeted_allocation(config: ScenarioConfig):
+    """The allocation `config.dataset` names, its target training and victim splits capped by
+    max_train / max_victims."""
+    from tfminv.data import allocations
+
+    alloc = allocations.get(config.dataset)
+    return dataclasses.replace(alloc, target_train=limited(alloc.target_train, config.max_train),
+                               victims=limited(alloc.victims, config.max_victims))
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything an attack scenario needs, the target reachable only through `oracle`."""
+
+    config: ScenarioConfig
+    allocation: object
+    aux_name: str
+    train_set: object          # the target's training data (for the oracle floor baseline)
+    aux_set: object
+    victims: object
+    oracle: object
+    target_info: dict
+    eval_model: object
+    eval_info: dict
+    aux_preds: np.ndarray
+    victim_preds: np.ndarray
+    seconds: dict
+
+    @property
+    def num_outputs(self) -> int:
+        """m: the length of the target's prediction vector."""
+        return int(self.aux_preds.shape[1])
+
+
+def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
+    """Materialise the allocation (within the budget caps), get target and evaluation
+    classifiers (cached), and the target's predictions on aux and victims (cached)."""
+    from tfminv.attacks.predictions import query_cached
+    from tfminv.data import allocations
+    from tfminv.training import targets
+
+    t0 = time.perf_counter()
+    seconds = {}
+    alloc = budgeted_allocation(config)
+    aux_name = aux_name or config.aux or alloc.default_aux
+    if aux_name not in alloc.aux:
+        raise ConfigError(f"--aux={aux_name!r}: allocation {alloc.name!r} has auxiliary sets "
+                          f"{sorted(alloc.aux)}")
+    kw = config.data_kwargs()
+    train_set = allocations.materialize(alloc.target_train, **kw)
+    test_set = allocations.materialize(alloc.target_test, **kw)
+    victims = allocations.materialize(alloc.victims, **kw)
+    aux_set = allocations.materialize(limited(alloc.aux[aux_name], config.max_aux), **kw)
+    seconds["data"] = time.perf_counter() - t0
+
+    clf_cfg = config.classifier_config()
+    t = time.perf_counter()
+    if config.target:
+        from tfminv.oracles import from_spec
+
+        oracle = from_spec(config.target)
+        target_info = {"identity": oracle.identity(), "spec": config.target}
+    else:
+        model, target_info = targets.get_or_train_classifier(
+            alloc, role="target", width=config.width, config=clf_cfg,
+            cache_dir=config.cache_dir, train_set=train_set, test_set=test_set)
+        oracle = targets.target_oracle(model, target_info)
+    seconds["target"] = time.perf_counter() - t
+    t = time.perf_counter()
+    eval_model, eval_info = targets.get_or_train_classifier(
+        alloc, role="eval", width=config.width, config=clf_cfg, cache_dir=config.cache_dir,
+        train_set=train_set, test_set=test_set)
+    seconds["eval_classifier"] = time.perf_counter() - t
+    t = time.perf_counter()
+    aux_preds = query_cached(oracle, aux_set, config.cache_dir)
+    victim_preds = query_cached(oracle, victims, config.cache_dir)
+    seconds["queries"] = time.perf_counter() - t
+    return Setup(config, alloc, aux_name, train_set, aux_set, victims, oracle, target_info,
+                 eval_model, eval_info, aux_preds, victim_preds, seconds)
+
+
+def selection_data(setup: Setup):
+    """(train_preds, train_images, val, label) for inverter training per `select_on`.
+
+    aux_val: a seeded `aux_val_fraction` of the auxiliary set is held out
+    (`tfminv.data.splits.holdout`). target_train: the target is queried on (up to 2,000 of) its
+    own training images - the authors' choice, which a real attacker cannot make; results are
+    labelled with it.
+    """
+    from tfminv.attacks.predictions import query_cached
+    from tfminv.data.splits import holdout
+
+    config = setup.config
+    if config.select_on == "aux_val":
+        tr_idx, val_idx = holdout(len(setup.aux_set), config.aux_val_fraction, config.seed)
+        val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
+        return setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx], val, "aux_val"
+    tt = setup.train_set.images[:2000]
+    val = (query_cached(setup.oracle, tt, config.cache_dir), tt)
+    return setup.aux_preds, setup.aux_set.images, val, "target_train (authors)"
+
+
+def inverter_workdir(setup: Setup) -> Path:
+    """Cache folder of the inverters trained against this setup's target (one per target)."""
+    ident = re.sub(r"[^A-Za-z0-9_.-]+", "_", setup.target_info["identity"])[:100]
+    return setup.config.cache() / "inverters" / ident
+
+
+def reference_mses(setup: Setup) -> dict:
+    """The reference MSEs printed beside every inversion MSE (see tfminv.metrics.baselines)."""
+    from tfminv import metrics
+
+    b = metrics.baselines(setup.victims.images, setup.aux_set.images,
+                          train_images=setup.train_set.images,
+                          train_labels=setup.train_set.labels,
+                          victim_labels=setup.victims.labels)
+    return {"mse_mean_aux": b["mean_aux"], "mse_class_mean_oracle": b["class_mean_oracle"],
+            "mse_zeros": b["zeros"]}
+
+
+def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "truncation",
+                    epochs: int | None = None, workdir=None):
+    """Train (or reuse) a black-box inverter on (preds, images) and evaluate it on the victims.
+
+    Returns (metrics dict with mse/psnr/ssim/attack_acc/attack_acc_top5/train_seconds,
+    reconstructions, inverter). train_seconds is this call's wall time (near 0 when cached).
+    """
+    from tfminv.attacks.inversion import evaluate, train_inverter
+
+    t = time.perf_counter()
+    g = train_inverter(preds, images, k=k, method=method,
+                       config=setup.config.train_config(epochs),
+                       workdir=workdir or inverter_workdir(setup), val=val,
+                       width=setup.config.width)
+    seconds = time.perf_counter() - t
+    res, recon = evaluate(g, setup.victim_preds, setup.victims.images, setup.victims.labels,
+                          setup.eval_model)
+    res["train_seconds"] = round(seconds, 1)
+    return res, recon, g
+
+
+def target_model(setup: Setup):
+    """The target classifier itself (white-box), for attacks that need its gradients.
+
+    Only available for the allocation's own cached classifier, not for a remote target.
+    """
+    from tfminv.training import targets
+
+    config = setup.config
+    if config.target:
+        raise ConfigError(f"--target={config.target!r}: this attack needs the target's gradients "
+                          "(white-box); run it against the allocation's own classifier")
+    model, _ = targets.get_or_train_classifier(
+        setup.allocation, role="target", width=config.width,
+        config=config.classifier_config(), cache_dir=config.cache_dir, **config.data_kwargs())
+    return model
+
+
+def figure_victims(labels, n: int) -> np.ndarray:
+    """Indices of up to n victims covering as many classes as possible (first of each class)."""
+    labels = np.asarray(labels)
+    picked = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
+    chosen = set(picked)
+    rest = [i for i in range(len(labels)) if i not in chosen]
+    return np.array((picked + rest)[:n], dtype=int)
+
+
+def seconds_since(t_start: float, setup: Setup | None = None, **more) -> dict:
+    """run.json's `seconds`: the setup's phases, `more`, and the total since t_start."""
+    phases = {k: round(v, 1) for k, v in (setup.seconds if setup else {}).items()}
+    return {**phases, **more, "total": round(time.perf_counter() - t_start, 1)}
+
+
+def setup_extra(setup: Setup, t_start: float, **more) -> dict:
+    """run.json content shared by the attack scenarios: target, evaluation classifier, queries,
+    `more`, timings (the binary adds the command line in front)."""
+    return {"target": setup.target_info, "eval_classifier": setup.eval_info,
+            "oracle_queries": setup.oracle.num_queries, **more,
+            "seconds": seconds_since(t_start, setup)}
+
+
+@dataclasses.dataclass
+class Figure:
+    """An image grid to write: `rows` of (label, images [n, h, w, 1]) as in
+    `tfminv.reporting.figures.image_grid`."""
+
+    filename: str
+    rows: list
+    label_width: int = 150
+
+
+@dataclasses.dataclass
+class ScenarioResult:
+    """What a scenario measured: one dict per results.json row, and how to present it.
+
+    name: the default output folder (e.g. 'truncation_mnist'); columns: the markdown table's;
+    extra: run.json (settings, timings, ...); notes: markdown under the table; figures: the
+    PNG grids, written next to results.json by `write`.
+    """
+
+    name: str
+    title: str
+    rows: list[dict]
+    columns: list[str]
+    extra: dict = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    figures: list[Figure] = dataclasses.field(default_factory=list)
+
+    def write(self, out_dir, *, command: str | None = None) -> list[Path]:
+        """Write the figures, results.json, results.md and run.json (with `command` first) to
+        out_dir, each atomically; returns the paths written."""
+        from tfminv.reporting.figures import image_grid
+        from tfminv.reporting.results import write_results
+
+        out_dir = Path(out_dir)
+        paths = []
+        for fig in self.figures:
+            image_grid(fig.rows, out_dir / fig.filename, label_width=fig.label_width)
+            paths.append(out_dir / fig.filename)
+        extra = {"command": command, **self.extra} if command else dict(self.extra)
+        paths += write_results(self.rows, out_dir, columns=self.columns, extra=extra,
+                               notes=self.notes, title=self.title)
+        return paths

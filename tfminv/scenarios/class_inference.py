@@ -1,0 +1,106 @@
+"""Training-class inference: a representative image per class, three ways.
+
+- truncation: G trained black-box on auxiliary predictions truncated to `k` (default 1: only
+  the top confidence), fed a one-hot-like vector per class (one forward pass);
+- previous: G trained on full vectors, fed the same vector;
+- fredrikson: Fredrikson et al.'s optimisation on the input with the target's gradients
+  (white-box), with Gaussian denoising + sharpening of the result (raw result also scored).
+Scores: top-1/top-5 of the independent evaluation classifier, the target's confidence in the
+class, MSE to the class's mean training image, and time per class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from tfminv.errors import ConfigError
+from tfminv.scenarios import base
+
+METHODS = ("truncation", "previous", "fredrikson")
+COLUMNS = ["dataset", "method", "attack_top1", "attack_top5", "target_confidence",
+           "mse_to_class_mean", "seconds_per_class", "train_seconds", "mean_steps", "access",
+           "k", "n_classes"]
+
+
+@dataclasses.dataclass
+class ClassInferenceConfig(base.ScenarioConfig):
+    """k: truncation of the inverters' input; confidence: of the class in the one-hot-like
+    vector; methods: a subset of METHODS; mia_*: `tfminv.attacks.fredrikson.FredriksonConfig`."""
+
+    k: int = 1
+    confidence: float = 1.0
+    methods: tuple = METHODS
+    mia_steps: int = 1000
+    mia_lr: float = 0.1
+    mia_patience: int = 100
+    mia_objective: str = "logprob"
+    mia_process: str = "denoise+sharpen"
+    mia_process_every: int = 0
+
+
+def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
+    """One row per method (Fredrikson: processed and raw); figure: the class means, then one
+    image per class for each method."""
+    from tfminv.attacks import class_inference as ci
+    from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
+    from tfminv.attacks.inversion import train_inverter
+
+    t_start = time.perf_counter()
+    bad = [m for m in config.methods if m not in METHODS]
+    if bad or not config.methods:
+        raise ConfigError(f"--methods={','.join(config.methods)}: expected a subset of "
+                          f"{list(METHODS)}")
+    mia_cfg = FredriksonConfig(steps=config.mia_steps, learning_rate=config.mia_lr,
+                               patience=config.mia_patience, objective=config.mia_objective,
+                               process=config.mia_process, process_every=config.mia_process_every)
+    s = base.prepare(config)
+    m = s.num_outputs
+    if not 1 <= config.k <= m:
+        raise ConfigError(f"--k={config.k}: expected 1 to {m}")
+    classes = np.arange(m)
+    means = ci.class_means(s.train_set.images, s.train_set.labels, classes)
+    target = base.target_model(s)
+    tr_preds, tr_images, val, selection = base.selection_data(s)
+    row0 = {"dataset": config.dataset, "k": config.k, "n_classes": m}
+    rows, fig_rows = [], [("class mean (train)", means)]
+    for method in config.methods:
+        if method == "fredrikson":
+            res = invert_classes(target, classes, s.train_set.images.shape[1:], mia_cfg)
+            for label, images in ((f"fredrikson ({config.mia_process})", res.images),
+                                  ("fredrikson (raw)", res.raw_images)):
+                score = ci.score_class_images(images, classes, eval_model=s.eval_model,
+                                              target_model=target, means=means)
+                rows.append({**row0, "method": label, **score,
+                             "seconds_per_class": res.seconds_per_class,
+                             "train_seconds": 0.0, "access": "white-box (gradients)",
+                             "mean_steps": float(res.steps.mean())})
+                fig_rows.append((label, images))
+            continue
+        t = time.perf_counter()
+        g = train_inverter(tr_preds, tr_images, k=config.k, method=method,
+                           config=config.train_config(), workdir=base.inverter_workdir(s),
+                           val=val, width=config.width)
+        train_seconds = time.perf_counter() - t
+        images, per_class = ci.infer_classes(g, m, classes, config.confidence)
+        score = ci.score_class_images(images, classes, eval_model=s.eval_model,
+                                      target_model=target, means=means)
+        rows.append({**row0, "method": method, **score, "seconds_per_class": per_class,
+                     "train_seconds": round(train_seconds, 1),
+                     "access": "black-box (predictions)", "mean_steps": 1.0})
+        fig_rows.append((method, images))
+    name = f"class_inference_{s.allocation.name}"
+    fig = base.Figure(f"{name}.png", fig_rows, label_width=230)
+    extra = base.setup_extra(s, t_start, fredrikson=vars(mia_cfg), selection=selection,
+                             n_aux=len(tr_images), figure=fig.filename, width=config.width,
+                             epochs=config.epochs)
+    notes = [f"![one image per class]({fig.filename})",
+             "Columns of the figure are the classes in label order; the first row is the mean "
+             "training image of each class (a reference, not an attack). seconds_per_class: "
+             "one forward pass per class for the trained inverters (train_seconds is their "
+             "one-off training, 0 when reused from the cache), the whole optimisation divided "
+             "by the number of classes (all classes optimised in one batch) for Fredrikson."]
+    return base.ScenarioResult(name, f"Training-class inference: {config.dataset}", rows,
+                               COLUMNS, extra, notes, [fig])
