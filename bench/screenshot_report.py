@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=2000)
     args = ap.parse_args(argv)
 
-    from tfminv.html_report import external_references
+    from tfminv.reporting.html_report import external_references
 
     refs = external_references(args.html.read_text(encoding="utf-8"))
     if refs:

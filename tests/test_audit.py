@@ -10,7 +10,7 @@ import pytest
 
 from tfminv import audit
 from tfminv.errors import ConfigError
-from tfminv.html_report import external_references
+from tfminv.reporting.html_report import external_references
 from tfminv.oracles.base import CallableOracle
 
 POLICIES = "identity;label;gaussian:3"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tfminv.errors import ConfigError
-from tfminv.html_report import Report, external_references, png_data_uri
-from tfminv.plots import Panel, scatter_panels
+from tfminv.reporting.html_report import Report, external_references, png_data_uri
+from tfminv.reporting.plots import Panel, scatter_panels
 
 
 def _png(path, value=128, size=(20, 30)):

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tfminv import metrics, report
+from tfminv import metrics
+from tfminv.reporting import results as report
 from tfminv.errors import DataError
 
 
@@ -65,7 +66,7 @@ def test_attack_accuracy_top1_top5():
 
 
 def test_report_and_figure(tmp_path):
-    from tfminv.figures import image_grid
+    from tfminv.reporting.figures import image_grid
 
     rows = [{"dataset": "mnist", "k": 1, "method": "truncation", "mse": 0.01234567},
             {"dataset": "mnist", "k": 1, "method": "previous", "mse": 82.1, "note": "x"}]

@@ -95,8 +95,8 @@ def test_joint_model_trains_and_attack_inverter_matches_training_path(data_dir):
 
     from tfminv.data import load_split
     from tfminv.models import truncate_np
-    from tfminv.models.joint import (RescaledTruncation, build_joint_model, inverter_of,
-                                     joint_losses, joint_targets)
+    from tfminv.models.joint import RescaledTruncation, build_joint_model, inverter_of
+    from tfminv.training.joint import joint_losses, joint_targets
 
     p = np.random.default_rng(1).dirichlet(np.ones(6), size=8).astype(np.float32)
     layer = RescaledTruncation(3, from_logits=False)

@@ -2,7 +2,7 @@
 
 import json
 
-from tfminv.experiments import reproduction
+from tfminv.reporting import reproduction
 
 
 def _write(d, name, rows, command="python -m tfminv.experiments.x --flag=1"):
