@@ -30,14 +30,21 @@ def test_render_reads_numbers_and_applies_rules(tmp_path):
     assert "MSE same 0.0423, generic 0.0563, distinct 0.1667" in text
     summary = text.split("## Summary")[1].split("\n## ")[0]
     lines = [ln for ln in summary.splitlines() if ln.startswith("| ")][1:]
-    verdicts = {ln.split(" | ")[1]: ln for ln in lines}
-    assert "**holds**" in verdicts[next(c for c in verdicts if c.startswith("the closer"))]
+    # scenario + claim -> summary line (a claim not run keeps its text, listed as not run)
+    verdicts = {(ln.split(" | ")[0][2:], ln.split(" | ")[1]): ln for ln in lines}
+
+    def verdict(scenario, start):
+        return verdicts[next(k for k in verdicts if k[0] == scenario and k[1].startswith(start))]
+
+    assert "**holds**" in verdict("auxiliary/mnist", "the closer")
     # generic beats its mean-aux guess but 0.3 < twice chance (2/5)
-    assert "**does not hold**" in verdicts[next(c for c in verdicts
-                                                if c.startswith("a generic"))]
+    assert "**does not hold**" in verdict("auxiliary/mnist", "a generic")
     # joint lowers MSE but costs 10 accuracy points (> 5)
-    assert "**holds**" in verdicts[next(c for c in verdicts if c.startswith("the jointly"))]
-    assert "**does not hold**" in verdicts[next(c for c in verdicts
-                                                if c.startswith("at an acceptable"))]
-    assert "**not run**" in summary  # scenarios without results are listed, not hidden
+    assert "**holds**" in verdict("joint/facescrub", "the jointly")
+    assert "**does not hold**" in verdict("joint/facescrub", "at an acceptable")
+    assert "**not run**" in verdict("joint/mnist", "the jointly")  # listed, not hidden
+    # every claim prints the rule that decided it; context only where it does not hold
+    section = text.split("(`joint_facescrub/`)")[1].split("\n## ")[0]
+    assert "  - Rule: the joint classifier's test accuracy at most 5 points below" in section
+    assert section.count("  - Context:") == 1
     assert "python -m tfminv.experiments.x --flag=1   # -> auxiliary_mnist/" in text
