@@ -48,3 +48,22 @@ def test_render_reads_numbers_and_applies_rules(tmp_path):
     assert "  - Rule: the joint classifier's test accuracy at most 5 points below" in section
     assert section.count("  - Context:") == 1
     assert "python -m tfminv.experiments.x --flag=1   # -> auxiliary_mnist/" in text
+
+
+def test_committed_report_is_rendered_from_the_claims_data():
+    """experiments/REPRODUCTION.md is what the claims (with their rules) give on the committed
+    results: every verdict and every number line comes from a Claim's check."""
+    from pathlib import Path
+
+    from tfminv.reporting.reproduction import _verdict, evaluate, render
+
+    d = Path(__file__).resolve().parents[1] / "experiments"
+    text = render(d)
+    assert text == (d / "REPRODUCTION.md").read_text()  # the committed file is up to date
+    outcomes = evaluate(d)
+    assert len(outcomes) >= 20
+    for claim, outcome in outcomes:
+        assert claim.rule and outcome.verdict in (True, False, "na")
+        assert f"| {claim.scenario} | {claim.text} | {claim.rule} | {_verdict(outcome.verdict)} |" \
+            in text
+        assert f"  - Ours: {outcome.numbers}\n" in text

@@ -326,39 +326,37 @@ def _why_api(failing) -> str:
     return ""
 
 
-def _api_vs_mean(name):
+def _api_claim(name, text, rule, other, numbers, why):
+    """A face-API claim: for every victim group, MSE with all features < other(by, group)."""
     def check(rows, run):
         by = {(r["features"], r["victims"]): r for r in rows}
         groups = sorted({g for f, g in by if f == "all"})
-        if not groups:
-            return Outcome(None, "no 'all' feature rows")
-        failing = [g for g in groups if by[("all", g)]["mse"] >= by[("all", g)]["mse_mean_aux"]]
-        return Outcome(not failing, "; ".join(
-            f"{g}: all {by[('all', g)]['mse']:.4f} vs mean-aux "
-            f"{by[('all', g)]['mse_mean_aux']:.4f}" for g in groups),
-            _join(_why_api(failing), "the local API answers only 6 attributes and 5 landmarks "
-                  "(what CelebA's labels support), far fewer than Rekognition's ~50 values",
-                  WHY_BUDGET))
-    return Claim(name, "the attacker reconstructs victims from the API's feature output better "
-                 "than the free mean-face guess", "MSE with all features < the mean auxiliary "
-                 "image's MSE, for every victim group", check)
+        pairs = {g: (by[("all", g)]["mse"], other(by, g)) for g in groups}
+        if not groups or any(o is None for _, o in pairs.values()):
+            return Outcome(None, "the rows this rule compares were not run")
+        failing = [g for g, (a, o) in pairs.items() if a >= o]
+        return Outcome(not failing, "; ".join(numbers.format(g=g, a=a, o=o)
+                                              for g, (a, o) in pairs.items()),
+                       _join(_why_api(failing), why, WHY_BUDGET))
+    return Claim(name, text, rule, check)
+
+
+def _api_vs_mean(name):
+    return _api_claim(
+        name, "the attacker reconstructs victims from the API's feature output better than the "
+        "free mean-face guess", "MSE with all features < the mean auxiliary image's MSE, for "
+        "every victim group", lambda by, g: by[("all", g)]["mse_mean_aux"],
+        "{g}: all {a:.4f} vs mean-aux {o:.4f}", "the local API answers only 6 attributes and 5 "
+        "landmarks (what CelebA's labels support), far fewer than Rekognition's ~50 values")
 
 
 def _api_landmarks(name):
-    def check(rows, run):
-        by = {(r["features"], r["victims"]): r for r in rows}
-        groups = sorted({g for _, g in by})
-        if not all(("no_landmarks", g) in by and ("all", g) in by for g in groups):
-            return Outcome(None, "all / no_landmarks not both run")
-        failing = [g for g in groups if by[("all", g)]["mse"] >= by[("no_landmarks", g)]["mse"]]
-        return Outcome(not failing, "; ".join(
-            f"{g}: with {by[('all', g)]['mse']:.4f}, without "
-            f"{by[('no_landmarks', g)]['mse']:.4f}" for g in groups),
-            _join(_why_api(failing), "our landmarks are 5 points regressed from "
-                  "cascade-derived targets (the nose is placed, not detected), a weak signal",
-                  WHY_BUDGET))
-    return Claim(name, "removing the landmark features makes the inversion worse", "MSE with "
-                 "all features < MSE without landmarks, for every victim group", check)
+    return _api_claim(
+        name, "removing the landmark features makes the inversion worse", "MSE with all "
+        "features < MSE without landmarks, for every victim group",
+        lambda by, g: by.get(("no_landmarks", g), {}).get("mse"),
+        "{g}: with {a:.4f}, without {o:.4f}", "our landmarks are 5 points regressed from "
+        "cascade-derived targets (the nose is placed, not detected), a weak signal")
 
 
 def _api_epochs_title(run) -> str:
@@ -473,17 +471,18 @@ is only interesting where it beats the first clearly.
 """
 
 
+def _outcomes(sec: Section, rows, run) -> list[tuple[Claim, Outcome]]:
+    return [(claim, Outcome(None) if rows is None else claim.check(rows, run or {}))
+            for claim in sec.claims]
+
+
 def evaluate(d: Path) -> list[tuple[Claim, Outcome]]:
     """Every claim with its outcome on the results in d (missing folders: not run)."""
     out = []
     for sec in sections(d):
-        rows, run = load(d, sec.folder)
-        for claim in sec.claims:
-            out.append((claim, Outcome(None) if rows is None else claim.check(rows, run or {})))
+        out += _outcomes(sec, *load(d, sec.folder))
     third = _third_party(d)
-    if third:
-        out.append(third)
-    return out
+    return out + ([third] if third else [])
 
 
 def _claim_text(claim: Claim, outcome: Outcome) -> str:
@@ -513,8 +512,7 @@ def render(d: Path) -> str:
             parts.append("\n".join(f"![{f}]({sec.folder}/{f})" for f in figs) + "\n")
             if sec.facts:
                 parts.append(sec.facts(rows, run))
-        for claim in sec.claims:
-            outcome = Outcome(None) if rows is None else claim.check(rows, run or {})
+        for claim, outcome in _outcomes(sec, rows, run):
             summary.append((claim, outcome))
             if rows is not None:
                 parts.append(_claim_text(claim, outcome))
