@@ -5,7 +5,7 @@ Importing this module defines the common absl flags (data/cache/output folders, 
 budget, precision, strategy, target, selection). `config(Cls, **own)` turns them into a
 `tfminv.scenarios` config; `publish(result, command)` writes a ScenarioResult to --out_dir and
 prints it; `main(fn)` runs a binary and turns TfminvError into a one-line message (exit 2).
-`prepare`, `selection_data`, `train_config` are flag-reading shortcuts over
+`prepare`, `train_config` and `paths_cache` are flag-reading shortcuts over
 `tfminv.scenarios.base` for binaries without a scenario config (the audit).
 """
 
@@ -107,25 +107,11 @@ def train_config(epochs: int | None = None):
     return config().train_config(epochs)
 
 
-def limited(ref, n):
-    """`ref` capped at n images (0 or None: unchanged); see tfminv.scenarios.base.limited."""
-    from tfminv.scenarios.base import limited as _limited
-
-    return _limited(ref, n)
-
-
 def prepare(dataset: str, aux_name: str | None = None):
     """`tfminv.scenarios.base.prepare` with the common flags and --dataset=`dataset`."""
     from tfminv.scenarios.base import prepare as _prepare
 
     return _prepare(config(dataset=dataset), aux_name)
-
-
-def selection_data(setup):
-    """`tfminv.scenarios.base.selection_data`."""
-    from tfminv.scenarios.base import selection_data as _selection_data
-
-    return _selection_data(setup)
 
 
 def out_dir(default_name: str):
