@@ -60,8 +60,8 @@ def test_custom_objects_lists_every_registered_tfminv_object():
 
 
 def test_config_errors_before_any_training(data_dir, tmp_path):
-    from tfminv.scenarios import (AuxiliaryConfig, ScenarioConfig, TruncationConfig,
-                                  run_auxiliary, run_truncation)
+    from tfminv.scenarios import (AuxiliaryConfig, FaceAPIConfig, ScenarioConfig,
+                                  TruncationConfig, run_auxiliary, run_faceapi, run_truncation)
 
     with pytest.raises(ConfigError, match="unknown allocation 'imagenet'"):
         run_truncation(_cfg(TruncationConfig, data_dir, dataset="imagenet", k=(1,)))
@@ -70,6 +70,10 @@ def test_config_errors_before_any_training(data_dir, tmp_path):
     with pytest.raises(ConfigError, match="--aux_sets=same,imagenet"):
         run_auxiliary(_cfg(AuxiliaryConfig, data_dir, dataset="mnist",
                            aux_sets=("same", "imagenet")))
+    with pytest.raises(ConfigError, match="unknown allocation 'nope'"):
+        run_faceapi(_cfg(FaceAPIConfig, data_dir, dataset="nope"))
+    with pytest.raises(ConfigError, match="0 < a < b < 1"):
+        run_faceapi(_cfg(FaceAPIConfig, data_dir, api_split=(0.9, 0.5)))
     with pytest.raises(ConfigError, match="--select_on='test'"):
         ScenarioConfig(select_on="test")
 

@@ -5,8 +5,8 @@
 Flags -> `tfminv.scenarios.FaceAPIConfig` -> `run_faceapi` -> results.json, results.md and
 api_inversion.png in --out_dir (default runs/api_celeba). The API is a CelebA-trained attribute
 + landmark model answering in DetectFaces format (`tfminv.faceapi.local_api`); the attacker
-inverts its feature vectors, with and without the landmarks, for FaceScrub victims and
-held-out CelebA faces.
+inverts its feature vectors, with and without the landmarks, for the victims of --dataset's
+allocation (FaceScrub by default) and held-out CelebA faces.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from absl import flags
 
 from tfminv.experiments import common
 
+common.dataset_flag(what="allocation whose victims (and evaluation classifier) the API attack "
+                    "is scored on besides held-out CelebA")
 flags.DEFINE_float("api_width", 0.25, "width multiplier of the local API's attribute model")
 flags.DEFINE_integer("api_epochs", 0, "local API training epochs (0: --clf_epochs, else --epochs)")
 flags.DEFINE_integer("max_api_train", 0, "train the local API on at most this many CelebA "

@@ -8,7 +8,7 @@
 | function | config | scenario |
 |---|---|---|
 | `run_truncation` | `TruncationConfig` | top-k truncation vs the previous approach |
-| `run_auxiliary` | `AuxiliaryConfig` | auxiliary set of the same / a generic / a distinct distribution |
+| `run_auxiliary` | `AuxiliaryConfig` | same, generic or distinct auxiliary set |
 | `run_alignment` | `AlignmentConfig` | frontal-face auxiliary subset (OpenCV cascades) |
 | `run_class_inference` | `ClassInferenceConfig` | one image per class vs Fredrikson et al. |
 | `run_joint` | `JointConfig` | malicious developer: joint training vs black-box |

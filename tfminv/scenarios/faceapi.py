@@ -74,6 +74,7 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     if bad or not config.feature_sets:
         raise ConfigError(f"--feature_sets={','.join(config.feature_sets)}: expected a subset "
                           f"of {list(FEATURE_SETS)}")
+    fs_alloc = base.budgeted_allocation(config)  # an unknown allocation fails before any work
     kw = config.data_kwargs()
     seconds = {}
     t = time.perf_counter()
@@ -85,7 +86,6 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     held_idx = _limit(order[int(b * n):], config.max_victims)
     api_train, aux, held = (celeba.subset(i, name=f"celeba[{nm}]") for i, nm in
                             ((api_idx, "api_train"), (aux_idx, "aux"), (held_idx, "heldout")))
-    fs_alloc = base.budgeted_allocation(config)
     fs_victims = allocations.materialize(fs_alloc.victims, **kw)
     known = np.isin(held.labels, aux.labels) & (held.labels >= 0)
     groups = [(fs_alloc.name, fs_victims), ("celeba_heldout", held)]
