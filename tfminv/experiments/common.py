@@ -37,7 +37,10 @@ flags.DEFINE_integer("seed", 1, "random seed (authors: 1)")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
                   "dtype policy; auto = mixed_float16 on GPU, the measured CPU default on CPU")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi-worker"],
-                  "tf.distribute strategy for training")
+                  "tf.distribute strategy for training (multi-worker reads TF_CONFIG; see "
+                  "docs/distributed.md)")
+flags.DEFINE_float("cluster_timeout", 300.0, "multi-worker: seconds to wait for every worker "
+                   "of TF_CONFIG to join before giving up")
 flags.DEFINE_string("target", "", "oracle spec of the target (keras:PATH.keras, savedmodel:DIR, "
                     "rest:URL, grpc:HOST:PORT/NAME, http-json:URL#SCHEMA.json); empty: train or "
                     "reuse the allocation's own classifier")
@@ -117,7 +120,11 @@ def prepare(dataset: str, aux_name: str | None = None):
 def out_dir(default_name: str):
     from pathlib import Path
 
-    return Path(FLAGS.out_dir) if FLAGS.out_dir else Path("runs") / default_name
+    from tfminv import distribute
+
+    # multi-worker: the chief writes the results, other workers a temporary folder
+    return distribute.write_dir(Path(FLAGS.out_dir) if FLAGS.out_dir
+                                else Path("runs") / default_name)
 
 
 def main(fn):

@@ -91,12 +91,19 @@ def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, 
       model.keras and run.json (when finished). With reuse=True a finished workdir is loaded.
       A lock on the workdir makes a concurrent process with the same run wait, then reuse.
     """
+    from tfminv import distribute
+
     workdir = Path(workdir)
+    kw = dict(config=config, val=val, loss=loss, metrics=metrics, monitor=monitor,
+              callbacks=callbacks, reuse=reuse, meta=meta)
+    if not distribute.is_chief():
+        # A non-chief worker reads the chief's folder (a finished model, the backup to resume
+        # from) and writes its own copies to a temporary folder (TensorFlow's multi-worker rule).
+        own = distribute.write_dir(workdir, what="train")
+        return _fit_locked(build_model, x, y, workdir=own, read_dir=workdir, **kw)
     workdir.mkdir(parents=True, exist_ok=True)
     with _workdir_lock(workdir):
-        return _fit_locked(build_model, x, y, config=config, workdir=workdir, val=val,
-                           loss=loss, metrics=metrics, monitor=monitor, callbacks=callbacks,
-                           reuse=reuse, meta=meta)
+        return _fit_locked(build_model, x, y, workdir=workdir, read_dir=workdir, **kw)
 
 
 @contextlib.contextmanager
@@ -117,22 +124,29 @@ def _workdir_lock(workdir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _fit_locked(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, callbacks,
-                reuse, meta):
+def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metrics, monitor,
+                callbacks, reuse, meta):
     import keras
 
     run_info = {"config": config.key(), "meta": meta or {}}
     final = workdir / "model.keras"
     run_json = workdir / "run.json"
-    if reuse and final.exists() and run_json.exists():
-        saved = json.loads(run_json.read_text())
+    if reuse and (read_dir / "model.keras").exists() and (read_dir / "run.json").exists():
+        saved = json.loads((read_dir / "run.json").read_text())
         if saved.get("config") != run_info["config"] or saved.get("meta") != run_info["meta"]:
-            raise ConfigError(f"{workdir} holds a run with different settings; remove it or "
+            raise ConfigError(f"{read_dir} holds a run with different settings; remove it or "
                               "use another --cache_dir")
         from tfminv import custom_objects
 
         custom_objects.register()
-        return keras.models.load_model(final)
+        return keras.models.load_model(read_dir / "model.keras")
+    if read_dir != workdir and (read_dir / "backup").is_dir():
+        import shutil  # a non-chief worker resumes from the chief's last backup
+
+        shutil.copytree(read_dir / "backup", workdir / "backup", dirs_exist_ok=True)
+        for name in ("best.json", "best.weights.h5"):
+            if (read_dir / name).exists():
+                shutil.copy(read_dir / name, workdir / name)
 
     from tfminv.training.precision import policy_scope
     from tfminv.training.strategy import get_strategy
@@ -142,6 +156,7 @@ def _fit_locked(build_model, x, y, *, config, workdir, val, loss, metrics, monit
     with strategy.scope(), policy_scope(config.precision) as policy:
         model = build_model()
         model.compile(optimizer=config.optimizer(), loss=loss, metrics=metrics or [])
+    _multi_worker_build(model, strategy, x, y)
 
     best_path = workdir / "best.weights.h5"
     best_json = workdir / "best.json"
@@ -169,11 +184,49 @@ def _fit_locked(build_model, x, y, *, config, workdir, val, loss, metrics, monit
     if val is not None and best_path.exists():
         model.load_weights(str(best_path))
     model.save(str(final))
+    if config.strategy != "default":
+        # a plain single-device copy: inference (queries, evaluation) then runs locally on each
+        # worker instead of as a distributed step every worker must join
+        model = keras.models.load_model(final)
     history = _history_rows(workdir / "history.csv")
     best = json.loads(best_json.read_text()) if best_json.exists() else None
     write_json(run_json, {**run_info, "policy": policy, "epochs_run": len(history),
                           "best": best, "train_seconds": round(seconds, 1)})
     return model
+
+
+def _multi_worker_build(model, strategy, x, y) -> None:
+    """Work around Keras 3's two failures under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras 3 (3.15 here) cannot run `fit` with that strategy: (1) before the first step it reduces
+    the distributed (x, y) batch with `strategy.reduce`, which the strategy rejects for a tuple
+    ("Attempt to convert a value (PerReplica...)"); that batch only serves to build state
+    symbolically, so build it here from one local batch and skip the step. (2) Each step's
+    scalar logs (loss, metrics) are averaged over replicas with `strategy.reduce(MEAN, axis=0)`,
+    which fails on a scalar; returning them as [1] vectors makes that reduce the mean over all
+    replicas of all workers, which Keras' callbacks then read as floats. The training step and
+    the gradient all-reduce are Keras' and TensorFlow's own.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    if isinstance(x, tf.data.Dataset):
+        batch = next(iter(x.take(1)))
+    else:
+        batch = (x[:1], y[:1])
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)  # noqa: SLF001 - see the docstring
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    def vector_logs(step):
+        def wrapped(data):
+            return {k: tf.reshape(v, [1]) if getattr(v, "shape", None) is not None
+                    and v.shape.rank == 0 else v for k, v in step(data).items()}
+        return wrapped
+
+    model.train_step = vector_logs(model.train_step)
+    model.test_step = vector_logs(model.test_step)
 
 
 def _have_tensorboard() -> bool:

@@ -110,7 +110,10 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
             "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
             "test_accuracy": test_acc,
             "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}"}
-    write_json(info_path, info)
+    from tfminv import distribute
+
+    if distribute.is_chief():  # the other workers of a multi-worker run only read the cache
+        write_json(info_path, info)
     return model, info
 
 
