@@ -14,7 +14,10 @@ import numpy as np
 
 
 def content_hash(images) -> str:
-    """SHA-256 (hex) of a float32 array's shape and bytes."""
+    """SHA-256 (hex) of a float32 array's shape and bytes (an image stream such as
+    `tfminv.data.streaming.StreamedImages` gives its own `content_hash()`)."""
+    if hasattr(images, "content_hash"):
+        return images.content_hash()
     a = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
     h = hashlib.sha256(str(a.shape).encode())
     h.update(a.tobytes())

@@ -41,6 +41,9 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi-worker"]
                   "docs/distributed.md)")
 flags.DEFINE_float("cluster_timeout", 300.0, "multi-worker: seconds to wait for every worker "
                    "of TF_CONFIG to join before giving up")
+flags.DEFINE_integer("concurrency", 1, "remote --target: requests in flight at once")
+flags.DEFINE_float("rate_limit", 0.0, "remote --target: at most this many requests per second "
+                   "(0: no limit)")
 flags.DEFINE_string("target", "", "oracle spec of the target (keras:PATH.keras, savedmodel:DIR, "
                     "rest:URL, grpc:HOST:PORT/NAME, http-json:URL#SCHEMA.json); empty: train or "
                     "reuse the allocation's own classifier")

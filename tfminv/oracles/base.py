@@ -11,6 +11,7 @@ import abc
 import dataclasses
 import logging
 import random
+import threading
 import time
 from typing import Callable
 
@@ -56,16 +57,21 @@ class Oracle(abc.ABC):
             raise BudgetExceeded(
                 f"{self.name}: query budget {self.budget} exceeded "
                 f"({self.num_queries} used, {n} more requested)")
-        outs = []
-        for start in range(0, n, self.batch_size):
-            batch = images[start:start + self.batch_size]
-            out = np.asarray(self._predict(batch), dtype=np.float32)
-            self._check(out, len(batch))
-            self.num_queries += len(batch)
-            outs.append(out)
+        batches = [images[s:s + self.batch_size] for s in range(0, n, self.batch_size)]
+        outs = self._map_batches(batches)
         if not outs:
             return np.zeros((0, self.output_dim or 0), np.float32)
         return np.concatenate(outs, axis=0)
+
+    def _map_batches(self, batches: list) -> list:
+        """Answers for each batch, in order (one at a time; RemoteOracle overlaps them)."""
+        return [self._one_batch(b) for b in batches]
+
+    def _one_batch(self, batch: np.ndarray) -> np.ndarray:
+        out = np.asarray(self._predict(batch), dtype=np.float32)
+        self._check(out, len(batch))
+        self.num_queries += len(batch)
+        return out
 
     def _check(self, out: np.ndarray, n: int) -> None:
         if out.ndim != 2 or out.shape[0] != n:
@@ -160,24 +166,83 @@ class RetryPolicy:
         raise AssertionError("unreachable")
 
 
+class RateLimiter:
+    """At most `rate` acquisitions per second, evenly spaced (None or 0: unlimited); thread-safe."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rate is not None and rate < 0:
+            raise ConfigError(f"rate limit must be >= 0 requests/s (0: none), got {rate}")
+        self.interval = 1.0 / rate if rate else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            self._sleep(at - now)
+
+
 class RemoteOracle(Oracle):
-    """An oracle behind a network call: `timeout` seconds per request, retries per RetryPolicy.
+    """An oracle behind a network call: `timeout` seconds per request, retries per RetryPolicy,
+    up to `concurrency` requests in flight and at most `rate_limit` requests per second.
 
     Subclasses implement `_request(images)`; it raises TransientOracleError for failures worth
     retrying and OracleError for the rest. A batch either yields a full, checked answer or raises,
-    so callers that cache predictions never see a partial result.
+    so callers that cache predictions never see a partial result. One call's batches go through
+    a bounded thread pool (`concurrency` workers; network waits overlap, answers keep their
+    order); every attempt, retries included, first takes a slot from the rate limiter.
     """
 
-    def __init__(self, timeout: float = 30.0, retry: RetryPolicy | None = None, **kwargs):
+    def __init__(self, timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 concurrency: int = 1, rate_limit: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if not timeout or timeout <= 0:
             raise ConfigError(f"{self.name}: timeout must be > 0 seconds, got {timeout}")
+        if int(concurrency) < 1:
+            raise ConfigError(f"{self.name}: concurrency must be >= 1 request, got {concurrency}")
         self.timeout = float(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
+        self.concurrency = int(concurrency)
+        self.rate_limiter = RateLimiter(rate_limit)
+        self._count_lock = threading.Lock()
 
     @abc.abstractmethod
     def _request(self, images: np.ndarray) -> np.ndarray:
         """Send one batch and return its prediction vectors."""
 
     def _predict(self, images):
-        return self.retry.call(lambda: self._request(images), self.name)
+        def attempt():
+            self.rate_limiter.acquire()
+            return self._request(images)
+
+        return self.retry.call(attempt, self.name)
+
+    def _one_batch(self, batch):
+        out = np.asarray(self._predict(batch), dtype=np.float32)
+        with self._count_lock:  # output_dim and num_queries are shared by the pool's threads
+            self._check(out, len(batch))
+            self.num_queries += len(batch)
+        return out
+
+    def _map_batches(self, batches):
+        if self.concurrency == 1 or len(batches) < 2:
+            return [self._one_batch(b) for b in batches]
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches)),
+                                thread_name_prefix="tfminv-query") as pool:
+            futures = [pool.submit(self._one_batch, b) for b in batches]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:  # first failure wins: drop what has not started
+                    f.cancel()
+                wait(futures)
+                raise

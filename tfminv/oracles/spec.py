@@ -31,13 +31,15 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-              **kwargs) -> Oracle:
+              concurrency: int = 1, rate_limit: float | None = None, **kwargs) -> Oracle:
     """Build the oracle a target string names. `kwargs` go to the oracle (budget, batch_size...).
 
-    `timeout`, `retries` and `backoff` apply to remote targets only.
+    `timeout`, `retries`, `backoff`, `concurrency` (requests in flight) and `rate_limit`
+    (requests per second, None: unlimited) apply to remote targets only.
     """
     scheme, rest = parse_spec(spec)
-    remote = dict(timeout=timeout, retry=RetryPolicy(retries=retries, backoff=backoff))
+    remote = dict(timeout=timeout, retry=RetryPolicy(retries=retries, backoff=backoff),
+                  concurrency=concurrency, rate_limit=rate_limit)
     if scheme == "keras":
         import keras
 

@@ -32,6 +32,7 @@ class ScenarioConfig:
       classifier. aux: the allocation's auxiliary set (empty: its default).
     epochs / clf_epochs: inverter / classifier epochs (clf_epochs 0: same as epochs).
     max_aux / max_victims / max_train: budget caps (0: all).
+    concurrency / rate_limit: a remote target's requests in flight and requests per second.
     select_on: inverter model selection on held-out auxiliary data ('aux_val', a seeded
       `aux_val_fraction`) or on the target's own training data ('target_train', the authors').
     """
@@ -56,6 +57,8 @@ class ScenarioConfig:
     aux_val_fraction: float = 0.1
     verbose: int = 1
     figure_n: int = 10
+    concurrency: int = 1       # remote target: requests in flight
+    rate_limit: float = 0.0    # remote target: requests per second (0: no limit)
 
     def __post_init__(self):
         if self.select_on not in SELECT_ON:
@@ -155,7 +158,10 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
     if config.target:
         from tfminv.oracles import from_spec
 
-        oracle = from_spec(config.target)
+        remote = {}
+        if config.target.partition(":")[0] in ("rest", "grpc", "http-json"):
+            remote = {"concurrency": config.concurrency, "rate_limit": config.rate_limit or None}
+        oracle = from_spec(config.target, **remote)
         target_info = {"identity": oracle.identity(), "spec": config.target}
     else:
         model, target_info = targets.get_or_train_classifier(
