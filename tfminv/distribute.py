@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def start(name: str = "default", *, cluster_timeout: float = DEFAULT_CLUSTER_TIM
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
+        # TensorFlow logs every collective at INFO level (one line per all-reduce)
+        tf.get_logger().setLevel("WARNING")
         strategy = _multi_worker(tf, task, float(cluster_timeout))
     _state.update(name=name, strategy=strategy, task=task)
     return strategy
@@ -195,6 +198,10 @@ def _multi_worker(tf, task: ClusterTask | None, timeout: float):
             coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
                 name=j, num_tasks=len(task.cluster[j])) for j in WORKER_JOBS
                 if j in task.cluster])
+    # TensorFlow may wait for a missing peer far longer than asked, holding the interpreter lock
+    # and ignoring SIGTERM, so a watchdog process ends this one with the one-line error when the
+    # cluster has not formed in time.
+    watchdog = _start_watchdog(task, timeout) if task is not None else None
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as e:
@@ -204,6 +211,49 @@ def _multi_worker(tf, task: ClusterTask | None, timeout: float):
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
             tf.errors.AbortedError, tf.errors.InternalError) as e:
         raise cluster_failure(e, task, timeout) from None
+    finally:
+        if watchdog is not None:
+            watchdog.stdin.close()  # end of input: the watchdog exits quietly
+            try:
+                watchdog.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - it exits on its own
+                pass
+
+
+_WATCHDOG = r"""
+import json, os, select, signal, socket, sys
+pid, timeout, head, tail, peers = sys.argv[1:6]
+ready, _, _ = select.select([sys.stdin], [], [], float(timeout))
+if ready:
+    sys.exit(0)
+def up(address):
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+        return True
+    except OSError:
+        return False
+peers = json.loads(peers)
+down = [f"{n} at {a}" for n, a in peers if not up(a)]
+who = ("unreachable: " + ", ".join(down)) if down else     "peers " + ", ".join(f"{n} at {a}" for n, a in peers)
+print(f"error: {head} ({who}); {tail}", file=sys.stderr, flush=True)
+os.kill(int(pid), signal.SIGKILL)
+"""
+
+
+def _start_watchdog(task: ClusterTask, timeout: float):
+    import subprocess
+    import sys
+
+    head = (f"{task.name}: the multi-worker cluster in {TF_CONFIG} did not form within "
+            f"--cluster_timeout={timeout:g}s")
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), head, _RERUN,
+         json.dumps(task.peers())], stdin=subprocess.PIPE)
+
+
+_RERUN = ("start the same command on every worker, or rerun them all to resume from the last "
+          "checkpoint")
 
 
 _TOO_LATE = ("--strategy=multi-worker: TensorFlow was already running when the strategy was "
