@@ -30,12 +30,25 @@ def _check(preds, images, what):
     return preds, images
 
 
+def _check_streamed(preds, images):
+    preds = np.asarray(preds, dtype=np.float32)
+    if preds.ndim != 2 or len(preds) != len(images):
+        raise DataError(f"auxiliary set: expected predictions [N, m] for the {len(images)} "
+                        f"streamed images of {images.name}, got {preds.shape}")
+    h, w, _ = images.image_shape
+    if h != w or h not in (32, 64):
+        raise DataError(f"auxiliary set: images must be 32x32 or 64x64, got {(h, w)}")
+    return preds
+
+
 def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, workdir,
                    val=None, width: float = 1.0, reuse: bool = True):
     """Train (or reuse) an inverter and return a Keras model: raw prediction [N, m] -> image.
 
     The model's `run_dir` attribute names its training folder (run.json, TensorBoard logs).
 
+    aux_images: an image array, or a `tfminv.data.streaming.StreamedImages` (the set is read
+    from its records while training, never held in memory; predictions in its order).
     workdir is a base folder; the run goes to a sub-folder named after the training k and a hash
     of the settings and data, so identical requests reuse the trained model: 'previous' is
     trained once for all k, and 'truncation' at k = m is that same full-vector model.
@@ -48,8 +61,13 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    preds, images = _check(aux_predictions, aux_images, "auxiliary set")
-    m, size = preds.shape[1], images.shape[1]
+    streamed = hasattr(aux_images, "iter_chunks")
+    if streamed:  # tfminv.data.streaming.StreamedImages: read from the records while training
+        preds, images = _check_streamed(aux_predictions, aux_images), aux_images
+        m, size = preds.shape[1], images.image_shape[0]
+    else:
+        preds, images = _check(aux_predictions, aux_images, "auxiliary set")
+        m, size = preds.shape[1], images.shape[1]
     _check_k(k, m)
     if val is not None:
         val = _check(val[0], val[1], "validation set")
@@ -58,8 +76,13 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     meta = {"train_k": int(train_k), "width": float(width), "aux": short_hash(preds, images),
             "val": None if val is None else short_hash(*val)}
     name = "full" if train_k == m else f"truncation_k{k}"
+    x, y = preds, images
+    if streamed:
+        from tfminv.data.streaming import inverter_dataset
+
+        x, y = inverter_dataset(preds, images, config.batch_size, seed=config.seed), None
     model = fit_cached(lambda: build_inverter(m, size, width, k=train_k, name=f"inverter_{name}"),
-                       preds, images, config=config, workdir=workdir, name=name, meta=meta,
+                       x, y, config=config, workdir=workdir, name=name, meta=meta,
                        val=val, loss="mse", reuse=reuse)
     run_dir = model.run_dir
     if train_k != k:

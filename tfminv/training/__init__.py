@@ -85,6 +85,9 @@ def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, 
 
     build_model: zero-argument function returning an uncompiled Keras model (called inside
       the strategy scope and dtype policy, after seeding).
+    x, y: arrays, or x a tf.data.Dataset of (x, y) batches of `config.batch_size` and y None
+      (streamed input, see tfminv.data.streaming); `config.batch_size` is the global batch:
+      under a distributed strategy each of the replicas takes an equal share of it.
     val: (x_val, y_val) for model selection: the weights with the lowest `monitor` are kept.
       Without it the last epoch's weights are returned.
     workdir: holds backup/ (resume), best.weights.h5, logs/ (TensorBoard), history.csv,
@@ -177,9 +180,14 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     import time
 
     t0 = time.perf_counter()
-    model.fit(x, y, batch_size=int(config.batch_size), epochs=int(config.epochs),
-              validation_data=tuple(val) if val is not None else None, shuffle=True,
-              callbacks=cbs, verbose=config.verbose)
+    if hasattr(x, "element_spec"):  # a tf.data pipeline of batches (streamed input)
+        model.fit(x, epochs=int(config.epochs),
+                  validation_data=tuple(val) if val is not None else None, callbacks=cbs,
+                  shuffle=False, verbose=config.verbose)  # the pipeline shuffles
+    else:
+        model.fit(x, y, batch_size=int(config.batch_size), epochs=int(config.epochs),
+                  validation_data=tuple(val) if val is not None else None, shuffle=True,
+                  callbacks=cbs, verbose=config.verbose)
     seconds = time.perf_counter() - t0
     if val is not None and best_path.exists():
         model.load_weights(str(best_path))

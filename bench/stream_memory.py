@@ -1,0 +1,120 @@
+"""Peak memory of an inverter training run as the auxiliary set grows: streamed vs in memory.
+
+    python bench/stream_memory.py --sizes=10000,50000,200000 --steps=40 --memory_sizes=10000,50000
+
+Each measurement is a fresh process (peak RSS is per process): the CelebA records (10,000 faces,
+64x64; repeated to reach sizes above that, `StreamedImages(repeat=r)`) are queried in chunks
+through `query_cached` (a fixed random-projection "target", so no classifier has to be trained)
+and a face inverter (width --width) trains for --steps steps of batch 128 on
+`inverter_dataset` (tf.data from the records, 10,000-element shuffle buffer, prefetch).
+`--memory_sizes` runs the in-memory path (images materialised as float32 arrays, `fit` on
+NumPy) for contrast. Prints one JSON line per run: size, mode, peak RSS (MiB), RSS after the
+queries, query and training seconds. Needs $TFMINV_DATA_DIR (CelebA) and builds records in
+$TFMINV_RECORDS_DIR if missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_list("sizes", ["10000", "50000", "200000"], "auxiliary set sizes (streamed)")
+flags.DEFINE_list("memory_sizes", ["10000", "50000"], "sizes for the in-memory path")
+flags.DEFINE_integer("steps", 40, "training steps (batch 128) per run")
+flags.DEFINE_float("width", 0.25, "inverter width multiplier")
+flags.DEFINE_integer("threads", 2, "TensorFlow intra-op threads")
+flags.DEFINE_string("out", "", "also append the JSON lines to this file")
+flags.DEFINE_string("_worker", "", "internal: run one measurement (mode:size)")
+FLAGS = flags.FLAGS
+
+CELEBA = 10000  # records in the bundled CelebA copy
+
+
+def _probs(images):
+    """A fixed 'target': softmax of a seeded random projection of the pixels (12 classes)."""
+    import numpy as np
+
+    w = np.random.default_rng(0).normal(size=(images[0].size, 12)).astype(np.float32) / 16
+    logits = images.reshape(len(images), -1) @ w
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def worker(mode: str, size: int) -> dict:
+    import common  # bench/common.py
+
+    tf = common.setup_tf(FLAGS.threads)
+    import numpy as np
+
+    from tfminv.attacks.predictions import query_cached
+    from tfminv.data import allocations
+    from tfminv.data.streaming import StreamedImages, inverter_dataset
+    from tfminv.models import build_inverter
+    from tfminv.oracles.base import CallableOracle
+
+    repeat = -(-size // CELEBA)
+    ref = allocations.SplitRef("celeba", "train", 64, seed=None, limit=size)
+    cache = tempfile.mkdtemp(prefix="tfminv-bench-cache-")
+    oracle = CallableOracle(_probs, batch_size=512, name="bench-projection")
+    t0 = time.perf_counter()
+    if mode == "streamed":
+        images = StreamedImages.from_ref(ref, repeat=repeat)
+        preds = query_cached(oracle, images, cache)
+        ds = inverter_dataset(preds, images, common.BATCH, seed=1)
+    else:
+        one = allocations.materialize(ref).images
+        x = np.concatenate([one] * repeat)[:size] if repeat > 1 else one
+        preds = query_cached(oracle, x, cache)
+        ds = tf.data.Dataset.from_tensor_slices((preds, x)).shuffle(10000, seed=1) \
+            .batch(common.BATCH).prefetch(tf.data.AUTOTUNE)
+    n = len(preds)
+    t_query = time.perf_counter() - t0
+    rss_after_query = common.rss_mb()
+    model = build_inverter(12, 64, FLAGS.width, k=12)
+    model.compile(optimizer="adam", loss="mse")
+    t1 = time.perf_counter()
+    model.fit(ds.repeat(), steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
+    t_train = time.perf_counter() - t1
+    return {"bench": "stream_memory", "mode": mode, "size": n, "steps": FLAGS.steps,
+            "batch": common.BATCH, "width": FLAGS.width,
+            "peak_rss_mb": round(common.peak_rss_mb(), 1),
+            "rss_after_queries_mb": round(rss_after_query, 1),
+            "query_s": round(t_query, 1), "train_s": round(t_train, 1),
+            "images_per_s": round(FLAGS.steps * common.BATCH / t_train, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 1)}
+
+
+def main(argv):
+    if FLAGS._worker:
+        mode, size = FLAGS._worker.split(":")
+        print(json.dumps(worker(mode, int(size))), flush=True)
+        return 0
+    runs = [("streamed", int(s)) for s in FLAGS.sizes] + \
+        [("memory", int(s)) for s in FLAGS.memory_sizes]
+    for mode, size in runs:
+        cmd = [sys.executable, os.path.abspath(__file__), f"--_worker={mode}:{size}",
+               f"--steps={FLAGS.steps}", f"--width={FLAGS.width}", f"--threads={FLAGS.threads}"]
+        res = subprocess.run(cmd, capture_output=True, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if res.returncode != 0:
+            print(json.dumps({"bench": "stream_memory", "mode": mode, "size": size,
+                              "error": res.stderr.strip().splitlines()[-1:]}), flush=True)
+            continue
+        line = res.stdout.strip().splitlines()[-1]
+        print(line, flush=True)
+        if FLAGS.out:
+            with open(FLAGS.out, "a") as f:
+                f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,147 @@
+"""Image sets read from their TFRecords on demand, for auxiliary sets larger than memory.
+
+`StreamedImages` stands where an image array would (querying a target with
+`tfminv.attacks.predictions.query_cached`, training an inverter with
+`tfminv.attacks.inversion.train_inverter`): it knows its length, image shape and a content key,
+and yields its images as a tf.data pipeline (vectorised parsing, prefetching) or as NumPy
+chunks, in one fixed order (record order of the selected rows), so cached predictions line up
+with the images. Memory stays flat as the set grows: what is held is a selection mask (1 byte
+per record), the prediction vectors (m floats per image) and tf.data's shuffle buffer.
+
+`inverter_dataset(preds, images, batch_size)` is the training input: predictions zipped with the
+streamed images, shuffled in a bounded buffer, batched and prefetched; under a tf.distribute
+strategy Keras shards it across workers (AutoShardPolicy.DATA: every worker reads the records
+and keeps its share of each global batch, since one zipped stream cannot be split by file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tfminv.errors import ConfigError, DataError
+
+#: elements in the training shuffle buffer (64x64 float32 images: ~164 MB at 10,000)
+SHUFFLE_BUFFER = 10000
+
+
+class StreamedImages:
+    """The images of some records, selected by a mask, read on demand (float32 [H, W, 1])."""
+
+    def __init__(self, path, split: str, *, mask: np.ndarray | None = None, repeat: int = 1,
+                 normalize: str = "unit", name: str | None = None):
+        from tfminv.data import records
+
+        self.path = Path(path)
+        self.meta = records.read_metadata(self.path)
+        self.split = split
+        self.files = records.split_files(self.path, self.meta, split)
+        if int(repeat) < 1:
+            raise ConfigError(f"repeat must be >= 1, got {repeat}")
+        self.repeat = int(repeat)
+        self.count = records.split_count(self.meta, split) * self.repeat
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (self.count,):
+                raise DataError(f"{self.path} {split}: selection mask of {mask.shape[0]} rows for "
+                                f"{self.count} records")
+        self.mask = mask
+        records._check_normalize(normalize)
+        self.normalize = normalize
+        self.name = name or f"{self.meta['dataset']}/{split}" + (
+            f"x{self.repeat}" if self.repeat > 1 else "")
+        self._len = int(mask.sum()) if mask is not None else self.count
+
+    @classmethod
+    def from_ref(cls, ref, *, data_dir=None, records_dir=None, repeat: int = 1,
+                 normalize: str = "unit") -> "StreamedImages":
+        """The rows a `tfminv.data.allocations.SplitRef` names, in record order (the in-memory
+        `materialize` returns the same rows in the ref's shuffled order). Reads only the labels
+        to select them; `repeat` > 1 repeats the records (for benchmarks at larger sizes)."""
+        from tfminv.data import allocations, build, records
+
+        path = build.ensure(ref.dataset, ref.image_size, data_dir=data_dir,
+                            records_dir=records_dir)
+        meta = records.read_metadata(path)
+        labels = _labels(path, meta, ref.split)
+        labels = np.tile(labels, repeat)
+        idx = allocations.select(len(labels), labels, ref)
+        mask = np.zeros(len(labels), bool)
+        mask[idx] = True
+        return cls(path, ref.split, mask=mask, repeat=repeat, normalize=normalize,
+                   name=f"{ref.dataset}/{ref.split}(streamed)")
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (int(self.meta["height"]), int(self.meta["width"]), 1)
+
+    def content_hash(self) -> str:
+        """Key of these images for caches: the records' metadata (source checksums, counts,
+        preprocessing), the shard names, the selection and the normalisation."""
+        h = hashlib.sha256(json.dumps(self.meta, sort_keys=True, default=str).encode())
+        h.update(json.dumps([Path(f).name for f in self.files]).encode())
+        h.update(f"{self.split}|{self.repeat}|{self.normalize}|{self._len}".encode())
+        if self.mask is not None:
+            h.update(np.packbits(self.mask).tobytes())
+        return h.hexdigest()
+
+    def dataset(self, parse_batch: int = 1024):
+        """tf.data.Dataset of single float32 images [H, W, 1], in record order."""
+        import tensorflow as tf
+
+        from tfminv.data import records
+
+        parse = records.make_parser(self.meta, self.path, self.normalize)
+        ds = tf.data.TFRecordDataset(self.files * self.repeat)
+        ds = ds.batch(parse_batch).map(lambda s: parse(s)[0], num_parallel_calls=tf.data.AUTOTUNE,
+                                       deterministic=True).unbatch()
+        if self.mask is not None:
+            keep = tf.constant(self.mask)
+            ds = ds.enumerate().filter(lambda i, x: keep[i]).map(lambda i, x: x)
+        return ds
+
+    def iter_chunks(self, chunk: int, start: int = 0):
+        """(index, float32 images [<= chunk, H, W, 1]) for chunks index >= start, read in turn."""
+        ds = self.dataset().skip(start * chunk).batch(chunk).prefetch(1)
+        for i, batch in enumerate(ds.as_numpy_iterator(), start=start):
+            yield i, batch
+
+
+def _labels(path: Path, meta: dict, split: str) -> np.ndarray:
+    import tensorflow as tf
+
+    from tfminv.data import records
+
+    spec = {"label": tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(records.split_files(path, meta, split)).batch(8192).map(
+        lambda s: tf.io.parse_example(s, spec)["label"])
+    parts = list(ds.as_numpy_iterator())
+    return np.concatenate(parts) if parts else np.zeros((0,), np.int64)
+
+
+def inverter_dataset(preds: np.ndarray, images: StreamedImages, batch_size: int, *,
+                     seed: int | None = None, shuffle_buffer: int = SHUFFLE_BUFFER):
+    """(prediction, image) batches for training: predictions zipped with the streamed images,
+    shuffled in a bounded buffer (reshuffled each epoch), batched and prefetched."""
+    import tensorflow as tf
+
+    preds = np.asarray(preds, np.float32)
+    if len(preds) != len(images):
+        raise DataError(f"{len(preds)} prediction vectors for the {len(images)} images of "
+                        f"{images.name}")
+    ds = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(preds), images.dataset()))
+    ds = ds.shuffle(min(shuffle_buffer, max(1, len(preds))), seed=seed,
+                    reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    # the row filter hides the length from tf.data; stating it lets Keras size the epochs
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(preds) // int(batch_size))))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opts)
