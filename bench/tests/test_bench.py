@@ -121,3 +121,15 @@ def test_profile_step_reports_op_categories():
     assert rows and all(r["bench"] == "profile_step" and r["layers"] == "tfminv" for r in rows)
     assert abs(sum(r["share"] for r in rows) - 1.0) < 0.01
     assert any("deconv" in r["category"] or "matmul" in r["category"] for r in rows)
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_3():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is present: the check would run for minutes")
+    env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="2")
+    res = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--epochs=1"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "gpu_check: no GPU found" in res.stderr and "--cpu-dry-run" in res.stderr
