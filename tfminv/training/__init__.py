@@ -195,6 +195,9 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     if config.strategy != "default":
         # a plain single-device copy: inference (queries, evaluation) then runs locally on each
         # worker instead of as a distributed step every worker must join
+        from tfminv import custom_objects
+
+        custom_objects.register()
         model = keras.models.load_model(final)
     history = _history_rows(workdir / "history.csv")
     best = json.loads(best_json.read_text()) if best_json.exists() else None
