@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,11 +55,13 @@ def test_tf_config_roles():
     t = distribute.parse_tf_config(json.dumps(with_chief))
     assert not t.is_chief and t.num_workers == 2
     # a program that started no multi-worker strategy is its own chief and writes in place
-    assert distribute.is_chief() and distribute.write_dir("x") == distribute.Path("x")
+    assert distribute.is_chief() and distribute.write_dir("x") == Path("x")
 
 
 def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.getcwd())
+    root = str(Path(__file__).resolve().parents[1])  # this checkout, installed or not
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     env.update(extra)
     return env
 
@@ -156,13 +159,17 @@ MATCH_SCRIPT = textwrap.dedent("""
     w = np.random.default_rng(0).normal(size=(x[0].size, 5)).astype(np.float32) / 8
     logits = x.reshape(len(x), -1) @ w
     p = np.exp(logits - logits.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
-    cfg = TrainConfig(epochs=3, batch_size=64, verbose=0, strategy=sys.argv[1],
-                      precision="float32")
+    cfg = TrainConfig(epochs=3, batch_size=64, learning_rate=1e-3, verbose=0,
+                      strategy=sys.argv[1], precision="float32")
     g = train_inverter(p[:1000], x[:1000], k=5, method="truncation", config=cfg,
                        workdir=sys.argv[2], val=(p[1000:1100], x[1000:1100]), width=0.125)
     res, _ = evaluate(g, p[1100:], x[1100:])
+    import keras
+    from tfminv.models import build_inverter
+    keras.utils.set_random_seed(cfg.seed)  # the same initial weights, untrained
+    res0, _ = evaluate(build_inverter(5, 32, 0.125, k=5), p[1100:], x[1100:])
     print(json.dumps({"chief": distribute.is_chief(), "mse": res["mse"],
-                      "mean_image": float(np.mean((x[1100:] - x[:1000].mean(0)) ** 2))}))
+                      "untrained_mse": res0["mse"]}))
 """)
 
 
@@ -172,30 +179,29 @@ def test_inverter_trained_on_two_workers_matches_one_worker(data_dir, records_di
 
     Each step the two workers average the gradients of their halves of the same global batch,
     which is the one-worker gradient; what differs is BatchNorm, which normalises each
-    half-batch with its own statistics, and the order of float sums. Tolerance: 10% of the
-    one-worker MSE (the difference seen here is ~1-2%; this budget's seed-to-seed spread is of
-    that order too) and the MSE far below the mean-image reference, so a run that did not train
-    (or trained on one half of the data only with a broken sharding) fails.
+    half-batch with its own statistics, and the order of float sums. Tolerance: 5% of the
+    one-worker MSE: the difference seen here is below 0.1% (0.16428 vs 0.16429 at lr 2e-4), so
+    5% leaves room for other CPUs' float order while any real divergence (a worker training on
+    other weights or data) shows. Both must be well below the untrained model's MSE, so a run
+    that did not train fails.
     """
     from tfminv.data import build
 
     build.ensure("mnist", 32, data_dir=data_dir, records_dir=records_dir)
     script = tmp_path / "match.py"
     script.write_text(MATCH_SCRIPT)
-    env_dirs = [f"--data_dir={data_dir}"]  # noqa: F841 - data through TFMINV_DATA_DIR below
     single = subprocess.run([sys.executable, str(script), "default", str(tmp_path / "one")],
                             env=_env(TFMINV_RECORDS_DIR=str(records_dir)),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     one = json.loads(single.stdout.strip().splitlines()[-1])
-    os.environ["TFMINV_RECORDS_DIR"] = str(records_dir)
     outs = _run_workers([sys.executable, str(script), "multi-worker", str(tmp_path / "two")])
     for code, _, err in outs:
         assert code == 0, err[-3000:]
     two = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outs]
     assert [t["chief"] for t in two] == [True, False]
     print(json.dumps({"one_worker": one, "two_workers": two}))
-    assert two[0]["mse"] == pytest.approx(one["mse"], rel=0.10)
-    assert one["mse"] < 0.8 * one["mean_image"]
+    assert two[0]["mse"] == pytest.approx(one["mse"], rel=0.05)
+    assert one["mse"] < 0.8 * one["untrained_mse"] and two[0]["mse"] < 0.8 * one["untrained_mse"]
     # the workers hold the same weights; only BatchNorm's moving statistics are per worker
     assert two[0]["mse"] == pytest.approx(two[1]["mse"], rel=0.01)

@@ -27,8 +27,6 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from tfminv.errors import ConfigError, TfminvError
@@ -370,14 +368,3 @@ def broadcast_from_chief(array):
         raise
     return np.asarray(out.numpy(), dtype=a.dtype)
 
-
-def wait_for(path, timeout: float = 600.0, poll: float = 0.5) -> Path:
-    """Wait until `path` exists (a file the chief writes to shared storage)."""
-    path = Path(path)
-    t0 = time.monotonic()
-    while not path.exists():
-        if time.monotonic() - t0 > timeout:
-            raise ClusterError(f"{path} did not appear within {timeout:g}s: results and caches "
-                               "of a multi-worker run must be on storage shared by all workers")
-        time.sleep(poll)
-    return path

@@ -29,7 +29,8 @@ flags.DEFINE_integer("epochs", 100, "inverter training epochs (authors: 100)")
 flags.DEFINE_integer("clf_epochs", 0, "target/evaluation classifier epochs (0: same as --epochs)")
 flags.DEFINE_float("width", 1.0, "channel width multiplier of classifier and inverter "
                    "(authors: 1.0; CPU runs: 0.25-0.5)")
-flags.DEFINE_integer("batch_size", 128, "training batch size (authors: 128)")
+flags.DEFINE_integer("batch_size", 128, "global training batch size, split across replicas; the "
+                     "learning rate is not scaled (authors: 128)")
 flags.DEFINE_integer("max_aux", 0, "use at most this many auxiliary images (0: all)")
 flags.DEFINE_integer("max_victims", 0, "evaluate on at most this many victims (0: all)")
 flags.DEFINE_integer("max_train", 0, "train the target on at most this many images (0: all)")
