@@ -84,6 +84,9 @@ def main(argv):
                             f.write(json.dumps(rec) + "\n")
     finally:
         server.stop()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

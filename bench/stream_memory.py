@@ -83,6 +83,9 @@ def worker(mode: str, size: int) -> dict:
     t1 = time.perf_counter()
     model.fit(ds.repeat(), steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
     t_train = time.perf_counter() - t1
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
     return {"bench": "stream_memory", "mode": mode, "size": n, "steps": FLAGS.steps,
             "batch": common.BATCH, "width": FLAGS.width,
             "peak_rss_mb": round(common.peak_rss_mb(), 1),
