@@ -46,7 +46,7 @@ def served(tmp_path_factory):
     srv = ModelServer({"target": base / "target"}, limits=ServerLimits(**LIMITS)).start()
     x = np.random.default_rng(0).random((4, SIZE, SIZE, 1), dtype=np.float32)
     want = keras.ops.convert_to_numpy(keras.ops.softmax(clf(x, training=False)))
-    yield dict(srv=srv, x=x, want=want)
+    yield dict(srv=srv, x=x, want=want, base=base)
     srv.stop()
 
 
@@ -105,6 +105,8 @@ def test_hostile_rest_bodies_get_json_4xx(served):
         (b"{}", {"Content-Length": str(10**12)}, 413, "1000000000000 bytes"),
         (b"{}", {"Content-Length": "abc"}, 400, "not a byte count"),
         (b"{}", {"Content-Length": "-5"}, 400, "not a byte count"),
+        (b"{}", {"Content-Length": "\u00b2"}, 400, "not a byte count"),
+        (b"{}", {"Content-Length": "9" * 5000}, 400, "not a byte count"),
         (b"{}", {"Content-Length": None}, 411, "Content-Length required"),
         (json.dumps({"signature_name": ["x"], "instances": one}).encode(), {}, 400,
          "'signature_name' must be a string, got list"),
@@ -291,3 +293,22 @@ def test_idle_keepalive_connections_do_not_starve_new_ones(served):
     finally:
         for c in held:
             c.close()
+
+
+def test_stop_ends_stalled_connections(served):
+    """A client that stalls mid-body holds a worker until the socket timeout (60 s here); stop()
+    ends it at once, so no worker thread outlives the server (they would hold the interpreter's
+    exit)."""
+    srv = ModelServer({"target": served["base"] / "target"}, grpc=False,
+                      limits=ServerLimits(**{**LIMITS, "rest_api_timeout_s": 60.0})).start()
+    httpd = srv._http
+    with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10) as s:
+        s.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 100\r\n\r\n{")
+        time.sleep(0.3)
+        srv.stop()
+        workers = list(httpd._pool._threads)
+        assert workers
+        for t in workers:
+            t.join(timeout=5)
+        assert not any(t.is_alive() for t in workers)

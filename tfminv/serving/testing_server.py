@@ -27,6 +27,7 @@ import logging
 import re
 import select
 import socket
+import socketserver
 import threading
 import time
 from concurrent import futures
@@ -195,7 +196,11 @@ class ModelServer:
     def start(self) -> "ModelServer":
         rest, rest_port, grpc_on, grpc_port = self._want
         if rest:
-            self._http = _RestServer((self.host, rest_port), _rest_handler(self), self.limits)
+            try:
+                self._http = _RestServer((self.host, rest_port), _rest_handler(self),
+                                         self.limits)
+            except OSError as e:
+                raise ConfigError(f"cannot serve REST on {self.host}:{rest_port}: {e}") from None
             self.rest_port = self._http.server_address[1]
             threading.Thread(target=self._http.serve_forever, daemon=True,
                              name="tfminv-rest").start()
@@ -255,11 +260,12 @@ class _RestServer(HTTPServer):
                                                 thread_name_prefix="tfminv-rest")
         self._waiting = 0
         self._lock = threading.Lock()
+        self._active: set = set()  # connections a worker is serving
+        self.closing = False
         super().__init__(address, handler)
 
-    def server_bind(self):  # HTTPServer's looks up the host's FQDN, which can take seconds
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
+    def server_bind(self):  # HTTPServer's also looks up the host's FQDN (seconds, offline)
+        socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
     def waiting(self) -> int:
@@ -287,16 +293,30 @@ class _RestServer(HTTPServer):
     def _work(self, request, client_address):
         with self._lock:
             self._waiting -= 1
+            self._active.add(request)
         try:
-            self.finish_request(request, client_address)
+            if not self.closing:
+                self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001 - a broken connection must not end the worker
             log.debug("REST connection from %s failed", client_address, exc_info=True)
         finally:
+            with self._lock:
+                self._active.discard(request)
             self.shutdown_request(request)
 
     def server_close(self):
+        """Stop accepting, drop waiting connections, and end the ones being served (a worker
+        blocked on a stalled client would otherwise hold the interpreter's exit)."""
+        self.closing = True
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            active = list(self._active)
+        for sock in active:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _rest_handler(server: ModelServer):
@@ -320,7 +340,7 @@ def _rest_handler(server: ModelServer):
             when the connection stays idle, or as soon as other connections wait for one."""
             deadline = time.monotonic() + limits.rest_api_timeout_s
             while time.monotonic() < deadline:
-                if self.server.waiting():
+                if self.server.waiting() or self.server.closing:
                     return False
                 if select.select([self.connection], [], [], 0.1)[0]:
                     return True
@@ -393,28 +413,26 @@ def _rest_handler(server: ModelServer):
 
         def _read_body(self) -> bytes | None:
             """The body, or None after answering why not (nothing is read past the limit)."""
-            if self.headers.get("Transfer-Encoding"):
-                self._send(411, {"error": "chunked request bodies are not supported; send "
-                                          "Content-Length"}, close=True)
-                return None
             length = self.headers.get("Content-Length")
-            if length is None:
-                self._send(411, {"error": "Content-Length required"}, close=True)
-                return None
-            try:
-                n = int(length)
-                if n < 0:
-                    raise ValueError
-            except ValueError:
-                self._send(400, {"error": f"Content-Length {length[:40]!r} is not a byte "
-                                          "count"}, close=True)
-                return None
-            if n > limits.max_request_bytes:
-                self._send(413, {"error": f"request body of {n} bytes is over the server's "
-                                          f"max_request_bytes of {limits.max_request_bytes}"},
-                           close=True)
+            n = limits.max_request_bytes  # what to discard after a refusal of unknown length
+            if self.headers.get("Transfer-Encoding"):
+                status, error = 411, ("chunked request bodies are not supported; send "
+                                      "Content-Length")
+            elif length is None:
+                status, error = 411, "Content-Length required"
+            elif not re.fullmatch(r"[0-9]{1,20}", length.strip()):
+                status, error = 400, f"Content-Length {length[:40]!r} is not a byte count"
+            elif int(length.strip()) > limits.max_request_bytes:
+                n = int(length.strip())
+                status, error = 413, (f"request body of {n} bytes is over the server's "
+                                      f"max_request_bytes of {limits.max_request_bytes}")
+            else:
+                status = None
+            if status is not None:
+                self._send(status, {"error": error}, close=True)
                 self._linger(n)
                 return None
+            n = int(length.strip())
             body = self.rfile.read(n)
             if len(body) < n:  # the client went away mid-body
                 self.close_connection = True
