@@ -312,3 +312,18 @@ def test_stop_ends_stalled_connections(served):
         for t in workers:
             t.join(timeout=5)
         assert not any(t.is_alive() for t in workers)
+
+
+def test_server_binary_rejects_bad_limits_in_one_line(served):
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tfminv.serving.testing_server",
+                          "--model_name=target", f"--model_base_path={served['base'] / 'target'}",
+                          "--port=0", "--rest_api_port=0", "--max_batch_size=0"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "max_batch_size=0: expected a number > 0" in out.stderr
+    assert "Traceback" not in out.stderr
