@@ -295,6 +295,31 @@ def test_idle_keepalive_connections_do_not_starve_new_ones(served):
             c.close()
 
 
+def test_pipelined_requests_are_all_answered(served):
+    """Small requests sent back to back on one connection (the later ones land in the server's
+    read buffer, where select() does not see them): all answered, without waiting for the
+    keep-alive idle timeout."""
+    srv = served["srv"]
+    bad = b'{"inputs": 5}'
+    post_req = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                + str(len(bad)).encode() + b"\r\n\r\n" + bad)
+    get_req = b"GET /v1/models/target HTTP/1.1\r\nHost: x\r\n\r\n"
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=20) as s:
+        s.sendall(post_req + get_req + post_req)
+        f = s.makefile("rb")
+        for want in (b"HTTP/1.1 400", b"HTTP/1.1 200", b"HTTP/1.1 400"):
+            status = f.readline()
+            headers = {}
+            while (line := f.readline()) not in (b"\r\n", b""):
+                k, _, v = line.decode().partition(":")
+                headers[k.strip().lower()] = v.strip()
+            assert status.startswith(want), status
+            assert "error" in json.loads(f.read(int(headers["content-length"]))) or \
+                want.endswith(b"200")
+    assert time.monotonic() - t0 < LIMITS["rest_api_timeout_s"] / 2
+
+
 def test_stop_ends_stalled_connections(served):
     """A client that stalls mid-body holds a worker until the socket timeout (60 s here); stop()
     ends it at once, so no worker thread outlives the server (they would hold the interpreter's

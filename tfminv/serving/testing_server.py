@@ -338,6 +338,8 @@ def _rest_handler(server: ModelServer):
         def _next_request(self) -> bool:
             """Wait on a keep-alive connection for its next request, but give the thread up
             when the connection stays idle, or as soon as other connections wait for one."""
+            if self._buffered():  # a pipelined request already read from the socket
+                return True
             deadline = time.monotonic() + limits.rest_api_timeout_s
             while time.monotonic() < deadline:
                 if self.server.waiting() or self.server.closing:
@@ -345,6 +347,17 @@ def _rest_handler(server: ModelServer):
                 if select.select([self.connection], [], [], 0.1)[0]:
                     return True
             return False
+
+        def _buffered(self) -> bool:
+            """Whether the next request is already (partly) in rfile's buffer, where select()
+            cannot see it; peeks without blocking."""
+            self.connection.settimeout(0)
+            try:
+                return bool(self.rfile.peek(1))
+            except OSError:
+                return False
+            finally:
+                self.connection.settimeout(self.timeout)
 
         def _send(self, status: int, obj, close: bool = False) -> None:
             data = json.dumps(obj).encode()
