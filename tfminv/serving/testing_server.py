@@ -190,6 +190,10 @@ class ModelServer:
             out = fn(**args)
         except tf.errors.InvalidArgumentError as e:
             raise ServingError("INVALID_ARGUMENT", e.message) from None
+        except tf.errors.ResourceExhaustedError as e:
+            raise ServingError("RESOURCE_EXHAUSTED", e.message) from None
+        except tf.errors.OpError as e:
+            raise ServingError("INTERNAL", f"{type(e).__name__}: {e.message}") from None
         return version, sig_name, {k: v.numpy() for k, v in out.items()}
 
     # -- lifecycle -------------------------------------------------------------------------
