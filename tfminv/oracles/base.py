@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from tfminv.errors import BudgetExceeded, ConfigError, OracleError
+from tfminv.oracles.checks import check_image_shape
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,13 @@ class TransientOracleError(OracleError):
 
 
 class Oracle(abc.ABC):
-    """A black-box target. Subclasses implement `_predict` on one batch of images."""
+    """A black-box target. Subclasses implement `_predict` on one batch of images.
+
+    `input_shape` (H, W, C; None where any size goes) is set by targets that know theirs, so
+    images of another shape fail with one line before anything is sent.
+    """
+
+    input_shape: tuple | None = None
 
     def __init__(self, output_dim: int | None = None, batch_size: int = 256,
                  budget: int | None = None, name: str = "oracle"):
@@ -52,6 +59,7 @@ class Oracle(abc.ABC):
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise OracleError(f"{self.name}: expected images [n, H, W, C], got shape {images.shape}")
+        check_image_shape(self.input_shape, images.shape, self.name)
         n = len(images)
         if self.budget is not None and self.num_queries + n > self.budget:
             raise BudgetExceeded(
@@ -116,6 +124,13 @@ class KerasOracle(Oracle):
 
     def identity(self) -> str:
         return self._identity or f"keras:{self.name}"
+
+    @property
+    def input_shape(self):
+        shape = getattr(self._model, "input_shape", None)
+        if not isinstance(shape, tuple) or len(shape) != 4:
+            return None
+        return tuple(shape[1:])
 
     def _predict(self, images):
         out = self._model.predict_on_batch(images)

@@ -10,6 +10,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError, OracleError
 from tfminv.oracles.base import Oracle, softmax_np
+from tfminv.oracles.checks import check_probabilities
 
 
 def resolve_savedmodel_dir(path: str | os.PathLike) -> Path:
@@ -40,7 +41,12 @@ class SavedModelOracle(Oracle):
     """Query a SavedModel's signature in process: `savedmodel:DIR`.
 
     `input_key` defaults to the signature's only input, `output_key` to `probabilities` (or the
-    only output). `softmax=True` if the signature returns logits.
+    only output). `softmax=True` if the signature returns logits; otherwise the output is
+    checked to be a probability vector at load time (`checks.check_probabilities`).
+
+    Loading and querying a SavedModel runs its graph in this process, with whatever ops it
+    holds (file reads and writes included): load only models you trust, and audit any other
+    through a served endpoint in a sandbox (docs/serving.md).
     """
 
     def __init__(self, path, *, signature: str = "serving_default", input_key: str | None = None,
@@ -80,7 +86,32 @@ class SavedModelOracle(Oracle):
             raise ConfigError(f"{self.path}: signature {signature!r} has no output "
                               f"{output_key!r} (has {outputs})")
         self.input_key, self.output_key, self._softmax = input_key, output_key, softmax
+        in_spec = self._fn.structured_input_signature[1][input_key]
+        if in_spec.shape.rank is not None:
+            if in_spec.shape.rank != 4:
+                raise ConfigError(f"{self.path}: input {input_key!r} has shape {in_spec.shape}; "
+                                  "a target takes one image batch [n, H, W, C]")
+            self.input_shape = tuple(in_spec.shape.as_list()[1:])
+        if not softmax:
+            self._check_outputs_are_probabilities(in_spec.dtype)
         self._hash = content_hash(self.path)
+
+    def _check_outputs_are_probabilities(self, dtype) -> None:
+        """Run the signature on a few seeded random images at load time (not counted as
+        queries): an output that is not a probability vector fails here, in one line, unless
+        the target is declared to return logits (`softmax=True`)."""
+        import tensorflow as tf
+
+        if self.input_shape is None or None in self.input_shape:
+            return  # no shape to probe with; the first real batch is checked instead
+        x = np.random.default_rng(0).random((4,) + self.input_shape)
+        try:
+            out = self._fn(**{self.input_key: tf.constant(x, dtype)})[self.output_key].numpy()
+        except Exception as e:  # noqa: BLE001 - a broken graph fails in many TF error types
+            raise ConfigError(f"{self.path}: signature {self.signature!r} fails on a probe "
+                              f"batch of shape {x.shape}: {str(e).splitlines()[0][:300]}") from None
+        check_probabilities(out.reshape(len(x), -1) if out.ndim != 2 else out,
+                            f"savedmodel:{self.path} (output {self.output_key!r})")
 
     def identity(self) -> str:
         return f"savedmodel:{self._hash}#{self.signature}/{self.output_key}"

@@ -46,12 +46,24 @@ def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: fl
         from tfminv import custom_objects
         from tfminv.export import ends_in_softmax
 
+        from tfminv.oracles.checks import check_keras_archive
+
         custom_objects.register()  # tfminv's layers, for deserialisation
 
         p = Path(rest)
         if not p.is_file() or p.suffix != ".keras":
             raise ConfigError(f"target {spec!r}: {rest} is not an existing .keras file")
-        model = keras.saving.load_model(str(p), compile=False)
+        check_keras_archive(p)
+        try:  # safe_mode (the default) refuses archives holding Python lambdas
+            model = keras.saving.load_model(str(p), compile=False)
+        except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"target {spec!r}: cannot load {p} as a Keras model: "
+                              f"{first[:300]}") from None
+        if isinstance(model.input_shape, list) or len(model.input_shape) != 4:
+            raise ConfigError(f"target {spec!r}: {p} takes input {model.input_shape}; a target "
+                              "takes one image batch [n, H, W, C]")
+        kwargs.setdefault("name", f"keras:{p}")
         kwargs.setdefault("softmax", not ends_in_softmax(model))
         kwargs.setdefault("identity", f"keras:{_file_hash(p)}")
         return KerasOracle(model, **kwargs)

@@ -157,11 +157,14 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
     t = time.perf_counter()
     if config.target:
         from tfminv.oracles import from_spec
+        from tfminv.oracles.checks import check_image_shape
 
         remote = {}
         if config.target.partition(":")[0] in ("rest", "grpc", "http-json"):
             remote = {"concurrency": config.concurrency, "rate_limit": config.rate_limit or None}
         oracle = from_spec(config.target, **remote)
+        # before any classifier is trained: a target that cannot take these images fails now
+        check_image_shape(oracle.input_shape, victims.images.shape, config.target)
         target_info = {"identity": oracle.identity(), "spec": config.target}
     else:
         model, target_info = targets.get_or_train_classifier(

@@ -1,10 +1,11 @@
 """Serving exported models: inverter clients (REST/gRPC) and an in-process TF Serving stand-in."""
 
-__all__ = ["InverterClient", "write_pngs", "ModelServer", "ServingError"]
+__all__ = ["InverterClient", "write_pngs", "ModelServer", "ServerLimits", "ServingError"]
 
 _LAZY = {"InverterClient": "tfminv.serving.client", "write_pngs": "tfminv.serving.client",
          "ModelServer": "tfminv.serving.testing_server",
-         "ServingError": "tfminv.serving.testing_server"}
+         "ServingError": "tfminv.serving.testing_server",
+         "ServerLimits": "tfminv.serving.testing_server"}
 
 
 def __getattr__(name):
