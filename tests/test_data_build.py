@@ -85,7 +85,7 @@ def test_cli_prints_one_json_line_per_split(small_mnist, tmp_path):
     assert all(json.loads(l)["reused"] for l in out2.stdout.splitlines())
     bad = subprocess.run([sys.executable, "-m", "tfminv.data.build", "--dataset=nope"],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode == 1 and "unknown dataset 'nope'" in bad.stderr
+    assert bad.returncode == 2 and "unknown dataset 'nope'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 
+USER_ERROR = 2  # exit status of every binary on a user error (bad flag, bad input, missing data)
 
-def run(main, before=None) -> None:
-    """`app.run(main)`; a TfminvError from `before()` or `main(argv)` prints `error: ...`, exits 2.
+
+def run(main, before=None, argv=None) -> None:
+    """`app.run(main)`; a TfminvError from `before()` or `main(argv)`, or a flag that does not
+    parse, prints `error: ...` (one line) and exits 2.
 
     When the binary defines a `--strategy` flag, its tf.distribute strategy is created right after
     the flags are parsed, before `before()` and any other TensorFlow work (multi-worker collectives
@@ -31,11 +34,22 @@ def run(main, before=None) -> None:
             return main(argv)
         except TfminvError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(USER_ERROR)
         except Exception as e:  # noqa: BLE001 - only a lost multi-worker peer is translated
             if not distribute.is_tf_cluster_error(e):
                 raise
             print(f"error: {distribute.cluster_failure(e)}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(USER_ERROR)
 
-    app.run(wrapped)
+    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """absl's parser, but a bad flag value exits 2 with one line instead of 1 with the usage."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(USER_ERROR)

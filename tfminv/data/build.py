@@ -299,20 +299,18 @@ def main(argv=None):
 
     def run(_):
         names = list(DATASETS) if FLAGS.dataset == ["all"] else FLAGS.dataset
-        try:
-            for name in names:
-                for row in build(name, data_dir=FLAGS.data_dir, records_dir=FLAGS.records_dir,
-                                 image_size=FLAGS.image_size, force=FLAGS.force,
-                                 source=FLAGS.source, tfds_data_dir=FLAGS.tfds_data_dir,
-                                 limit=FLAGS.limit, skip_corrupt=FLAGS.skip_corrupt,
-                                 download=FLAGS.download):
-                    print(json.dumps(row), flush=True)
-        except TfminvError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        for name in names:
+            for row in build(name, data_dir=FLAGS.data_dir, records_dir=FLAGS.records_dir,
+                             image_size=FLAGS.image_size, force=FLAGS.force,
+                             source=FLAGS.source, tfds_data_dir=FLAGS.tfds_data_dir,
+                             limit=FLAGS.limit, skip_corrupt=FLAGS.skip_corrupt,
+                             download=FLAGS.download):
+                print(json.dumps(row), flush=True)
         return 0
 
-    app.run(lambda argv: sys.exit(run(argv)), argv=argv)
+    from tfminv import cli
+
+    cli.run(run, argv=argv)  # a TfminvError prints one line and exits 2, like every binary
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import sys
 import urllib.error
 import urllib.request
 import zlib
@@ -114,15 +113,13 @@ def main(argv=None):
     FLAGS = flags.FLAGS
 
     def run(_):
-        try:
-            for p in download(FLAGS.dataset, data_dir=FLAGS.data_dir, timeout=FLAGS.timeout):
-                print(p)
-        except (DataError, ConfigError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        for p in download(FLAGS.dataset, data_dir=FLAGS.data_dir, timeout=FLAGS.timeout):
+            print(p)
         return 0
 
-    app.run(lambda argv: sys.exit(run(argv)), argv=argv)
+    from tfminv import cli
+
+    cli.run(run, argv=argv)  # a TfminvError prints one line and exits 2, like every binary
 
 
 if __name__ == "__main__":

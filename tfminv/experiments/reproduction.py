@@ -38,7 +38,9 @@ def run(argv):
 
 
 def main():
-    app.run(run)
+    from tfminv import cli
+
+    cli.run(run)
 
 
 if __name__ == "__main__":
