@@ -184,19 +184,28 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
         return a == dict(settings, skip_corrupt=None)
 
     def complete(meta):
+        """All shards present and matching their checksums (a damaged folder is rebuilt)."""
         try:
             for s in meta["splits"]:
                 records.split_files(out, meta, s)
-            return True
         except TfminvError:
             return False
+        bad = records.damaged_shards(out, meta)
+        if bad:
+            print(f"warning: {out}: damaged shards ({', '.join(bad[:3])}"
+                  f"{' ...' if len(bad) > 3 else ''}); rebuilding them", file=sys.stderr)
+            return False
+        return True
 
+    _clean_stale(out)
     try:
         found, mod, base = _locate(dataset, source, data_dir, tfds_data_dir)
     except DataError:
         # Raw files gone but complete records built with the same settings: use them.
-        if old and not force and same(old) and complete(old):
-            return _summary(old, out, time.time() - t0, True)
+        if old and not force and same(old):
+            if complete(old):
+                return _summary(old, out, time.time() - t0, True)
+            records.verify(out, old)  # damaged and nothing to rebuild from: name the shards
         if download and source == "raw":
             from tfminv.data import download as dl
 
@@ -225,15 +234,29 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
             raise DataError(f"internal: {dataset}/{name} produced {s.images.shape} "
                             f"{s.images.dtype}, expected [N, {size}, {size}] uint8")
 
+    import tensorflow as tf
+
     try:
         meta = _write(out, dataset, size, loaded, found, settings, sources, t0, progress)
-    except OSError:
+    except (OSError, tf.errors.OpError) as e:
         # Another process may have finished the same build first: use its records if complete.
-        other = records.read_metadata(out) if (out / records.METADATA).is_file() else None
+        try:
+            other = records.read_metadata(out) if (out / records.METADATA).is_file() else None
+        except DataError:
+            other = None
         if other and same(other) and other.get("sources") == sources and complete(other):
             return _summary(other, out, time.time() - t0, True)
-        raise
+        reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
+        raise DataError(f"cannot write records to {out.parent}: {reason.splitlines()[0]}; "
+                        f"expected a writable folder with free space (--records_dir or "
+                        f"${paths.RECORDS_DIR_ENV})") from None
     return _summary(meta, out, time.time() - t0, False)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove temporary folders left beside `out` by builds that died (kill -9, power cut)."""
+    for tmp in io_utils.clean_stale(out):
+        print(f"note: removed {tmp}, left by a build that did not finish", file=sys.stderr)
 
 
 def _write(out, dataset, size, loaded, found, settings, sources, t0, progress) -> dict:
@@ -245,6 +268,7 @@ def _write(out, dataset, size, loaded, found, settings, sources, t0, progress) -
                                          progress=progress)
             counts = np.bincount(s.labels[s.labels >= 0]) if len(s.labels) else np.zeros(0)
             splits_meta[name] = {"count": int(len(s.labels)), "shards": shards,
+                                 "shard_sha256": records.shard_digests(tmp, shards),
                                  "label_counts": [int(c) for c in counts][:1000]}
         lo, hi = preprocess.pixel_minmax(s.images for s in loaded.splits.values())
         np.savez(tmp / records.MINMAX, min=lo, max=hi)

@@ -5,19 +5,28 @@ with attributes, `attributes` (raw int8 bytes). Images are stored as uint8 after
 smaller than float32, exact); conversion to float32 happens on read: `normalize='unit'` divides
 by 255, `normalize='minmax'` applies the per-pixel min-max over the whole dataset (all splits;
 the authors' normalisation) from `pixel_minmax.npz`, saved beside the shards.
+
+Nothing damaged is trusted: metadata.json lists each shard's size and SHA-256 (`shard_sha256`),
+checked before a folder is reused or read (`verify`; digests are cached by path, size and mtime so
+unchanged shards are hashed once), and a read that still meets a damaged record (TensorFlow's
+per-record CRC) raises a DataError naming the folder and its damaged shards, not a traceback.
+A metadata.json that is not a records description (wrong JSON type, no shards) is a DataError,
+so builders treat it as absent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from tfminv.errors import ConfigError, DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shards carry SHA-256 checksums in metadata.json
 METADATA = "metadata.json"
 MINMAX = "pixel_minmax.npz"
 SHARD_SIZE = 10000
@@ -64,16 +73,100 @@ def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarra
     return names
 
 
+def shard_digests(out_dir: Path, names) -> dict[str, dict]:
+    """{shard name: {"size", "sha256"}} of written shards (stored in metadata.json)."""
+    return {n: {"size": (Path(out_dir) / n).stat().st_size,
+                "sha256": _file_sha256(Path(out_dir) / n)} for n in names}
+
+
+_VERIFIED: dict[tuple, str] = {}  # (real path, size, mtime_ns, inode) -> sha256, this process
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _VERIFIED[key] = h.hexdigest()
+    return _VERIFIED[key]
+
+
+def damaged_shards(path: Path, meta: dict, split: str = "all") -> list[str]:
+    """Shards of `split` that are missing or whose size or SHA-256 differs from metadata.json."""
+    bad = []
+    for s in (list(meta["splits"]) if split == "all" else [split]):
+        info = meta["splits"][s]
+        sums = info.get("shard_sha256") or {}
+        for name in info["shards"]:
+            f = Path(path) / name
+            want = sums.get(name)
+            try:
+                if want is None or f.stat().st_size != want["size"] or \
+                        _file_sha256(f) != want["sha256"]:
+                    bad.append(name)
+            except OSError:
+                bad.append(name)
+    return bad
+
+
+def verify(path: Path, meta: dict, split: str = "all") -> None:
+    """DataError naming the damaged shards when any shard of `split` fails its checksum."""
+    bad = damaged_shards(path, meta, split)
+    if bad:
+        raise DataError(_damaged_message(path, meta, bad))
+
+
+def _damaged_message(path, meta, bad) -> str:
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return (f"{path}: damaged records ({', '.join(bad[:3])}{more} missing, truncated or not "
+            f"matching their checksum); rebuild with `python -m tfminv.data.build "
+            f"--dataset={meta.get('dataset', 'NAME')} --force`")
+
+
 def read_metadata(path: Path) -> dict:
-    """metadata.json of a records folder, or DataError when the folder is not complete."""
+    """metadata.json of a records folder, or DataError when the folder is not complete or its
+    metadata is not a records description (wrong JSON type, splits without shards)."""
     meta = Path(path) / METADATA
     if not meta.is_file():
         raise DataError(f"{meta} not found: records in {path} are missing or incomplete; build them "
                         "with `python -m tfminv.data.build --dataset=NAME`")
     try:
-        return json.loads(meta.read_text())
-    except json.JSONDecodeError as e:
+        obj = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{meta}: not valid JSON ({e}); rebuild with --force") from e
+    except OSError as e:
+        raise DataError(f"{meta}: cannot be read ({e.strerror or e})") from e
+    problem = _shape_problem(obj)
+    if problem:
+        raise DataError(f"{meta}: {problem}; expected the metadata written by "
+                        "`python -m tfminv.data.build` (rebuild with --force)")
+    return obj
+
+
+def _shape_problem(obj) -> str | None:
+    """What is wrong with the JSON shape of a metadata.json (None when usable)."""
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not an object"
+    for key, kind in (("dataset", str), ("height", int), ("width", int), ("splits", dict)):
+        if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+            return f"{key!r} missing or not a {kind.__name__}"
+    for key in ("settings", "sources"):
+        if key in obj and not isinstance(obj[key], (dict if key == "settings" else list)):
+            return f"{key!r} is {json.dumps(obj[key])[:40]}"
+    for key in ("label_names", "attribute_names"):
+        if not isinstance(obj.get(key, []), list):
+            return f"{key!r} is not a list"
+    for name, info in obj["splits"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("shards"), list) or \
+                not all(isinstance(f, str) and f and os.sep not in f and f not in (".", "..")
+                        for f in info["shards"]) or \
+                not isinstance(info.get("count"), int) or \
+                not isinstance(info.get("shard_sha256", {}), dict):
+            return f"split {name!r} has no valid 'shards' list and 'count'"
+    return None
 
 
 def split_files(path: Path, meta: dict, split: str) -> list[str]:
@@ -155,6 +248,7 @@ def dataset_from_dir(path: Path, split: str, *, normalize: str = "unit",
 
     meta = read_metadata(path)
     files = split_files(path, meta, split)
+    verify(path, meta, split)
     parse = make_parser(meta, path, normalize, with_attributes)
     ds = tf.data.TFRecordDataset(files, num_parallel_reads=None)
     ds = ds.batch(parse_batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
@@ -168,6 +262,7 @@ def read_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndar
 
     meta = read_metadata(path)
     files = split_files(path, meta, split)
+    verify(path, meta, split)
     h, w = meta["height"], meta["width"]
     n_attr = len(meta.get("attribute_names") or ())
     spec = {"image": tf.io.FixedLenFeature([], tf.string),
@@ -185,11 +280,17 @@ def read_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     ds = tf.data.TFRecordDataset(files).batch(8192).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                                                         deterministic=True)
     imgs, labs, attrs = [], [], []
-    for b in ds.as_numpy_iterator():
-        imgs.append(b["image"])
-        labs.append(b["label"])
-        if n_attr:
-            attrs.append(b["attributes"])
+    try:
+        for b in ds.as_numpy_iterator():
+            imgs.append(b["image"])
+            labs.append(b["label"])
+            if n_attr:
+                attrs.append(b["attributes"])
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        # damaged after the checksum check (or a shard whose checksum was forged): name it
+        bad = damaged_shards(path, meta, split) or [Path(f).name for f in files]
+        raise DataError(_damaged_message(path, meta, bad) + f" [{e.message.splitlines()[0]}]") \
+            from None
     count = split_count(meta, split)
     images = (np.concatenate(imgs) if imgs else np.zeros((0, h * w), np.uint8)).reshape(-1, h, w)
     labels = np.concatenate(labs) if labs else np.zeros((0,), np.int64)
