@@ -4,6 +4,13 @@
 progress bar, TensorBoard logs, a CSV history, a checkpoint of the best model on the validation
 data (model selection) and `BackupAndRestore`, so a killed run continues from its last epoch.
 A finished run leaves `model.keras` in its workdir and is reused instead of retrained.
+
+A finished run is never redone: the backup is kept until the end of the run is committed
+(selected weights loaded, `model.keras` written atomically, then `run.json`, the commit point),
+so a run killed anywhere after its last epoch resumes with zero epochs left and just commits.
+history.csv holds one row per epoch: a resumed run first drops the rows of epochs its backup
+does not cover. A torn backup falls back to the previous epoch's backup, else to a fresh start,
+and a cached model that does not load is discarded and retrained, each with a one-line warning.
 """
 
 from __future__ import annotations
@@ -11,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Callable
 
 from tfminv.errors import ConfigError
 from tfminv.hashing import digest
-from tfminv.io_utils import write_json
+from tfminv.io_utils import atomic_path, write_json
 
 
 @dataclasses.dataclass
@@ -68,7 +77,12 @@ def _history_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    by_epoch = {}  # one row per epoch (the last written), in epoch order
+    for r in rows:
+        if r.get("epoch") is not None:
+            by_epoch[int(r["epoch"])] = r
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def _num(v):
@@ -133,16 +147,11 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
 
     run_info = {"config": config.key(), "meta": meta or {}}
     final = workdir / "model.keras"
-    run_json = workdir / "run.json"
     if reuse and (read_dir / "model.keras").exists() and (read_dir / "run.json").exists():
-        saved = json.loads((read_dir / "run.json").read_text())
-        if saved.get("config") != run_info["config"] or saved.get("meta") != run_info["meta"]:
-            raise ConfigError(f"{read_dir} holds a run with different settings; remove it or "
-                              "use another --cache_dir")
-        from tfminv import custom_objects
-
-        custom_objects.register()
-        return keras.models.load_model(read_dir / "model.keras")
+        # only the folder's owner (the chief) discards a cached run that does not load
+        model = _load_finished(read_dir, run_info, discard=read_dir == workdir)
+        if model is not None:
+            return model
     if read_dir != workdir and (read_dir / "backup").is_dir():
         import shutil  # a non-chief worker resumes from the chief's last backup
 
@@ -161,12 +170,16 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         model.compile(optimizer=config.optimizer(), loss=loss, metrics=metrics or [])
     _multi_worker_build(model, strategy, x, y)
 
+    from tfminv.training import checkpoints
+
+    # The backup outlives fit: it is removed only once the run is committed (see _commit).
+    checkpoints.prepare(workdir, workdir / "backup")
+    cbs = [checkpoints.callback(workdir / "backup")]
     best_path = workdir / "best.weights.h5"
     best_json = workdir / "best.json"
     threshold = None
     if best_json.exists() and best_path.exists():  # resumed run: keep the earlier best
-        threshold = json.loads(best_json.read_text()).get("value")
-    cbs = [keras.callbacks.BackupAndRestore(str(workdir / "backup"))]
+        threshold = (_read_json(best_json) or {}).get("value")
     if val is not None:
         cbs.append(keras.callbacks.ModelCheckpoint(
             str(best_path), monitor=monitor, mode="min", save_best_only=True,
@@ -189,9 +202,8 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
                   validation_data=tuple(val) if val is not None else None, shuffle=True,
                   callbacks=cbs, verbose=config.verbose)
     seconds = time.perf_counter() - t0
-    if val is not None and best_path.exists():
-        model.load_weights(str(best_path))
-    model.save(str(final))
+    _commit(model, workdir, run_info, policy=policy, seconds=seconds,
+            best_path=best_path if val is not None else None, best_json=best_json)
     if config.strategy != "default":
         # a plain single-device copy: inference (queries, evaluation) then runs locally on each
         # worker instead of as a distributed step every worker must join
@@ -199,10 +211,6 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
 
         custom_objects.register()
         model = keras.models.load_model(final)
-    history = _history_rows(workdir / "history.csv")
-    best = json.loads(best_json.read_text()) if best_json.exists() else None
-    write_json(run_json, {**run_info, "policy": policy, "epochs_run": len(history),
-                          "best": best, "train_seconds": round(seconds, 1)})
     return model
 
 
@@ -238,6 +246,73 @@ def _multi_worker_build(model, strategy, x, y) -> None:
 
     model.train_step = vector_logs(model.train_step)
     model.test_step = vector_logs(model.test_step)
+
+
+def _commit_point(step: str) -> None:
+    """Called after each step of `_commit` (tests raise here to simulate a kill)."""
+
+
+def _commit(model, workdir: Path, run_info: dict, *, policy, seconds, best_path, best_json):
+    """Commit the end of a run, each step safe to interrupt: the backup still holds the last
+    epoch, so a rerun resumes with no epoch left and redoes only these steps; run.json, written
+    last, marks the run finished."""
+    _commit_point("trained")
+    if best_path is not None and best_path.exists():
+        model.load_weights(str(best_path))
+    _commit_point("selected")
+    with atomic_path(workdir / "model.keras", suffix=".keras") as tmp:
+        model.save(str(tmp))
+    _commit_point("model.keras")
+    history = _history_rows(workdir / "history.csv")
+    best = _read_json(best_json)
+    from tfminv import determinism
+
+    write_json(workdir / "run.json", {**run_info, "policy": policy, "epochs_run": len(history),
+                                      "best": best, "train_seconds": round(seconds, 1),
+                                      "deterministic": determinism.enabled()})
+    _commit_point("run.json")
+    shutil.rmtree(workdir / "backup", ignore_errors=True)
+    _commit_point("backup removed")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _load_finished(workdir: Path, run_info: dict, discard: bool = True):
+    """The model of a finished run, or None (with a one-line warning) when its run.json or
+    model.keras cannot be read: the run is then trained again (and, with `discard`, its files
+    removed first)."""
+    import keras
+
+    saved = _read_json(workdir / "run.json")
+    if isinstance(saved, dict):
+        if saved.get("config") != run_info["config"] or saved.get("meta") != run_info["meta"]:
+            raise ConfigError(f"{workdir} holds a run with different settings; remove it or "
+                              "use another --cache_dir")
+        from tfminv import custom_objects
+
+        custom_objects.register()
+        try:
+            model = keras.models.load_model(workdir / "model.keras")
+        except Exception as e:  # noqa: BLE001 - any failure to load means: not a usable cache
+            first = (str(e).splitlines() or [""])[0][:120]
+            reason = f"model.keras does not load ({type(e).__name__}: {first})"
+        else:
+            if discard:  # a backup left by a kill after the commit point
+                shutil.rmtree(workdir / "backup", ignore_errors=True)
+            return model
+    else:
+        reason = "run.json is not a run record"
+    print(f"warning: {workdir}: {reason}; discarding the cached run and training again",
+          file=sys.stderr, flush=True)
+    if discard:
+        for name in ("run.json", "model.keras"):
+            (workdir / name).unlink(missing_ok=True)
+    return None
 
 
 def _have_tensorboard() -> bool:

@@ -76,8 +76,17 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
         from tfminv import custom_objects
 
         custom_objects.register()
-        info = json.loads(info_path.read_text())
-        return keras.models.load_model(folder / "train" / "model.keras"), info
+        try:
+            info = json.loads(info_path.read_text())
+            return keras.models.load_model(folder / "train" / "model.keras"), info
+        except Exception as e:  # noqa: BLE001 - a cache that does not load is recomputed
+            import sys
+
+            print(f"warning: {folder}: cached classifier does not load ({type(e).__name__}); "
+                  "training it again", file=sys.stderr, flush=True)
+            info_path.unlink(missing_ok=True)
+            (folder / "train" / "model.keras").unlink(missing_ok=True)
+            (folder / "train" / "run.json").unlink(missing_ok=True)
 
     if train_set is None or test_set is None:
         from tfminv.data import allocations

@@ -1,0 +1,115 @@
+"""The BackupAndRestore folder of a run: checked before it is trusted, never a traceback.
+
+Keras' `BackupAndRestore(double_checkpoint=True)` keeps the last two epochs' states
+(`latest.weights.h5` and `latest.weights.h5.bkp`, each with its `training_metadata.json`), but
+restores the previous one only when the latest raises OSError and gives a traceback otherwise,
+and on every rerun. `prepare` reads both candidates fully with h5py first (every dataset, so a
+torn or truncated file fails here) and picks the newest readable one, or none: then the run
+starts fresh with a one-line warning and the partial history and best checkpoint of the lost
+attempt are dropped. The history kept covers exactly the epochs the backup holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tfminv.io_utils import atomic_path
+
+WEIGHTS = "latest.weights.h5"
+METADATA = "training_metadata.json"
+PREVIOUS = ".bkp"  # suffix Keras gives the previous state
+
+
+def callback(backup_dir):
+    """The BackupAndRestore callback of `fit` (its folder is removed by fit's commit)."""
+    import keras
+
+    return keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
+                                            delete_checkpoint=False)
+
+
+def _readable(weights: Path, metadata: Path) -> int:
+    """The epoch a (weights, metadata) pair resumes at; raises when either cannot be read."""
+    import h5py
+
+    meta = json.loads(metadata.read_text())
+    epoch = meta["epoch"]  # training_metadata.json; best.json (epoch counted from 1) also has it
+    if not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch {epoch!r}")
+    with h5py.File(weights, "r") as f:
+        def read(_name, obj):
+            if isinstance(obj, h5py.Dataset):
+                obj[()]
+        f.visititems(read)
+    return epoch
+
+
+def prepare(workdir: Path, backup: Path) -> int:
+    """Make `backup` hold a readable state (or nothing) and history.csv match it; return the
+    epoch training resumes at (0: fresh start)."""
+    cur = (backup / WEIGHTS, backup / METADATA)
+    prev = (backup / (WEIGHTS + PREVIOUS), backup / (METADATA + PREVIOUS))
+    epoch, problems = 0, []
+    if backup.exists():
+        for i, (w, m) in enumerate((cur, prev)):
+            if not w.exists():
+                continue
+            try:
+                epoch = _readable(w, m)
+            except Exception as e:  # noqa: BLE001 - h5py/json raise many kinds; all mean unusable
+                problems.append(f"{w.name}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
+                continue
+            if i == 1:  # the previous state is the good one: put it where Keras reads first
+                shutil.copyfile(w, cur[0])
+                shutil.copyfile(m, cur[1])
+                print(f"warning: {backup}: latest checkpoint unreadable ({problems[0]}); resuming "
+                      f"from the previous one (epoch {epoch})", file=sys.stderr, flush=True)
+            break
+        else:
+            if problems:
+                print(f"warning: {backup}: checkpoint unreadable ({problems[0]}); starting the "
+                      "run afresh", file=sys.stderr, flush=True)
+            shutil.rmtree(backup, ignore_errors=True)
+    best = workdir / "best.weights.h5"
+    if epoch and best.exists():
+        try:
+            _readable(best, workdir / "best.json")
+        except Exception as e:  # noqa: BLE001
+            print(f"warning: {best}: unreadable ({type(e).__name__}); model selection restarts "
+                  "from the next epoch", file=sys.stderr, flush=True)
+            for name in ("best.json", "best.weights.h5"):
+                (workdir / name).unlink(missing_ok=True)
+    if epoch == 0:
+        for name in ("history.csv", "best.json", "best.weights.h5"):
+            (workdir / name).unlink(missing_ok=True)
+    else:
+        trim_history(workdir / "history.csv", epoch)
+    return epoch
+
+
+def trim_history(path: Path, epochs: int) -> None:
+    """Keep one row per epoch below `epochs` (rows of epochs a killed attempt ran after its
+    last backup would otherwise appear twice)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    keep = {}
+    for r in rows:
+        try:
+            e = int(float(r.get("epoch", "")))
+        except ValueError:
+            continue
+        if e < epochs:
+            keep[e] = r
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            if fields:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(keep[e] for e in sorted(keep))
