@@ -54,6 +54,9 @@ flags.DEFINE_enum("select_on", "aux_val", ["aux_val", "target_train"],
                   "target's training data (the authors' choice)")
 flags.DEFINE_float("aux_val_fraction", 0.1, "share of the auxiliary set held out for selection")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
+flags.DEFINE_boolean("deterministic", False, "bit-for-bit reproducible runs on one machine: "
+                     "deterministic TensorFlow ops and everything seeded with --seed (slower; see "
+                     "tfminv.determinism)")
 
 
 def parse_ints(value, flag: str = "--k") -> list[int]:
@@ -135,7 +138,15 @@ def main(fn):
     """Run `fn(argv)` under absl; a TfminvError prints one line and exits with code 2."""
     from tfminv import cli
 
-    cli.run(fn, before=_warn_cpu_budget)
+    cli.run(fn, before=_before)
+
+
+def _before():
+    if FLAGS.deterministic:  # before any TensorFlow op runs
+        from tfminv import determinism
+
+        determinism.enable(FLAGS.seed)
+    _warn_cpu_budget()
 
 
 def _warn_cpu_budget():
