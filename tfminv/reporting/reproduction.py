@@ -493,8 +493,12 @@ def _claim_text(claim: Claim, outcome: Outcome) -> str:
     return text + "\n"
 
 
+RERUNS = "reruns.md"  # hand-written section on rerun, seed and code-version variation
+
+
 def render(d: Path) -> str:
-    """The whole REPRODUCTION.md text for the experiments folder d."""
+    """The whole REPRODUCTION.md text for the experiments folder d (with `reruns.md`, when
+    present, appended as written)."""
     d = Path(d)
     parts, commands, summary = [], [], []
     for sec in sections(d):
@@ -524,6 +528,9 @@ def render(d: Path) -> str:
         parts.append("\n## The third-party numbers\n")
         parts.append(_claim_text(*third))
         summary.append(third)
+    notes = d / RERUNS
+    if notes.is_file():  # measured by hand (reruns, seeds, code versions): kept as written
+        parts.append("\n" + notes.read_text().strip() + "\n")
     table = ["\n## Summary\n", "| scenario | claim | rule | verdict |", "|---|---|---|---|"]
     table += [f"| {c.scenario} | {c.text} | {c.rule} | {_verdict(o.verdict)} |"
               for c, o in summary]
