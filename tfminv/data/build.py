@@ -247,7 +247,8 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
         if other and same(other) and other.get("sources") == sources and complete(other):
             return _summary(other, out, time.time() - t0, True)
         reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
-        raise DataError(f"cannot write records to {out.parent}: {reason.splitlines()[0]}; "
+        reason = (reason.splitlines() or [""])[0]
+        raise DataError(f"cannot write records to {out.parent}: {reason}; "
                         f"expected a writable folder with free space (--records_dir or "
                         f"${paths.RECORDS_DIR_ENV})") from None
     return _summary(meta, out, time.time() - t0, False)

@@ -289,7 +289,8 @@ def read_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         # damaged after the checksum check (or a shard whose checksum was forged): name it
         bad = damaged_shards(path, meta, split) or [Path(f).name for f in files]
-        raise DataError(_damaged_message(path, meta, bad) + f" [{e.message.splitlines()[0]}]") \
+        first = (e.message.splitlines() or [""])[0]
+        raise DataError(_damaged_message(path, meta, bad) + f" [{first}]") \
             from None
     count = split_count(meta, split)
     images = (np.concatenate(imgs) if imgs else np.zeros((0, h * w), np.uint8)).reshape(-1, h, w)

@@ -61,7 +61,8 @@ def prepare(workdir: Path, backup: Path) -> int:
             try:
                 epoch = _readable(w, m)
             except Exception as e:  # noqa: BLE001 - h5py/json raise many kinds; all mean unusable
-                problems.append(f"{w.name}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
+                first = (str(e).splitlines() or [""])[0][:100]
+                problems.append(f"{w.name}: {type(e).__name__}: {first}")
                 continue
             if i == 1:  # the previous state is the good one: put it where Keras reads first
                 shutil.copyfile(w, cur[0])
