@@ -122,8 +122,28 @@ def test_classifier_and_inverter_shapes():
         assert inv.output_shape == (None, size, size, 1)
         out = inv.predict(np.random.default_rng(0).random((2, 12), np.float32), verbose=0)
         assert out.min() >= 0 and out.max() <= 1
-    with pytest.raises(ConfigError, match="image_size"):
-        build_classifier(10, 28)
+    with pytest.raises(ConfigError, match="image shape"):
+        build_classifier(10, 4)
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (112, 92, 1), (48, 40, 1)])
+def test_any_image_shape(shape):
+    """The decoder derives its layers from the image shape (canvas 4 * 2**n, centre crop) and
+    the classifier takes any (H, W, C): the output is exactly the images' shape."""
+    from tfminv.models.inverter import decoder_plan
+
+    inv = build_inverter(7, shape, width=0.0625, k=3)
+    assert inv.output_shape == (None, *shape)
+    out = inv.predict(np.random.default_rng(0).random((2, 7), np.float32), verbose=0)
+    assert out.shape == (2, *shape) and 0 <= out.min() and out.max() <= 1
+    channels, canvas = decoder_plan(shape)
+    assert canvas[0] >= max(shape[:2]) > canvas[0] // 2
+    assert channels[-1] == 128 and len(channels) == {28: 3, 32: 3, 112: 5, 48: 4}[shape[0]]
+    clf = build_classifier(4, shape, width=0.0625)
+    assert clf.input_shape == (None, *shape) and clf.output_shape == (None, 4)
+    # the paper's sizes keep the authors' layers: no crop layer
+    assert "crop" not in [layer.name for layer in build_inverter(7, 32, 0.0625).get_layer(
+        "decoder").layers]
 
 
 def test_with_truncation_shares_decoder_weights():

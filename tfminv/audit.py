@@ -18,158 +18,47 @@ run.json (via tfminv.report), a leakage-vs-utility plot, a reconstruction grid, 
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from tfminv import paths
-from tfminv.errors import ConfigError, DataError
-from tfminv.policies import Policy, parse, parse_list
-
-log = logging.getLogger(__name__)
-
-DEFAULT_POLICIES = ("identity;topk:3;topk:1;round:1;label;gaussian:0.1;reverse_sigmoid:1,0.1;"
-                    "temperature:4")
+from tfminv.errors import ConfigError
+from tfminv.leakage import DEFAULT_POLICIES, tie_aware_accuracy  # noqa: F401 - public here too
+from tfminv.policies import Policy, parse
+from tfminv.results import COLUMNS, InversionResults
 
 
-@dataclasses.dataclass
-class AuditResult:
-    """Everything an audit measured; `rows` has one dict per policy (results.json)."""
-
-    rows: list[dict]
-    references: dict
-    reconstructions: dict  # policy spec -> reconstructions of all victims [N, H, W, 1]
-    victims: object  # ImageSet
-    num_classes: int
-    settings: dict
-
-
-def tie_aware_accuracy(released: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of released vectors when a client takes the argmax and breaks ties at
-    random: a row scores 1/t if the true label is among its t tied maxima, else 0."""
-    released = np.asarray(released, dtype=np.float64)
-    labels = np.asarray(labels).astype(np.int64)
-    top = released.max(axis=1, keepdims=True)
-    tied = released >= top
-    hit = tied[np.arange(len(labels)), labels]
-    return float(np.mean(hit / tied.sum(axis=1)))
-
-
-def grid_indices(labels: np.ndarray, count: int) -> np.ndarray:
-    """Up to `count` victims for figures: one per class in class order, then the next ones."""
+def grid_indices(labels, count: int, n: int | None = None) -> np.ndarray:
+    """Up to `count` victims for figures: one per class in class order, then the next ones
+    (without labels: the first `n`)."""
+    if labels is None:
+        return np.arange(min(count, n or 0), dtype=np.int64)
     labels = np.asarray(labels)
     firsts = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
     rest = [i for i in range(len(labels)) if i not in set(firsts)]
     return np.array((firsts + rest)[:count], dtype=np.int64)
 
 
-def _split_aux(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"--val_fraction must be in (0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
-    if n - n_val < 1:
-        raise DataError(f"auxiliary set has {n} images: too few to hold out {val_fraction:.0%}")
-    return order[n_val:], order[:n_val]
-
-
 def run_audit(oracle, aux, victims, policies: str | Sequence[Policy | str], *, config,
               width: float = 1.0, eval_model=None, train_set=None, cache_dir=None,
               workdir=None, val_fraction: float = 0.1, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> AuditResult:
-    """Audit `oracle` (the target, unreleased probabilities) under each policy.
+              progress: Callable[[str], None] | None = None) -> InversionResults:
+    """`tfminv.run_audit` for ImageSets (the bundled allocations' form): audit `oracle` under
+    each policy. aux / victims / train_set: ImageSets (victims' labels index the target's
+    classes; train_set only feeds the class-mean baseline). config: the inverters'
+    tfminv.training.TrainConfig. Returns InversionResults with settings naming the sets."""
+    from tfminv.leakage import run_inversion
 
-    aux: the attacker's auxiliary ImageSet (only its images are used); victims: an ImageSet
-    whose labels index the target's classes. config: a tfminv.training.TrainConfig for the
-    inverters, width: their width multiplier. eval_model: Keras classifier (logits) for
-    attack accuracy, None to skip it. train_set: the target's training ImageSet, only for the
-    class-mean reference MSE. Predictions and inverters are cached under cache_dir (queries
-    to the target happen once; a policy's output is drawn with a fixed seed).
-    """
-    from tfminv import metrics
-    from tfminv.attacks.inversion import invert, train_inverter
-    from tfminv.attacks.predictions import query_cached
-
-    say = progress or log.info
-    pols = parse_list(policies) if isinstance(policies, str) else parse_list(list(policies))
-    if len(aux) < 2 or len(victims) < 1:
-        raise DataError(f"audit needs auxiliary images and victims, got {len(aux)} and {len(victims)}")
-    if aux.images.shape[1:] != victims.images.shape[1:]:
-        raise DataError(f"auxiliary images {aux.images.shape[1:]} and victims "
-                        f"{victims.images.shape[1:]} differ in shape")
-    workdir = Path(workdir) if workdir else paths.cache_dir(cache_dir) / "audit_inverters"
-
-    t0 = time.time()
-    raw_victims = query_cached(oracle, victims, cache_dir)
-    m = int(raw_victims.shape[1])
-    labels = np.asarray(victims.labels).astype(np.int64)
-    if labels.min() < 0 or labels.max() >= m:
-        raise DataError(f"victim labels span [{labels.min()}, {labels.max()}] but the target "
-                        f"releases {m} classes: the victims do not match this target")
-    tr_idx, val_idx = _split_aux(len(aux), val_fraction, seed)
-
-    refs = metrics.baselines(
-        victims.images, aux.images[tr_idx],
-        train_images=None if train_set is None else train_set.images,
-        train_labels=None if train_set is None else train_set.labels,
-        victim_labels=None if train_set is None else labels)
-    references = {"mse_" + k: v for k, v in refs.items()}
-    references["chance_accuracy"] = 1.0 / m
-    references["target_accuracy_on_victims"] = tie_aware_accuracy(raw_victims, labels)
-    if eval_model is not None:
-        real = metrics.attack_accuracy(eval_model, victims.images, labels)
-        references["eval_accuracy_on_real_victims"] = real["top1"]
-    say(f"audit: {len(pols)} policies, {len(tr_idx)}+{len(val_idx)} auxiliary images, "
-        f"{len(victims)} victims, {m} classes; target accuracy on victims "
-        f"{references['target_accuracy_on_victims']:.3f}")
-
-    rows, recons = [], {}
-    for i, pol in enumerate(pols):
-        t1 = time.time()
-        spec = pol.spec()
-        # Target side: what the API releases; attacker side: its aux queries go through the
-        # same API, hence the same policy (distinct seeds: different noise draws).
-        aux_rel = query_cached(oracle, aux, cache_dir, policy=pol, seed=seed)
-        vic_rel = query_cached(oracle, victims, cache_dir, policy=pol, seed=seed + 1)
-        k = pol.released_k(m)
-        inverter = train_inverter(aux_rel[tr_idx], aux.images[tr_idx], k=k, method="truncation",
-                                  config=config, workdir=workdir,
-                                  val=(aux_rel[val_idx], aux.images[val_idx]), width=width)
-        recon = invert(inverter, vic_rel)
-        aux_val_mse = metrics.mse(invert(inverter, aux_rel[val_idx]), aux.images[val_idx])
-        rec = metrics.reconstruction_metrics(recon, victims.images)
-        row = {
-            "policy": spec,
-            "k": k,
-            "released_entries": float(np.mean((vic_rel > 0).sum(axis=1))),
-            "utility": tie_aware_accuracy(vic_rel, labels),
-            "agreement": float(np.mean(np.argmax(vic_rel, 1) == np.argmax(raw_victims, 1))),
-            "mse": rec["mse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
-            "attack_top1": None, "attack_top5": None,
-            "aux_val_mse": aux_val_mse,
-            "seconds": round(time.time() - t1, 1),
-        }
-        if eval_model is not None:
-            acc = metrics.attack_accuracy(eval_model, recon, labels)
-            row["attack_top1"], row["attack_top5"] = acc["top1"], acc["top5"]
-        rows.append(row)
-        recons[spec] = recon
-        say(f"[{i + 1}/{len(pols)}] {spec}: utility {row['utility']:.3f}, mse {row['mse']:.4f}, "
-            f"ssim {row['ssim']:.3f}, attack top-1 "
-            f"{'-' if row['attack_top1'] is None else format(row['attack_top1'], '.3f')} "
-            f"({row['seconds']:.0f}s)")
-    settings = {"num_policies": len(pols), "aux_train": int(len(tr_idx)),
-                "aux_val": int(len(val_idx)), "victims": int(len(victims)), "classes": m,
-                "width": width, "train_config": config.key(), "val_fraction": val_fraction,
-                "seed": seed, "aux_name": getattr(aux, "name", ""),
-                "victims_name": getattr(victims, "name", ""), "oracle": oracle.identity(),
-                "seconds": round(time.time() - t0, 1)}
-    return AuditResult(rows=rows, references=references, reconstructions=recons,
-                       victims=victims, num_classes=m, settings=settings)
+    result = run_inversion(
+        oracle, aux.images, victims.images, victims.labels, policies=policies, width=width,
+        eval_model=eval_model, train_images=None if train_set is None else train_set.images,
+        train_labels=None if train_set is None else train_set.labels, cache_dir=cache_dir,
+        workdir=workdir, val_fraction=val_fraction, seed=seed, config=config,
+        progress=progress)
+    result.settings.update(aux_name=getattr(aux, "name", ""),
+                           victims_name=getattr(victims, "name", ""))
+    return result
 
 
 def aux_name(allocation, aux: str) -> str:
@@ -185,9 +74,9 @@ def aux_name(allocation, aux: str) -> str:
     return matches[0]
 
 
-COLUMNS = ("policy", "k", "released_entries", "utility", "agreement", "mse", "psnr", "ssim",
-           "attack_top1", "attack_top5", "aux_val_mse", "seconds")
-_FORMATS = (None, None, ".2f", ".3f", ".3f", ".4f", ".2f", ".3f", ".3f", ".3f", ".4f", ".0f")
+_FORMATS = {"released_entries": ".2f", "utility": ".3f", "agreement": ".3f", "mse": ".4f",
+            "psnr": ".2f", "ssim": ".3f", "attack_acc": ".3f", "attack_acc_top5": ".3f",
+            "aux_val_mse": ".4f", "seconds": ".0f"}
 
 
 def target_spec(target: str) -> str:
@@ -206,19 +95,22 @@ def target_spec(target: str) -> str:
                       ".keras file, or empty for the bundled target")
 
 
-def _findings(result: AuditResult) -> list[str]:
+def _findings(result: InversionResults) -> list[str]:
     """Plain statements read off the numbers (no claims the numbers do not support)."""
-    rows, refs = result.rows, result.references
+    rows, refs = result.row_dicts(), result.baselines
     out = []
+    have_utility = all(r["utility"] is not None for r in rows)
     base = next((r for r in rows if r["policy"] == "identity"), None)
-    key = "attack_top1" if all(r["attack_top1"] is not None for r in rows) else "ssim"
-    name = "attack accuracy" if key == "attack_top1" else "SSIM"
+    key = "attack_acc" if all(r["attack_acc"] is not None for r in rows) else "ssim"
+    name = "attack accuracy" if key == "attack_acc" else "SSIM"
+    util = (lambda r: f", utility {r['utility']:.3f}") if have_utility else (lambda r: "")
     least = min(rows, key=lambda r: (r[key], -r["mse"]))
     most = max(rows, key=lambda r: (r[key], -r["mse"]))
-    out.append(f"Most leakage by {name}: `{most['policy']}` ({most[key]:.3f}, MSE "
-               f"{most['mse']:.4f}, utility {most['utility']:.3f}); least: `{least['policy']}` "
-               f"({least[key]:.3f}, MSE {least['mse']:.4f}, utility {least['utility']:.3f}).")
-    if base is not None:
+    if len(rows) > 1:
+        out.append(f"Most leakage by {name}: `{most['policy']}` ({most[key]:.3f}, MSE "
+                   f"{most['mse']:.4f}{util(most)}); least: `{least['policy']}` "
+                   f"({least[key]:.3f}, MSE {least['mse']:.4f}{util(least)}).")
+    if base is not None and have_utility:
         for r in rows:
             if r is base:
                 continue
@@ -232,26 +124,30 @@ def _findings(result: AuditResult) -> list[str]:
                         "; MSE does not rise")
             out.append(f"`{r['policy']}` vs `identity`: {name} {d_leak:+.3f}, MSE "
                        f"{r['mse'] - base['mse']:+.4f}, utility {d_util:+.3f}: {verdict}.")
-    if key == "attack_top1":
+    if key == "attack_acc":
         n = result.settings["victims"]
-        p = float(np.mean([r["attack_top1"] for r in rows]))
+        p = float(np.mean([r["attack_acc"] for r in rows]))
         se = (p * (1 - p) / n) ** 0.5
         out.append(f"Attack accuracy is measured on {n} victims: its binomial standard error is "
                    f"about {se:.3f} near {p:.2f}, so differences under about {2 * se:.2f} are "
                    "within sampling noise.")
-    if "mse_mean_aux" in refs:
-        beat = [r["policy"] for r in rows if r["mse"] < refs["mse_mean_aux"]]
-        out.append(f"{len(beat)} of {len(rows)} policies leave reconstructions with lower MSE "
-                   f"than the mean auxiliary image ({refs['mse_mean_aux']:.4f}), which any "
-                   "attacker gets without querying.")
+        judge = result.settings.get("judge", {})
+        if judge.get("judge") == "target":
+            out.append("The judge is the target itself (no evaluation model was given): attack "
+                       "accuracy is biased upward.")
+    beat = [r["policy"] for r in rows if r["mse"] < refs["mse_mean_aux"]]
+    out.append(f"{len(beat)} of {len(rows)} {'policy leaves' if len(rows) == 1 else 'policies leave'}"
+               f" reconstructions with lower MSE than the mean auxiliary image "
+               f"({refs['mse_mean_aux']:.4f}), which any attacker gets without querying.")
     return out
 
 
-def write_audit_report(result: AuditResult, out_dir, *, title: str = "Leakage audit",
-                       command: str = "", extra: dict | None = None,
-                       grid_count: int = 12) -> dict:
-    """Write results.json/.md, run.json, leakage_utility.png, reconstructions.png, report.html
-    and report.md into out_dir; returns {name: path}."""
+def write_report(result: InversionResults, out_dir, *, title: str = "Inversion leakage",
+                 command: str = "", extra: dict | None = None, grid_count: int = 12) -> dict:
+    """Write results.json/.md, run.json, reconstructions.png, report.html (self-contained),
+    report.md and, with victim labels, leakage_utility.png into out_dir; returns {name: path}.
+
+    Each file is written under a temporary name and renamed when complete."""
     from tfminv.figures import image_grid
     from tfminv.html_report import Report
     from tfminv.plots import Panel, scatter_panels
@@ -261,67 +157,83 @@ def write_audit_report(result: AuditResult, out_dir, *, title: str = "Leakage au
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, refs = result.rows, result.references
-    settings = {**result.settings, **(extra or {}), "references": refs}
+    rows, refs, st = result.row_dicts(), result.baselines, result.settings
+    settings = {**st, **(extra or {}), "baselines": refs}
     if command:
         settings["command"] = command
-    notes = ["References: " + ", ".join(f"{k} = {v:.4f}" for k, v in refs.items()),
+    nums = {k: v for k, v in refs.items() if isinstance(v, float)}
+    notes = ["Baselines: " + ", ".join(f"{k} = {v:.4f}" for k, v in nums.items()),
              "See report.html (self-contained) or report.md for figures and findings."]
     json_path, md_path = write_results(rows, out_dir, columns=list(COLUMNS), title=title,
                                        notes=notes, extra=settings)
+    files = {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json"}
 
     labels = [r["policy"] for r in rows]
-    util = [r["utility"] for r in rows]
-    panels = []
-    if all(r["attack_top1"] is not None for r in rows):
-        panels.append(Panel(util, [r["attack_top1"] for r in rows], labels,
-                            "utility (top-1 accuracy of released vector)", "attack accuracy",
-                            title="Attack accuracy vs utility", note="up = more leakage",
-                            hlines=[(refs["chance_accuracy"], "chance")]))
-    panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
-                        title="SSIM vs utility", note="up = more leakage"))
-    hl = [(refs["mse_mean_aux"], "mean aux image")]
-    if "mse_class_mean_oracle" in refs:
-        hl.append((refs["mse_class_mean_oracle"], "class-mean oracle"))
-    panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
-                        title="MSE vs utility", note="down = more leakage", hlines=hl))
-    plot_path = out_dir / "leakage_utility.png"
-    scatter_panels(panels, plot_path)
+    plot_path = None
+    if all(r["utility"] is not None for r in rows):
+        util = [r["utility"] for r in rows]
+        panels = []
+        if all(r["attack_acc"] is not None for r in rows):
+            panels.append(Panel(util, [r["attack_acc"] for r in rows], labels,
+                                "utility (top-1 accuracy of released vector)", "attack accuracy",
+                                title="Attack accuracy vs utility", note="up = more leakage",
+                                hlines=[(refs["chance_accuracy"], "chance")]))
+        panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
+                            title="SSIM vs utility", note="up = more leakage"))
+        hl = [(refs["mse_mean_aux"], "mean aux image")]
+        if "mse_class_mean" in refs:
+            hl.append((refs["mse_class_mean"], "class-mean floor"))
+        panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
+                            title="MSE vs utility", note="down = more leakage", hlines=hl))
+        plot_path = out_dir / "leakage_utility.png"
+        scatter_panels(panels, plot_path)
+        files["leakage_utility.png"] = plot_path
 
-    victims = result.victims
-    idx = grid_indices(victims.labels, grid_count)
-    grid_rows = [("ground truth", victims.images[idx])]
+    idx = grid_indices(result.victim_labels, grid_count, len(result.victim_images))
+    grid_rows = [("ground truth", result.victim_images[idx])]
     grid_rows += [(spec, rec[idx]) for spec, rec in result.reconstructions.items()]
     label_w = max(cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for s, _ in grid_rows)
     grid_path = out_dir / "reconstructions.png"
     image_grid(grid_rows, grid_path, label_width=label_w + 12)
+    files["reconstructions.png"] = grid_path
 
-    rep = Report(title, subtitle=f"target `{result.settings['oracle']}`; auxiliary set "
-                                 f"`{result.settings['aux_name']}`; victims "
-                                 f"`{result.settings['victims_name']}`")
+    target = st.get("target", {})
+    target_id = target.get("identity", "") if isinstance(target, dict) else str(target)
+    sub = f"target `{target_id}`"
+    if st.get("aux_name"):
+        sub += f"; auxiliary set `{st['aux_name']}`; victims `{st.get('victims_name', '')}`"
+    rep = Report(title, subtitle=sub)
     rep.heading("What was measured")
     rep.paragraph(
         "For each release policy the target releases policy(F(x)). The attacker trains an "
         "inversion model on its auxiliary images' predictions passed through the same policy "
         "(aligned to the release format, truncation k = entries the policy can release), then "
         "reconstructs every victim from its released vector. Leakage: MSE, PSNR, SSIM between "
-        "reconstruction and victim, and attack accuracy (an independent evaluation classifier "
-        "labels the reconstruction; top-1 against the victim's identity). Utility: top-1 "
-        "accuracy of the released vector on the victims (ties count as a random pick among "
-        "the tied classes); agreement: released argmax equals the unreleased argmax.")
+        "reconstruction and victim, and attack accuracy (a judge labels the reconstruction; "
+        "top-1 against the victim's class). Utility: top-1 accuracy of the released vector on "
+        "the victims (ties count as a random pick among the tied classes); agreement: released "
+        "argmax equals the unreleased argmax.")
     rep.heading("Results")
     rep.table(list(COLUMNS), [[r[c] for c in COLUMNS] for r in rows],
-              caption=f"{result.settings['victims']} victims, {result.num_classes} classes. "
-                      "k: attacker's truncation; released_entries: mean non-zero entries per "
-                      "released vector; aux_val_mse: inverter MSE on held-out auxiliary images.",
-              formats=list(_FORMATS))
-    rep.table(["reference", "value"], [[k, v] for k, v in refs.items()],
+              caption=f"{st['victims']} victims of {'x'.join(map(str, st['image_shape']))}, "
+                      f"{st['classes']} classes. k: attacker's truncation; released_entries: "
+                      "mean non-zero entries per released vector; aux_val_mse: inverter MSE on "
+                      "held-out auxiliary images; beats_mean_aux: MSE below the mean auxiliary "
+                      "image's.",
+              formats=[_FORMATS.get(c) for c in COLUMNS])
+    rep.table(["baseline", "value"], [[k, v] for k, v in refs.items()],
               caption="mse_mean_aux: MSE of the mean auxiliary image (free for any attacker); "
-                      "mse_class_mean_oracle: each victim guessed as its class's mean training "
-                      "image (a floor for label-only release a real attacker cannot compute); "
-                      "eval_accuracy_on_real_victims: the evaluation classifier on the real "
+                      "mse_class_mean: each victim guessed as its class's mean image (a floor "
+                      "for label-only release a real attacker cannot compute; class_mean_from "
+                      "says whose images); judge_accuracy_on_real_victims: the judge on the real "
                       "victim images (the ceiling for attack accuracy).",
               formats=[None, ".4f"])
+    judge = st.get("judge") or {}
+    rep.paragraph(f"Judge of attack accuracy: {judge.get('judge') or 'none'} "
+                  f"({judge.get('note', '')}). Target outputs read as "
+                  f"{target.get('outputs', '?')} ({target.get('outputs_from', '?')}); the "
+                  f"target's inputs are scaled to {target.get('input_range', '?')}."
+                  if isinstance(target, dict) else "")
     rep.heading("Findings")
     rep.bullets(_findings(result))
     invertible = [r["policy"] for r in rows if r["policy"] != "identity" and parse(r["policy"]).invertible]
@@ -330,15 +242,18 @@ def write_audit_report(result: AuditResult, out_dir, *, title: str = "Leakage au
                  "the released vector determines the full one, so no information is removed. "
                  "Any leakage drop measured there reflects this attacker's training budget "
                  "(e.g. sensitivity to the input scale), not protection against a stronger attacker.")
-    rep.heading("Leakage vs utility")
-    rep.figure(plot_path, caption="One point per policy. Dashed lines: references.")
+    if plot_path is not None:
+        rep.heading("Leakage vs utility")
+        rep.figure(plot_path, caption="One point per policy. Dashed lines: baselines.")
     rep.heading("Reconstructions")
     rep.figure(grid_path, caption="Top row: victims (one per class first). Each further row: "
                                   "the aligned attacker's reconstructions under one policy.")
     rep.heading("Settings")
-    rep.code("\n".join(f"{k}: {v}" for k, v in settings.items() if k != "references"))
+    rep.code("\n".join(f"{k}: {v}" for k, v in settings.items() if k != "baselines"))
     html_path, rmd_path = out_dir / "report.html", out_dir / "report.md"
     rep.write(html_path, rmd_path)
-    return {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json",
-            "leakage_utility.png": plot_path, "reconstructions.png": grid_path,
-            "report.html": html_path, "report.md": rmd_path}
+    files.update({"report.html": html_path, "report.md": rmd_path})
+    return files
+
+
+write_audit_report = write_report

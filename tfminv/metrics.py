@@ -96,3 +96,15 @@ def attack_accuracy(eval_model, recon, labels, *, batch_size: int = 256) -> dict
 def reconstruction_metrics(recon, truth) -> dict:
     """mse, psnr and ssim of a batch of reconstructions."""
     return {"mse": mse(recon, truth), "psnr": psnr(recon, truth), "ssim": ssim(recon, truth)}
+
+
+def topk_accuracy(scores, labels) -> dict:
+    """{'top1', 'top5'}: share of rows of `scores` [N, m] (probabilities or logits) whose top-1 /
+    top-5 entries hold the label; top-5 is 1.0 by construction with <= 5 classes."""
+    scores = np.asarray(scores, dtype=np.float32)
+    labels = np.asarray(labels).astype(np.int64)
+    if scores.ndim != 2 or len(scores) != len(labels):
+        raise DataError(f"expected scores [N, m] for {len(labels)} labels, got {scores.shape}")
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return {"top1": float((order[:, 0] == labels).mean()),
+            "top5": float((order[:, :5] == labels[:, None]).any(axis=1).mean())}

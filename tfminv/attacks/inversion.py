@@ -23,10 +23,13 @@ def _check(preds, images, what):
     preds = np.asarray(preds, dtype=np.float32)
     images = np.asarray(images, dtype=np.float32)
     if preds.ndim != 2 or images.ndim != 4 or len(preds) != len(images):
-        raise DataError(f"{what}: expected predictions [N, m] and images [N, H, W, 1] with the "
+        raise DataError(f"{what}: expected predictions [N, m] and images [N, H, W, C] with the "
                         f"same N, got {preds.shape} and {images.shape}")
-    if images.shape[1] != images.shape[2] or images.shape[1] not in (32, 64):
-        raise DataError(f"{what}: images must be 32x32 or 64x64, got {images.shape[1:3]}")
+    from tfminv.models.inverter import MIN_SIDE
+
+    if min(images.shape[1:3]) < MIN_SIDE:
+        raise DataError(f"{what}: images must be at least {MIN_SIDE}x{MIN_SIDE}, got "
+                        f"{images.shape[1:3]}")
     return preds, images
 
 
@@ -35,9 +38,12 @@ def _check_streamed(preds, images):
     if preds.ndim != 2 or len(preds) != len(images):
         raise DataError(f"auxiliary set: expected predictions [N, m] for the {len(images)} "
                         f"streamed images of {images.name}, got {preds.shape}")
+    from tfminv.models.inverter import MIN_SIDE
+
     h, w, _ = images.image_shape
-    if h != w or h not in (32, 64):
-        raise DataError(f"auxiliary set: images must be 32x32 or 64x64, got {(h, w)}")
+    if min(h, w) < MIN_SIDE:
+        raise DataError(f"auxiliary set: images must be at least {MIN_SIDE}x{MIN_SIDE}, got "
+                        f"{(h, w)}")
     return preds
 
 
@@ -64,10 +70,10 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     streamed = hasattr(aux_images, "iter_chunks")
     if streamed:  # tfminv.data.streaming.StreamedImages: read from the records while training
         preds, images = _check_streamed(aux_predictions, aux_images), aux_images
-        m, size = preds.shape[1], images.image_shape[0]
+        m, shape = preds.shape[1], tuple(images.image_shape)
     else:
         preds, images = _check(aux_predictions, aux_images, "auxiliary set")
-        m, size = preds.shape[1], images.shape[1]
+        m, shape = preds.shape[1], tuple(images.shape[1:])
     _check_k(k, m)
     if val is not None:
         val = _check(val[0], val[1], "validation set")
@@ -81,7 +87,7 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
         from tfminv.data.streaming import inverter_dataset
 
         x, y = inverter_dataset(preds, images, config.batch_size, seed=config.seed), None
-    model = fit_cached(lambda: build_inverter(m, size, width, k=train_k, name=f"inverter_{name}"),
+    model = fit_cached(lambda: build_inverter(m, shape, width, k=train_k, name=f"inverter_{name}"),
                        x, y, config=config, workdir=workdir, name=name, meta=meta,
                        val=val, loss="mse", reuse=reuse)
     run_dir = model.run_dir
@@ -92,7 +98,7 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
 
 
 def invert(inverter, predictions, batch_size: int = 256) -> np.ndarray:
-    """Reconstructions [N, H, W, 1] from raw prediction vectors [N, m]."""
+    """Reconstructions [N, H, W, C] from raw prediction vectors [N, m]."""
     preds = np.asarray(predictions, dtype=np.float32)
     # predict_on_batch skips fit/predict's per-call set-up (0.1-0.9 s on CPU, see BENCHMARKS.md),
     # which dominates the latency of small requests.

@@ -3,6 +3,10 @@
 Each block is Conv 3x3 (same) -> BatchNorm -> MaxPool 2 -> ReLU; then Flatten -> Dense ->
 Dropout 0.5 -> Dense(m). The model returns logits (softmax is applied when predictions are released).
 `width` scales every conv channel count for cheaper runs (the small hidden Dense is kept).
+
+Other image shapes (H, W, C) (e.g. a user's 28x28x1, 32x32x3 or 112x92x1 data) take the face
+trunk (4 blocks, hidden 5m) when min(H, W) >= 64 and the digit trunk (3 blocks, hidden 50)
+otherwise; height and width must be at least 8 (three 2x poolings).
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ def scaled(channels: int, width: float) -> int:
 
 
 def _check(num_classes, image_size, width):
+    from tfminv.models.inverter import image_shape
+
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-    if int(image_size) not in (32, 64):
-        raise ConfigError(f"image_size must be 32 (digits) or 64 (faces), got {image_size}")
     if not float(width) > 0:
         raise ConfigError(f"width multiplier must be > 0, got {width}")
+    return image_shape(image_size)
 
 
 def conv_blocks(x, channels, width: float = 1.0):
@@ -40,15 +45,16 @@ def conv_blocks(x, channels, width: float = 1.0):
     return x
 
 
-def build_classifier(num_classes: int, image_size: int, width: float = 1.0,
+def build_classifier(num_classes: int, image_size, width: float = 1.0,
                      name: str | None = None) -> keras.Model:
-    """Logits classifier for [N, image_size, image_size, 1] images in [0, 1]."""
-    _check(num_classes, image_size, width)
+    """Logits classifier for [N, H, W, C] images in [0, 1]; image_size: S (S x S x 1), (H, W)
+    or (H, W, C)."""
+    h, w, c = _check(num_classes, image_size, width)
     m = int(num_classes)
-    face = int(image_size) == 64
+    face = min(h, w) >= 64
     channels = FACE_CHANNELS if face else DIGIT_CHANNELS
     hidden = 5 * m if face else 50
-    inputs = keras.Input((image_size, image_size, 1), name="image")
+    inputs = keras.Input((h, w, c), name="image")
     x = conv_blocks(inputs, channels, width)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(hidden, name="fc1")(x)

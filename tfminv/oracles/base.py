@@ -113,13 +113,24 @@ def softmax_np(logits: np.ndarray) -> np.ndarray:
 
 
 class KerasOracle(Oracle):
-    """An in-process Keras model. `softmax=True` turns logits into probabilities."""
+    """An in-process Keras model, answering probabilities.
 
-    def __init__(self, model, softmax: bool = True, identity: str | None = None, **kwargs):
+    softmax: True turns logits into probabilities, False passes the outputs through; None (the
+    default) decides from the model: a model whose last layer is (or activates with) softmax is
+    passed through, any other gets a softmax. So a model ending in softmax is never softmaxed
+    twice (a second softmax flattens the vector towards uniform without any error).
+    """
+
+    def __init__(self, model, softmax: bool | None = None, identity: str | None = None,
+                 **kwargs):
         kwargs.setdefault("name", getattr(model, "name", "keras"))
         super().__init__(**kwargs)
         self._model = model
-        self._softmax = softmax
+        if softmax is None:
+            from tfminv.export import ends_in_softmax
+
+            softmax = not ends_in_softmax(model)
+        self._softmax = bool(softmax)
         self._identity = identity
 
     def identity(self) -> str:

@@ -9,10 +9,11 @@ from tfminv.io_utils import atomic_path
 
 
 def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int = 2) -> np.ndarray:
-    """Write a greyscale grid to `path` (PNG) and return it as uint8 [H, W].
+    """Write a grid to `path` (PNG) and return it as uint8 [H, W] (greyscale) or [H, W, 3]
+    (when the images are RGB, [n, h, w, 3]; stored in PNG's usual RGB order).
 
-    rows: sequence of (label, images [n, h, w, 1] or [n, h, w] in [0, 1]); every row must
-    have images of the same size; shorter rows are left blank on the right.
+    rows: sequence of (label, images [n, h, w, 1], [n, h, w] or [n, h, w, 3] in [0, 1]); every
+    row must have images of the same size; shorter rows are left blank on the right.
     """
     import cv2
 
@@ -24,20 +25,26 @@ def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int =
         raise DataError(f"image_grid: rows have different image sizes {sorted(shapes)}")
     h, w = shapes.pop()
     h, w = h * scale, w * scale
+    colour = any(imgs.ndim == 4 and imgs.shape[-1] == 3 for _, imgs in rows)
     ncols = max(len(imgs) for _, imgs in rows)
-    grid = np.full((len(rows) * (h + pad) + pad, label_width + ncols * (w + pad) + pad), 255,
-                   np.uint8)
+    grid = np.full((len(rows) * (h + pad) + pad, label_width + ncols * (w + pad) + pad)
+                   + ((3,) if colour else ()), 255, np.uint8)
     for r, (label, imgs) in enumerate(rows):
         y = pad + r * (h + pad)
         for c, img in enumerate(imgs):
-            img = np.clip(img.reshape(img.shape[0], img.shape[1]), 0, 1)
+            if colour:
+                img = np.clip(np.broadcast_to(img.reshape(img.shape[0], img.shape[1], -1),
+                                              (*img.shape[:2], 3)), 0, 1)
+                img = img[..., ::-1]  # OpenCV writes BGR
+            else:
+                img = np.clip(img.reshape(img.shape[0], img.shape[1]), 0, 1)
             img = (img * 255 + 0.5).astype(np.uint8)
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
             x = label_width + pad + c * (w + pad)
             grid[y:y + h, x:x + w] = img
-        cv2.putText(grid, label, (4, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1,
-                    cv2.LINE_AA)
+        cv2.putText(grid, label, (4, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (0, 0, 0) if colour else 0, 1, cv2.LINE_AA)
     with atomic_path(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), grid):
             raise DataError(f"could not write PNG {path}")
-    return grid
+    return grid[..., ::-1].copy() if colour else grid

@@ -1,0 +1,109 @@
+"""Typed results of `tfminv.run_inversion` / `tfminv.run_audit`: one schema for every path.
+
+`InversionResults.rows` holds one `InversionRow` per release policy; `to_json()` gives the same
+rows as results.json. Accuracy of a judge on the reconstructions is `attack_acc` (top-1) and
+`attack_acc_top5`, as in the scenario binaries' results. Figures and reports are written by
+`tfminv.audit.write_report` (presentation lives apart from these classes; `write_report` here
+only calls it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class InversionRow:
+    """What the attacker achieved against one release policy.
+
+    policy: the release policy spec (`tfminv.policies`); k: the truncation the attacker's
+    inverter applies (entries the policy can release); released_entries: mean non-zero entries
+    per released victim vector; mse/psnr/ssim: reconstruction vs victim (images in [0, 1]);
+    beats_mean_aux: mse below the mean auxiliary image's MSE (what any attacker gets without
+    querying); attack_acc / attack_acc_top5: share of reconstructions the judge puts in the
+    victim's class (None without labels); utility: top-1 accuracy of the released vector on the
+    victims, ties counted as a random pick (None without labels); agreement: released argmax
+    equals the unreleased argmax; aux_val_mse: inverter MSE on held-out auxiliary images;
+    seconds: wall time of this policy (queries, training or cache reuse, scoring).
+    """
+
+    policy: str
+    k: int
+    released_entries: float
+    mse: float
+    psnr: float
+    ssim: float
+    beats_mean_aux: bool
+    attack_acc: float | None
+    attack_acc_top5: float | None
+    utility: float | None
+    agreement: float
+    aux_val_mse: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+COLUMNS = tuple(f.name for f in dataclasses.fields(InversionRow))
+
+
+@dataclasses.dataclass
+class InversionResults:
+    """Everything one `run_inversion` measured.
+
+    rows: one InversionRow per policy, in the order asked. reconstructions: policy spec ->
+    float32 array in the victims' shape [N, H, W, C], values in [0, 1]. baselines: reference
+    numbers (mse_mean_aux, mse_zeros, with labels mse_class_mean (a floor no real attacker can
+    compute), chance_accuracy, target_accuracy_on_victims, and with a judge
+    judge_accuracy_on_real_victims: the ceiling for attack_acc). settings: what was run (target
+    identity, input range, whether outputs were probabilities or logits, the judge and its
+    bias, sizes, budget, seed, seconds). victim_images / victim_labels: the victims as scored
+    (images in [0, 1]).
+    """
+
+    rows: list[InversionRow]
+    reconstructions: dict
+    baselines: dict
+    settings: dict
+    victim_images: np.ndarray
+    victim_labels: np.ndarray | None = None
+
+    def row(self, policy: str) -> InversionRow:
+        """The row of one policy spec (KeyError naming the specs present otherwise)."""
+        for r in self.rows:
+            if r.policy == policy:
+                return r
+        raise KeyError(f"no row for policy {policy!r}; rows: {[r.policy for r in self.rows]}")
+
+    def row_dicts(self) -> list[dict]:
+        return [r.to_dict() for r in self.rows]
+
+    def to_dict(self) -> dict:
+        """rows, baselines and settings (no arrays), JSON-ready."""
+        return {"rows": self.row_dicts(), "baselines": dict(self.baselines),
+                "settings": dict(self.settings)}
+
+    def to_json(self, indent: int = 2) -> str:
+        from tfminv.io_utils import _default
+
+        return json.dumps(self.to_dict(), indent=indent, default=_default)
+
+    def table(self) -> str:
+        """The rows as a markdown table."""
+        from tfminv.report import markdown_table
+
+        return markdown_table(self.row_dicts(), list(COLUMNS))
+
+    def write_report(self, out_dir, *, title: str = "Inversion leakage", command: str = "",
+                     extra: dict | None = None, grid_count: int = 12) -> dict:
+        """Write results.json, results.md, run.json, reconstructions.png, report.html
+        (self-contained), report.md and, with labels, leakage_utility.png into out_dir;
+        returns {file name: path}. See tfminv.audit.write_report."""
+        from tfminv.audit import write_report
+
+        return write_report(self, out_dir, title=title, command=command, extra=extra,
+                            grid_count=grid_count)
