@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfminv import audit
-from tfminv.errors import ConfigError
+from tfminv.errors import ConfigError, DataError
 from tfminv.reporting.html_report import external_references
 from tfminv.oracles.base import CallableOracle
 
@@ -80,11 +80,11 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     result = audit.run_audit(oracle, aux, victims, POLICIES, config=config, width=0.0625,
                              eval_model=eval_model, train_set=train, cache_dir=tmp_path / "cache",
                              val_fraction=0.1, seed=0)
-    rows = {r["policy"]: r for r in result.rows}
+    rows = {r["policy"]: r for r in result.row_dicts()}
     assert list(rows) == ["identity", "label", "gaussian:3"]
     assert [rows[p]["k"] for p in rows] == [12, 1, 12]
     ident = rows["identity"]
-    assert ident["utility"] == pytest.approx(result.references["target_accuracy_on_victims"])
+    assert ident["utility"] == pytest.approx(result.baselines["target_accuracy_on_victims"])
     assert ident["utility"] > 2 / 12, "the nearest-mean target should beat chance on real faces"
     # label-only release keeps the argmax, so it keeps the utility exactly
     assert rows["label"]["utility"] == ident["utility"]
@@ -92,22 +92,29 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     # heavy noise destroys the label for a share of victims
     assert rows["gaussian:3"]["utility"] < ident["utility"]
     assert rows["gaussian:3"]["agreement"] < 1.0 == ident["agreement"]
-    for r in result.rows:
-        assert 0 < r["mse"] < 0.2 and -1 <= r["ssim"] <= 1 and 0 <= r["attack_top1"] <= 1
-        assert r["attack_top1"] <= r["attack_top5"]
-    refs = result.references
+    for r in result.row_dicts():
+        assert 0 < r["mse"] < 0.2 and -1 <= r["ssim"] <= 1 and 0 <= r["attack_acc"] <= 1
+        assert r["attack_acc"] <= r["attack_acc_top5"]
+    refs = result.baselines
     assert refs["chance_accuracy"] == pytest.approx(1 / 12)
-    assert 0 < refs["mse_class_mean_oracle"] < refs["mse_zeros"]
-    assert refs["eval_accuracy_on_real_victims"] == pytest.approx(ident["utility"], abs=1e-6)
+    assert 0 < refs["mse_class_mean"] < refs["mse_zeros"]
+    assert refs["class_mean_from"] == "target training images"
+    assert refs["judge_accuracy_on_real_victims"] == pytest.approx(ident["utility"], abs=1e-6)
+    assert result.settings["judge"]["judge"] == "eval_model"
     assert result.reconstructions["label"].shape == victims.images.shape
 
-    # predictions were cached: a second run queries the target no more and reuses inverters
+    # predictions were cached: a second run does not query the target for them again and reuses
+    # the inverters ...
     before = oracle.num_queries
     again = audit.run_audit(oracle, aux, victims, "label", config=config, width=0.0625,
                             eval_model=None, cache_dir=tmp_path / "cache", seed=0)
-    assert oracle.num_queries == before
-    assert again.rows[0]["mse"] == pytest.approx(rows["label"]["mse"], abs=1e-6)
-    assert again.rows[0]["attack_top1"] is None
+    # ... except that, with no evaluation model, the target now judges the reconstructions
+    assert oracle.num_queries == before + len(victims)
+    assert again.rows[0].mse == pytest.approx(rows["label"]["mse"], abs=1e-6)
+    # no evaluation model: the target judges, and the results say so
+    assert again.settings["judge"]["judge"] == "target" and "biased upward" in \
+        again.settings["judge"]["note"]
+    assert 0 <= again.rows[0].attack_acc <= 1
 
     out = tmp_path / "report"
     files = audit.write_audit_report(result, out, title="Test audit", command="pytest")
@@ -143,7 +150,7 @@ def test_run_audit_rejects_mismatched_inputs(facescrub_small, nearest_mean, tmp_
                         val_fraction=1.5)
     bad = victims.subset(np.arange(4))
     bad.labels = np.array([0, 1, 2, 40])
-    with pytest.raises(Exception, match="do not match this target"):
+    with pytest.raises(DataError, match="answers 12 classes"):
         audit.run_audit(oracle, aux, bad, "label", config=config, cache_dir=tmp_path)
 
 

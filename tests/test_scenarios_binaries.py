@@ -25,6 +25,9 @@ OWN_FLAGS = {
     "joint": ["--k", "--recon_weight", "--joint_epochs"],
     "api": ["--api_width", "--api_epochs", "--max_api_train", "--api_split", "--feature_sets",
             "--eval_identity"],
+    "truncation": ["--dataset", "--k", "--methods", "--figure_n"],
+    "audit": ["--dataset", "--policies", "--victims", "--eval_model", "--input_range",
+              "--outputs"],
 }
 
 
@@ -55,7 +58,7 @@ def test_help_lists_flags(module):
     res = _run(module, ["--help"], timeout=120)
     assert res.returncode in (0, 1), res.stderr[-2000:]  # absl exits 1 after --help
     text = res.stdout + res.stderr
-    for flag in OWN_FLAGS[module] + ["--epochs", "--width", "--out_dir"]:
+    for flag in OWN_FLAGS[module] + ["--epochs", "--width", "--out_dir", "--target"]:
         assert flag in text or flag.replace("--", "--[no]") in text, (module, flag)
 
 

@@ -420,9 +420,6 @@ def run_inversion(target, aux_images, victim_images, victim_labels=None, *, k: i
     if labels is not None and labels.max() >= m:
         raise DataError(f"victim_labels span [{labels.min()}, {labels.max()}] but the target "
                         f"answers {m} classes: expected labels in [0, {m - 1}]")
-    for pol in pols:
-        if pol.released_k(m) > m:  # pragma: no cover - released_k is bounded by m
-            raise ConfigError(f"policy {pol.spec()}: releases more than {m} entries")
     if k is not None and k > m:
         raise ConfigError(f"k={k}: the target answers {m} classes; expected 1 <= k <= {m}")
     judge, judge_info = None, {"judge": None, "note": "no labels: no attack accuracy"}

@@ -46,9 +46,10 @@ class TrainConfig:
 
     def __post_init__(self):
         if int(self.epochs) < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+            raise ConfigError(f"epochs (--epochs) must be at least 1, got {self.epochs}")
         if int(self.batch_size) < 1:
-            raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size (--batch_size) must be at least 1, got "
+                              f"{self.batch_size}")
         if not float(self.learning_rate) > 0:
             raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
 

@@ -1,0 +1,166 @@
+"""A Keras callback that measures how much a model under training leaks through its predictions.
+
+    cb = tfminv.LeakageCallback(aux_images, probe_images, probe_labels, every=2, budget=0.2)
+    model.fit(x, y, epochs=20, callbacks=[cb])   # logs leak_mse, leak_mse_mean_aux, leak_attack_acc
+
+Every `every` epochs the callback treats the model being trained as the target: it queries the
+current model on the auxiliary images and on the probe ("victim") images, trains a small
+inverter (`tfminv.models.build_inverter`, truncation k = `k`) on the auxiliary predictions from
+scratch, and scores the probe reconstructions: MSE against the mean auxiliary image's MSE (the
+guess any attacker gets for free) and, with probe labels, attack accuracy judged by the model
+itself (biased upward; see `tfminv.run_inversion`). The numbers go into the epoch's `logs`
+(so History, CSVLogger and EarlyStopping see them) and, with `log_dir`, to TensorBoard.
+
+Budget: the callback keeps its own wall time at most `budget` times the wall time the training
+epochs took so far (e.g. 0.2: at most a fifth on top). Before a measurement it estimates the
+cost from the previous one (seconds per inverter epoch, plus the queries); it runs fewer
+inverter epochs when that fits, and skips the measurement (logging `leak_skipped` = 1) when not
+even one fits. The first measurement always runs with one inverter epoch to learn the cost.
+`history` keeps one dict per measurement, and `overhead()` the share actually spent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class LeakageCallback(_keras_callback_base()):
+    """See the module docstring. aux_images / probe_images: arrays as `run_inversion` takes them
+    (uint8 0-255 or float 0-1, the model's input shape); probe_labels: optional class indices.
+    every: measure every N epochs (and after the last). epochs / width / batch_size: the
+    inverter's budget per measurement. budget: the callback's time as a share of training time.
+    input_range: the model's input scale, as in `run_inversion`. outputs: 'auto',
+    'probabilities' or 'logits' (auto: softmax-ending models are probabilities; otherwise the
+    outputs are read as probabilities only when rows are non-negative and sum to 1)."""
+
+    def __init__(self, aux_images, probe_images, probe_labels=None, *, every: int = 1,
+                 k: int | None = None, epochs: int = 5, width: float = 0.125,
+                 batch_size: int = 32, budget: float = 0.25, input_range=(0.0, 1.0),
+                 outputs: str = "auto", log_dir=None, seed: int = 0, verbose: int = 0):
+        super().__init__()
+        from tfminv.errors import ConfigError
+        from tfminv.leakage import InversionInputs, parse_input_range
+
+        data = InversionInputs(aux_images, probe_images, probe_labels)
+        self.aux, self.probe, self.labels = data.aux_images, data.victim_images, data.victim_labels
+        if int(every) < 1 or int(epochs) < 1 or not 0 < float(budget):
+            raise ConfigError(f"LeakageCallback: expected every >= 1, epochs >= 1 and budget > 0, "
+                              f"got every={every}, epochs={epochs}, budget={budget}")
+        if outputs not in ("auto", "probabilities", "logits"):
+            raise ConfigError(f"outputs={outputs!r}: expected auto, probabilities or logits")
+        self.every, self.k, self.max_epochs = int(every), k, int(epochs)
+        self.width, self.batch_size, self.budget = float(width), int(batch_size), float(budget)
+        self.lo, self.hi = parse_input_range(input_range)
+        self.outputs, self.log_dir, self.seed, self.verbose = outputs, log_dir, seed, verbose
+        self.mse_mean_aux = float(np.mean((self.probe - self.aux.mean(0)) ** 2))
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+        self.callback_seconds = 0.0
+        self._per_epoch = None  # seconds per inverter epoch, measured
+        self._fixed = None  # seconds of queries and scoring, measured
+        self._writer = None
+        self._t_epoch = None
+
+    # ------------------------------------------------------------------ timing
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t_epoch = time.perf_counter()
+
+    def overhead(self) -> float:
+        """Callback seconds / training seconds so far (the budget's measured share)."""
+        return self.callback_seconds / self.train_seconds if self.train_seconds else 0.0
+
+    # ------------------------------------------------------------------ measurement
+    def _predict(self, images):
+        from tfminv.export import ends_in_softmax
+        from tfminv.oracles.base import softmax_np
+
+        x = self.lo + images * (self.hi - self.lo)
+        out = np.concatenate([np.asarray(self.model.predict_on_batch(x[i:i + 256]), np.float32)
+                              for i in range(0, len(x), 256)])
+        if not np.all(np.isfinite(out)):
+            from tfminv.errors import OracleError
+
+            raise OracleError("LeakageCallback: the model answered NaN or infinite values")
+        if self.outputs == "logits" or (
+                self.outputs == "auto" and not ends_in_softmax(self.model)
+                and (out.min() < 0 or np.abs(out.sum(1) - 1).max() > 1e-3)):
+            out = softmax_np(out)
+        return out
+
+    def _measure(self, epochs: int) -> dict:
+        import keras
+
+        from tfminv import metrics
+        from tfminv.models import build_inverter
+
+        t0 = time.perf_counter()
+        aux_p, probe_p = self._predict(self.aux), self._predict(self.probe)
+        m = aux_p.shape[1]
+        k = min(self.k or m, m)
+        inv = build_inverter(m, self.aux.shape[1:], self.width, k=k, name="leakage_inverter")
+        inv.compile(optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, amsgrad=True), loss="mse")
+        t1 = time.perf_counter()
+        inv.fit(aux_p, self.aux, batch_size=self.batch_size, epochs=epochs, shuffle=True,
+                verbose=0)
+        t2 = time.perf_counter()
+        recon = np.asarray(inv.predict(probe_p, batch_size=256, verbose=0), np.float32)
+        out = {"leak_mse": metrics.mse(recon, self.probe), "leak_mse_mean_aux": self.mse_mean_aux,
+               "leak_inverter_epochs": float(epochs), "leak_skipped": 0.0}
+        if self.labels is not None:
+            out["leak_attack_acc"] = metrics.topk_accuracy(self._predict(recon),
+                                                           self.labels)["top1"]
+        t3 = time.perf_counter()
+        self._per_epoch = (t2 - t1) / epochs
+        self._fixed = (t1 - t0) + (t3 - t2)
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._t_epoch is not None:
+            self.train_seconds += time.perf_counter() - self._t_epoch
+        last = self.params.get("epochs") if self.params else None
+        if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
+            return
+        t0 = time.perf_counter()
+        if self._per_epoch is None:
+            epochs = 1
+        else:
+            allowed = self.budget * self.train_seconds - self.callback_seconds - self._fixed
+            epochs = min(self.max_epochs, int(allowed // max(self._per_epoch, 1e-9)))
+        if epochs < 1:
+            out = {"leak_skipped": 1.0}
+        else:
+            out = self._measure(epochs)
+        self.callback_seconds += time.perf_counter() - t0
+        out["leak_overhead"] = self.overhead()
+        if logs is not None:
+            logs.update(out)
+        self.history.append({"epoch": epoch + 1, **out})
+        self._write(epoch, out)
+        if self.verbose:
+            print(f"\nleakage at epoch {epoch + 1}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in out.items()))
+
+    def _write(self, epoch, out):
+        if not self.log_dir:
+            return
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        with self._writer.as_default():
+            for key, value in out.items():
+                tf.summary.scalar(f"leakage/{key}", value, step=epoch + 1)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
