@@ -80,7 +80,8 @@ def test_own_28x28_model_leaks_and_report(mnist28, mnist_model, tmp_path):
     assert "biased upward" in res.settings["judge"]["note"]
     assert 0 <= row.attack_acc <= row.attack_acc_top5 <= 1 and 0 < row.utility <= 1
     saved = json.loads(res.to_json())
-    assert saved["rows"][0]["attack_acc"] == row.attack_acc and "attack_top1" not in saved["rows"][0]
+    assert saved["rows"][0]["attack_acc"] == row.attack_acc
+    assert "attack_top1" not in saved["rows"][0]
 
     files = res.write_report(tmp_path / "out", title="own model")
     assert {"results.json", "results.md", "reconstructions.png", "report.html",
@@ -172,7 +173,8 @@ def _imgs(n, shape=(28, 28, 1), seed=0):
 
 
 BAD = {
-    "aux not images": (dict(aux_images=np.zeros((10, 28))), DataError, "aux_images: expected images"),
+    "aux not images": (dict(aux_images=np.zeros((10, 28))), DataError,
+                       "aux_images: expected images"),
     "shapes differ": (dict(victim_images=_imgs(4, (32, 32, 1))), DataError,
                       "aux_images are 28x28x1 but victim_images are 32x32x1"),
     "float out of range": (dict(aux_images=_imgs(10) * 255), DataError, "must be in [0, 1]"),

@@ -136,7 +136,8 @@ def _findings(result: InversionResults) -> list[str]:
             out.append("The judge is the target itself (no evaluation model was given): attack "
                        "accuracy is biased upward.")
     beat = [r["policy"] for r in rows if r["mse"] < refs["mse_mean_aux"]]
-    out.append(f"{len(beat)} of {len(rows)} {'policy leaves' if len(rows) == 1 else 'policies leave'}"
+    leave = "policy leaves" if len(rows) == 1 else "policies leave"
+    out.append(f"{len(beat)} of {len(rows)} {leave}"
                f" reconstructions with lower MSE than the mean auxiliary image "
                f"({refs['mse_mean_aux']:.4f}), which any attacker gets without querying.")
     return out

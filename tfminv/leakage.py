@@ -248,8 +248,9 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
     Returns (oracle, info): info records the identity, the input range, and how the outputs
     were read ('probabilities' or 'logits', and whether declared, from the model or detected).
     The probe's answers are cached like every query (tfminv.attacks.predictions), so a re-run
-    costs the target nothing. Raises a TfminvError naming `what` when the target rejects the images' shape, answers the
-    wrong number of vectors, vectors shorter than 2, NaN/inf, or outputs that must be declared.
+    costs the target nothing. Raises a TfminvError naming `what` when the target rejects the
+    images' shape, answers the wrong number of vectors, vectors shorter than 2, NaN/inf, or
+    outputs that must be declared.
     """
     from tfminv.attacks.predictions import query_cached
     from tfminv.oracles.base import Oracle, softmax_np

@@ -139,7 +139,8 @@ def _npz(path: Path, where: str) -> UserImages:
         z = np.load(path, allow_pickle=False)
         keys = set(z.files)
     except Exception as e:  # noqa: BLE001 - any failure means not a readable .npz
-        raise DataError(f"{where}: {path} is not a readable .npz ({type(e).__name__}: {e})") from None
+        raise DataError(f"{where}: {path} is not a readable .npz "
+                        f"({type(e).__name__}: {e})") from None
     if "images" not in keys:
         raise DataError(f"{where}: {path} has keys {sorted(keys)}; expected 'images' (and "
                         "optionally 'labels')")

@@ -23,7 +23,8 @@ CPU_DEFAULT = "mixed_bfloat16"
 def resolve(precision: str = "auto") -> str:
     """Turn 'auto' into a concrete Keras dtype policy name for the current machine."""
     if precision not in CHOICES:
-        raise ConfigError(f"--precision must be one of {', '.join(CHOICES)}, got {precision!r}")
+        raise ConfigError(f"precision (--precision) must be one of {', '.join(CHOICES)}, "
+                          f"got {precision!r}")
     if precision != "auto":
         return precision
     import tensorflow as tf

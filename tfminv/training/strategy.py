@@ -17,7 +17,8 @@ def get_strategy(name: str = "default"):
     from tfminv import distribute
 
     if name not in distribute.CHOICES:
-        raise ConfigError(f"--strategy must be one of {', '.join(distribute.CHOICES)}, "
+        raise ConfigError(f"strategy (--strategy) must be one of "
+                          f"{', '.join(distribute.CHOICES)}, "
                           f"got {name!r}")
     started = distribute.strategy_name()
     if started is not None and started != name:
