@@ -217,6 +217,17 @@ def _re(text):
     return re.escape(text)
 
 
+def test_inputs_dataclass_checks_itself():
+    inputs = tfminv.InversionInputs(np.zeros((6, 20, 16), np.uint8),
+                                    np.full((3, 20, 16, 1), 255, np.uint8), [0, 1, 1])
+    assert inputs.aux_images.dtype == np.float32 and inputs.aux_images.shape == (6, 20, 16, 1)
+    assert inputs.victim_images.max() == 1.0 and inputs.image_shape == (20, 16, 1)
+    with pytest.raises(DataError, match="victim_labels: labels must be integers"):
+        tfminv.InversionInputs(np.zeros((6, 20, 16)), np.zeros((3, 20, 16)), [0.5, 1, 1])
+    with pytest.raises(ConfigError, match="give no separate victim"):
+        tfminv.run_inversion(_probs(), inputs, np.zeros((3, 20, 16)))
+
+
 def test_channel_mismatch_with_a_keras_target(tmp_path):
     import keras
 
@@ -393,3 +404,13 @@ def test_walkthrough_example_runs(tmp_path, monkeypatch, data_dir):
     rows = json.loads((tmp_path / "ex" / "audit" / "results.json").read_text())
     assert [r["policy"] for r in rows] == ["identity", "label"]
     assert (tmp_path / "ex" / "model.keras").exists()
+
+
+def test_class_mean_floor_never_contains_the_victim():
+    from tfminv.leakage import _loo_class_means
+
+    x = np.random.default_rng(0).random((5, 12, 12, 1)).astype(np.float32)
+    labels = np.array([0, 0, 0, 1, 2])
+    guess = _loo_class_means(x, labels)
+    np.testing.assert_allclose(guess[0], (x[1] + x[2]) / 2, atol=1e-6)
+    np.testing.assert_allclose(guess[3], (x[0] + x[1] + x[2] + x[4]) / 4, atol=1e-6)

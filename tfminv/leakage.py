@@ -372,14 +372,34 @@ def _class_means(images, labels, victim_labels) -> np.ndarray:
     return np.stack([means[c] for c in victim_labels])
 
 
-def run_inversion(target, aux_images, victim_images, victim_labels=None, *, k: int | None = None,
-                  policies: str | Sequence | None = None, epochs: int = 20, width: float = 0.25,
+def _loo_class_means(images, labels) -> np.ndarray:
+    """Each image guessed as the mean of the *other* images of its class (of all other images
+    when it is alone in its class): a class-mean floor that never contains the image itself."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    total, n = flat.sum(0), len(flat)
+    out = np.empty_like(flat)
+    for c in np.unique(labels):
+        sel = labels == c
+        cnt = int(sel.sum())
+        if cnt > 1:
+            out[sel] = (flat[sel].sum(0) - flat[sel]) / (cnt - 1)
+        else:
+            out[sel] = (total - flat[sel]) / max(n - 1, 1)
+    return out.reshape(images.shape).astype(np.float32)
+
+
+def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
+                  k: int | None = None, policies: str | Sequence | None = None,
+                  epochs: int = 20, width: float = 0.25,
                   eval_model=None, outputs: str = "auto", input_range=(0.0, 1.0),
                   eval_outputs: str = "auto", train_images=None, train_labels=None,
                   batch_size: int = 128, seed: int = 0, val_fraction: float = 0.1,
                   cache_dir=None, workdir=None, config=None, verbose: int = 0,
                   progress: Callable[[str], None] | None = None):
     """Train the aligned inversion attack against `target` and score it on the victims.
+
+    The data come as arrays, or as one checked `InversionInputs` in place of aux_images (as
+    tensorflow/privacy's `run_attacks(AttackInputData)`): `run_inversion(model, inputs, k=1)`.
 
     k: victims release their top-k probabilities (the inverter applies the same truncation);
     policies: release policies instead (`tfminv.policies` specs, 'a;b' or a list), one row each;
@@ -404,8 +424,13 @@ def run_inversion(target, aux_images, victim_images, victim_labels=None, *, k: i
 
     t0 = time.time()
     say = progress or (print if verbose else log.info)
-    data = (aux_images if isinstance(aux_images, InversionInputs) else
-            InversionInputs(aux_images, victim_images, victim_labels, train_images, train_labels))
+    if isinstance(aux_images, InversionInputs):
+        if victim_images is not None or victim_labels is not None or train_images is not None:
+            raise ConfigError("with InversionInputs, give no separate victim or training arrays")
+        data = aux_images
+    else:
+        data = InversionInputs(aux_images, victim_images, victim_labels, train_images,
+                               train_labels)
     pols = _policies(k, policies)
     if config is None:
         config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=1, verbose=verbose)
@@ -456,8 +481,8 @@ def run_inversion(target, aux_images, victim_images, victim_labels=None, *, k: i
             guess = _class_means(data.train_images, data.train_labels, labels)
             refs["class_mean_from"] = "target training images"
         else:
-            guess = _class_means(data.victim_images, labels, labels)
-            refs["class_mean_from"] = "victims (their own class means)"
+            guess = _loo_class_means(data.victim_images, labels)
+            refs["class_mean_from"] = "the other victims of the class (leave-one-out)"
         refs["mse_class_mean"] = metrics.mse(guess, data.victim_images)
         refs["chance_accuracy"] = 1.0 / m
         refs["target_accuracy_on_victims"] = tie_aware_accuracy(raw_victims, labels)

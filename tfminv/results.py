@@ -58,7 +58,8 @@ class InversionResults:
     rows: one InversionRow per policy, in the order asked. reconstructions: policy spec ->
     float32 array in the victims' shape [N, H, W, C], values in [0, 1]. baselines: reference
     numbers (mse_mean_aux, mse_zeros, with labels mse_class_mean (a floor no real attacker can
-    compute), chance_accuracy, target_accuracy_on_victims, and with a judge
+    compute: each victim as its class's mean, of the target's training images when given, else of
+    the other victims of its class), chance_accuracy, target_accuracy_on_victims, and with a judge
     judge_accuracy_on_real_victims: the ceiling for attack_acc). settings: what was run (target
     identity, input range, whether outputs were probabilities or logits, the judge and its
     bias, sizes, budget, seed, seconds). victim_images / victim_labels: the victims as scored
