@@ -11,15 +11,16 @@ guess any attacker gets for free) and, with probe labels, attack accuracy judged
 itself (biased upward; see `tfminv.run_inversion`). The numbers go into the epoch's `logs`
 (so History, CSVLogger and EarlyStopping see them) and, with `log_dir`, to TensorBoard.
 
-Budget: the callback keeps its own wall time at most `budget` times the wall time the training
-epochs took so far (e.g. 0.2: at most a fifth on top). Before a measurement it estimates the
-cost from the previous one (seconds per inverter epoch, plus the queries); it runs fewer
-inverter epochs when that fits, and skips the measurement (logging `leak_skipped` = 1) when not
-even one fits. The first measurement always runs with one inverter epoch to learn the cost;
-it also builds and traces the inverter (seconds on a CPU; later measurements reuse the traced
-model from fresh weights), so over a training run shorter than that cost / budget the share
-exceeds the budget, and over longer runs it converges to it (bench/leakage_callback.py
-measures it). `history` keeps one dict per measurement, and `overhead()` the share spent.
+Every measurement trains the same inverter (fresh weights, `epochs` epochs), so the numbers
+are comparable along the training run. Budget: the callback keeps its own wall time at most
+`budget` times the training's wall time so far (time since training began, minus the
+callback's own; e.g. 0.2: at most a fifth on top). A scheduled measurement whose estimated
+cost (the previous measurement's) would break that is skipped (`leak_skipped` = 1 in the
+logs). The first one always runs, to learn the cost; it also builds and traces the inverter
+(seconds on a CPU; later measurements reuse the traced model), so the share can exceed the
+budget by one measurement's cost, and converges to at most the budget over a long run.
+bench/leakage_callback.py measures the share from outside. `history` keeps one dict per
+scheduled measurement, and `overhead()` the share spent as the callback counts it.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ class LeakageCallback(_keras_callback_base()):
     """See the module docstring. aux_images / probe_images: arrays as `run_inversion` takes them
     (uint8 0-255 or float 0-1, the model's input shape); probe_labels: optional class indices.
     every: measure every N epochs (and after the last). epochs / width / batch_size: the
-    inverter's budget per measurement. budget: the callback's time as a share of training time.
+    inverter's budget per measurement; learning_rate: its Adam step (higher than the authors'
+    2e-4, which needs ~100 epochs). budget: the callback's time as a share of training time.
     input_range: the model's input scale, as in `run_inversion`. outputs: 'auto',
     'probabilities' or 'logits' (auto: softmax-ending models are probabilities; otherwise the
     outputs are read as probabilities only when rows are non-negative and sum to 1)."""
 
     def __init__(self, aux_images, probe_images, probe_labels=None, *, every: int = 1,
                  k: int | None = None, epochs: int = 5, width: float = 0.125,
-                 batch_size: int = 32, budget: float = 0.25, input_range=(0.0, 1.0),
+                 batch_size: int = 32, learning_rate: float = 1e-3, budget: float = 0.25, input_range=(0.0, 1.0),
                  outputs: str = "auto", log_dir=None, seed: int = 0, verbose: int = 0):
         super().__init__()
         from tfminv.errors import ConfigError
@@ -61,21 +63,29 @@ class LeakageCallback(_keras_callback_base()):
             raise ConfigError(f"outputs={outputs!r}: expected auto, probabilities or logits")
         self.every, self.k, self.max_epochs = int(every), k, int(epochs)
         self.width, self.batch_size, self.budget = float(width), int(batch_size), float(budget)
+        self.learning_rate = float(learning_rate)
         self.lo, self.hi = parse_input_range(input_range)
         self.outputs, self.log_dir, self.seed, self.verbose = outputs, log_dir, seed, verbose
         self.mse_mean_aux = float(np.mean((self.probe - self.aux.mean(0)) ** 2))
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.callback_seconds = 0.0
-        self._per_epoch = None  # seconds per inverter epoch, measured
-        self._fixed = None  # seconds of queries and scoring, measured
+        self._cost = None  # seconds of the last measurement
         self._writer = None
-        self._t_epoch = None
+        self._t_begin = None
         self._inv = None
 
     # ------------------------------------------------------------------ timing
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t_epoch = time.perf_counter()
+    def on_train_begin(self, logs=None):
+        self._t_begin = time.perf_counter()
+        self._spent_at_begin = self.callback_seconds
+        self._trained_before = self.train_seconds
+
+    def _update_train_seconds(self):
+        if self._t_begin is not None:
+            wall = time.perf_counter() - self._t_begin
+            self.train_seconds = (self._trained_before + wall
+                                  - (self.callback_seconds - self._spent_at_begin))
 
     def overhead(self) -> float:
         """Callback seconds / training seconds so far (the budget's measured share)."""
@@ -105,52 +115,43 @@ class LeakageCallback(_keras_callback_base()):
         from tfminv import metrics
         from tfminv.models import build_inverter
 
-        t0 = time.perf_counter()
         aux_p, probe_p = self._predict(self.aux), self._predict(self.probe)
         m = aux_p.shape[1]
         if self._inv is None:  # built and traced once; later measurements restart from scratch
             k = min(self.k or m, m)
             self._inv = build_inverter(m, self.aux.shape[1:], self.width, k=k,
                                        name="leakage_inverter")
-            self._inv.compile(optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, amsgrad=True),
-                              loss="mse")
+            self._inv.compile(optimizer=keras.optimizers.Adam(self.learning_rate, beta_1=0.5,
+                                                              amsgrad=True), loss="mse")
             self._init = self._inv.get_weights()
         else:  # a fresh attacker: initial weights, zeroed optimizer state (no re-tracing)
             self._inv.set_weights(self._init)
             for v in self._inv.optimizer.variables:
                 v.assign(np.zeros(v.shape, v.dtype))
         inv = self._inv
-        t1 = time.perf_counter()
         inv.fit(aux_p, self.aux, batch_size=self.batch_size, epochs=epochs, shuffle=True,
                 verbose=0)
-        t2 = time.perf_counter()
         recon = np.asarray(inv.predict(probe_p, batch_size=256, verbose=0), np.float32)
         out = {"leak_mse": metrics.mse(recon, self.probe), "leak_mse_mean_aux": self.mse_mean_aux,
                "leak_inverter_epochs": float(epochs), "leak_skipped": 0.0}
         if self.labels is not None:
             out["leak_attack_acc"] = metrics.topk_accuracy(self._predict(recon),
                                                            self.labels)["top1"]
-        t3 = time.perf_counter()
-        self._per_epoch = (t2 - t1) / epochs
-        self._fixed = (t1 - t0) + (t3 - t2)
         return out
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._t_epoch is not None:
-            self.train_seconds += time.perf_counter() - self._t_epoch
+        self._update_train_seconds()
         last = self.params.get("epochs") if self.params else None
         if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
             return
         t0 = time.perf_counter()
-        if self._per_epoch is None:
-            epochs = 1
+        fits = (self._cost is None or
+                self.callback_seconds + self._cost <= self.budget * self.train_seconds)
+        if fits:
+            out = self._measure(self.max_epochs)
+            self._cost = time.perf_counter() - t0
         else:
-            allowed = self.budget * self.train_seconds - self.callback_seconds - self._fixed
-            epochs = min(self.max_epochs, int(allowed // max(self._per_epoch, 1e-9)))
-        if epochs < 1:
             out = {"leak_skipped": 1.0}
-        else:
-            out = self._measure(epochs)
         self.callback_seconds += time.perf_counter() - t0
         out["leak_overhead"] = self.overhead()
         if logs is not None:

@@ -392,7 +392,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                   k: int | None = None, policies: str | Sequence | None = None,
                   epochs: int = 20, width: float = 0.25,
                   eval_model=None, outputs: str = "auto", input_range=(0.0, 1.0),
-                  eval_outputs: str = "auto", train_images=None, train_labels=None,
+                  train_images=None, train_labels=None,
                   batch_size: int = 128, seed: int = 0, val_fraction: float = 0.1,
                   cache_dir=None, workdir=None, config=None, verbose: int = 0,
                   progress: Callable[[str], None] | None = None):
@@ -405,8 +405,9 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     policies: release policies instead (`tfminv.policies` specs, 'a;b' or a list), one row each;
     neither: the full vector ('identity'). epochs / width: the inverter's training budget and
     width multiplier (defaults are CPU-sized; the paper used 100 and 1.0). eval_model: the
-    judge for attack accuracy (any target form; its input_range is the target's). outputs /
-    eval_outputs: 'auto', 'probabilities' or 'logits'. input_range: the scale the target
+    judge for attack accuracy (any target form; its input_range is the target's; only its
+    argmax is used, and only with victim labels). outputs: what the target answers, 'auto',
+    'probabilities' or 'logits'. input_range: the scale the target
     expects, (0, 1) by default or e.g. (0, 255). train_images/train_labels: the target's
     training data, only for the class-mean baseline. val_fraction/seed: the seeded hold-out of
     auxiliary images that selects the inverter. cache_dir: predictions and trained inverters
@@ -449,10 +450,9 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     if k is not None and k > m:
         raise ConfigError(f"k={k}: the target answers {m} classes; expected 1 <= k <= {m}")
     judge, judge_info = None, {"judge": None, "note": "no labels: no attack accuracy"}
-    if eval_model is not None:
+    if eval_model is not None and labels is not None:
         judge, info = make_target(eval_model, probe_images=probe, input_range=input_range,
-                                  outputs=eval_outputs, what="eval_model", scores_only=True,
-                                  cache_dir=cache_dir)
+                                  what="eval_model", scores_only=True, cache_dir=cache_dir)
         if info["classes"] != m:
             raise DataError(f"eval_model answers {info['classes']} classes but the target "
                             f"answers {m}: expected the same class order")

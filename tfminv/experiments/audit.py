@@ -90,18 +90,17 @@ def run_user(policies):
 
 def run(argv):
     from tfminv import audit
-    from tfminv.data import specs
-    from tfminv.data import allocations
+    from tfminv.data import allocations, specs
     from tfminv.errors import ConfigError
     from tfminv.policies import parse_list
 
     t0 = time.perf_counter()
     policies = parse_list(FLAGS.policies or audit.DEFAULT_POLICIES)  # fail fast on a bad spec
-    if FLAGS.victims or specs.is_spec(FLAGS.aux):
-        return run_user(policies)
     if FLAGS.select_on != "aux_val":
         raise ConfigError("--select_on: the audit selects inverters on held-out auxiliary data "
                           "only (aux_val); a real attacker has no access to the target's data")
+    if FLAGS.victims or specs.is_spec(FLAGS.aux):
+        return run_user(policies)
     alloc = allocations.get(FLAGS.dataset)
     aux_name = audit.aux_name(alloc, FLAGS.aux or alloc.default_aux)
     FLAGS.target = audit.target_spec(FLAGS.target)
