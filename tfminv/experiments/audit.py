@@ -57,6 +57,13 @@ flags.register_validator("aux_val_fraction", lambda v: 0.0 < v < 1.0,
 FLAGS = flags.FLAGS
 
 
+def _command() -> str:
+    """The command line as given (flags set explicitly), quoted for a shell."""
+    given = [f"--{f.name}={f.value}" for module in (sys.modules[__name__], common)
+             for f in FLAGS.get_flags_for_module(module) if f.present]
+    return " ".join(["python -m tfminv.experiments.audit", *map(shlex.quote, given)])
+
+
 def run_user(policies):
     """--aux / --victims name the user's own images: flags -> one run_audit call -> report."""
     import tfminv
@@ -81,7 +88,7 @@ def run_user(policies):
     out = common.out_dir("audit_user")
     files = result.write_report(
         out, title=FLAGS.title or "Leakage audit", grid_count=FLAGS.figure_n,
-        command=common.command_line("tfminv.experiments.audit"),
+        command=_command(),
         extra={"aux_set": FLAGS.aux, "victims_set": FLAGS.victims})
     print(result.table())
     print(f"wrote {', '.join(str(p) for p in files.values())}")
@@ -111,8 +118,6 @@ def run(argv):
         width=FLAGS.width, eval_model=s.eval_model, train_set=s.train_set,
         cache_dir=FLAGS.cache_dir, workdir=common.paths_cache() / "audit_inverters" / ident,
         val_fraction=FLAGS.aux_val_fraction, seed=FLAGS.audit_seed, progress=print)
-    given = [f"--{f.name}={f.value}" for module in (sys.modules[__name__], common)
-             for f in FLAGS.get_flags_for_module(module) if f.present]
     target = (FLAGS.target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "
               f"{s.target_info['epochs']} epochs, test accuracy "
               f"{s.target_info['test_accuracy']:.3f})")
@@ -125,7 +130,7 @@ def run(argv):
     files = audit.write_report(
         result, out, title=FLAGS.title or f"Leakage audit: {alloc.name} target, "
                                           f"{s.aux_set.name.split('/')[0]} auxiliary set",
-        command=" ".join(["python -m tfminv.experiments.audit", *map(shlex.quote, given)]),
+        command=_command(),
         extra=extra, grid_count=FLAGS.figure_n)
     print(f"wrote {', '.join(str(p) for p in files.values())}")
     return 0
