@@ -33,7 +33,7 @@ of the same kind, never the victims).
 from tfminv.data.sources import mnist  # noqa: E402 - keras-io style: imports where they are used
 
 folder = Path(os.environ.get("TFMINV_DATA_DIR", "datasets/raw")) / "mnist"
-n = 3000 if TINY else 20000
+n = 2400 if TINY else 20000
 images = mnist.parse_idx(folder / "train-images-idx3-ubyte.gz", mnist.IMAGE_MAGIC, 3, n)
 labels = mnist.parse_idx(folder / "train-labels-idx1-ubyte.gz", mnist.LABEL_MAGIC, 1, n)
 images = images[..., None]  # [N, 28, 28, 1] uint8: keep your data's own shape
@@ -84,7 +84,7 @@ import tfminv  # noqa: E402 - cheap: TensorFlow is loaded only when needed
 
 results = tfminv.run_inversion(
     model, aux_x, victim_x, victim_y, k=1,
-    epochs=8 if TINY else 30, width=0.125 if TINY else 0.25, batch_size=32,
+    epochs=6 if TINY else 30, width=0.125 if TINY else 0.25, batch_size=32,
     cache_dir=OUT / "cache")
 print(results.table())
 row = results.row("topk:1")
@@ -111,7 +111,7 @@ and adds each policy's utility, the accuracy of what it releases.
 
 policies = "identity;label" if TINY else "identity;topk:3;topk:1;round:1;label"
 audit = tfminv.run_audit(model, aux_x, victim_x, victim_y, policies=policies,
-                         epochs=2 if TINY else 30, width=0.125 if TINY else 0.25,
+                         epochs=1 if TINY else 30, width=0.125 if TINY else 0.25,
                          batch_size=32, cache_dir=OUT / "cache")
 print(audit.table())
 audit.write_report(OUT / "audit", title="Release policies of a small MNIST model")

@@ -365,26 +365,27 @@ def test_leakage_callback_logs_and_respects_the_budget(mnist28, tmp_path):
     import keras
 
     x, y = mnist28
-    xf = x[:600, ..., None] / 255.0
+    xf = x[:400, ..., None] / 255.0
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    cb = tfminv.LeakageCallback(x[1000:1400], x[2500:2540], y[2500:2540], every=1, epochs=2,
-                                budget=1e-9, log_dir=tmp_path / "tb")
-    hist = model.fit(xf, y[:600], epochs=3, batch_size=64, verbose=0, callbacks=[cb])
+    cb = tfminv.LeakageCallback(x[1000:1200], x[2500:2530], y[2500:2530], every=1, epochs=1,
+                                width=0.0625, budget=1e-9, log_dir=tmp_path / "tb")
+    hist = model.fit(xf, y[:400], epochs=3, batch_size=64, verbose=0, callbacks=[cb])
     # the first measurement always runs (to learn the cost); with a budget of ~0 every later
     # one is skipped
     assert [h["leak_skipped"] for h in cb.history] == [0.0, 1.0, 1.0]
     first = cb.history[0]
     assert np.isfinite(first["leak_mse"]) and 0 <= first["leak_attack_acc"] <= 1
-    expected = float(np.mean((x[2500:2540] / 255.0 - (x[1000:1400] / 255.0).mean(0)) ** 2))
+    expected = float(np.mean((x[2500:2530] / 255.0 - (x[1000:1200] / 255.0).mean(0)) ** 2))
     assert first["leak_mse_mean_aux"] == pytest.approx(expected, rel=1e-4)
     assert hist.history["leak_mse"][0] == first["leak_mse"]  # in the epoch logs
     assert cb.overhead() > 0 and cb.train_seconds > 0
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
-    generous = tfminv.LeakageCallback(x[1000:1400], x[2500:2540], every=2, epochs=2, budget=100)
-    model.fit(xf, y[:600], epochs=4, batch_size=64, verbose=0, callbacks=[generous])
+    generous = tfminv.LeakageCallback(x[1000:1200], x[2500:2530], every=2, epochs=2,
+                                      width=0.0625, budget=100)
+    model.fit(xf, y[:400], epochs=4, batch_size=64, verbose=0, callbacks=[generous])
     assert [h["epoch"] for h in generous.history] == [2, 4]
     assert [h["leak_inverter_epochs"] for h in generous.history] == [2.0, 2.0]
     assert "leak_attack_acc" not in generous.history[0]  # no labels, no accuracy
