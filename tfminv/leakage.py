@@ -327,14 +327,13 @@ def _fmt_shape(shape) -> str:
 
 # ----------------------------------------------------------------------------------- run
 def split_holdout(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) indices of n auxiliary images for model selection."""
+    """Seeded (train, validation) indices of n auxiliary images for model selection
+    (`tfminv.data.splits.holdout`; errors name the `val_fraction` parameter)."""
+    from tfminv.data.splits import holdout
+
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
-    if n - n_val < 1:
-        raise DataError(f"auxiliary set has {n} images: too few to hold out {val_fraction:.0%}")
-    return order[n_val:], order[:n_val]
+    return holdout(n, val_fraction, seed)
 
 
 def tie_aware_accuracy(released: np.ndarray, labels: np.ndarray) -> float:

@@ -3,8 +3,8 @@
 `InversionResults.rows` holds one `InversionRow` per release policy; `to_json()` gives the same
 rows as results.json. Accuracy of a judge on the reconstructions is `attack_acc` (top-1) and
 `attack_acc_top5`, as in the scenario binaries' results. Figures and reports are written by
-`tfminv.audit.write_report` (presentation lives apart from these classes; `write_report` here
-only calls it).
+`tfminv.reporting.inversion.write_report` (presentation lives apart from these classes;
+`write_report` here only calls it).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class InversionResults:
 
     def table(self) -> str:
         """The rows as a markdown table."""
-        from tfminv.report import markdown_table
+        from tfminv.reporting.results import markdown_table
 
         return markdown_table(self.row_dicts(), list(COLUMNS))
 
@@ -103,8 +103,8 @@ class InversionResults:
                      extra: dict | None = None, grid_count: int = 12) -> dict:
         """Write results.json, results.md, run.json, reconstructions.png, report.html
         (self-contained), report.md and, with labels, leakage_utility.png into out_dir;
-        returns {file name: path}. See tfminv.audit.write_report."""
-        from tfminv.audit import write_report
+        returns {file name: path}. See tfminv.reporting.inversion.write_report."""
+        from tfminv.reporting.inversion import write_report
 
         return write_report(self, out_dir, title=title, command=command, extra=extra,
                             grid_count=grid_count)
