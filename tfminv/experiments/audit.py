@@ -47,6 +47,9 @@ def run(argv):
     if FLAGS.select_on != "aux_val":
         raise ConfigError("--select_on: the audit selects inverters on held-out auxiliary data "
                           "only (aux_val); a real attacker has no access to the target's data")
+    if FLAGS.stream_aux:
+        raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
+                          "policy in memory; run it without --stream_aux")
     alloc = allocations.get(FLAGS.dataset)
     aux_name = audit.aux_name(alloc, FLAGS.aux or alloc.default_aux)
     FLAGS.target = audit.target_spec(FLAGS.target)
