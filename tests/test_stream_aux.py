@@ -87,3 +87,17 @@ def test_stream_aux_refused_where_the_aux_set_must_be_in_memory(data_dir, tmp_pa
                                               "--stream_aux"):
             run(cfg)
     assert not (tmp_path / "predictions").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("module", ["joint", "audit"])
+def test_binaries_refuse_stream_aux_in_one_line(module, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", f"tfminv.experiments.{module}", "--stream_aux",
+                          "--dataset=mnist", f"--out_dir={tmp_path}", f"--cache_dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=180,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "--stream_aux:" in res.stderr and "Traceback" not in res.stderr
