@@ -51,15 +51,19 @@ def baselines(victims, aux_images, *, train_images=None, train_labels=None,
               victim_labels=None) -> dict:
     """Reference MSEs on the victims.
 
-    zeros: an all-black guess. mean_aux: the mean auxiliary image (free for any attacker).
+    zeros: an all-black guess. mean_aux: the mean auxiliary image (free for any attacker);
+    aux_images may be an array or a `tfminv.data.streaming.StreamedImages` (averaged streaming).
     class_mean_oracle (when the target's training images and labels are given): each victim
     guessed as the mean training image of its true class, a floor for label-only release that
     a real attacker cannot compute.
     """
     victims = np.asarray(victims, dtype=np.float32)
-    aux_images = np.asarray(aux_images, dtype=np.float32)
+    if hasattr(aux_images, "mean_image"):  # a streamed set (tfminv.data.streaming), read once
+        aux_mean = aux_images.mean_image()
+    else:
+        aux_mean = np.asarray(aux_images, dtype=np.float32).mean(axis=0)
     out = {"zeros": mse(np.zeros_like(victims), victims),
-           "mean_aux": mse(np.broadcast_to(aux_images.mean(axis=0), victims.shape), victims)}
+           "mean_aux": mse(np.broadcast_to(aux_mean, victims.shape), victims)}
     if train_images is not None:
         if train_labels is None or victim_labels is None:
             raise DataError("class_mean_oracle needs train_labels and victim_labels")

@@ -103,8 +103,36 @@ class StreamedImages:
                                        deterministic=True).unbatch()
         if self.mask is not None:
             keep = tf.constant(self.mask)
-            ds = ds.enumerate().filter(lambda i, x: keep[i]).map(lambda i, x: x)
+            # distinct argument names: AutoGraph cannot tell same-signature lambdas apart
+            ds = ds.enumerate().filter(lambda row, _img: keep[row]).map(lambda _row, img: img)
         return ds
+
+    def subset(self, positions) -> "StreamedImages":
+        """The rows at `positions` (indices into this set's rows) as a stream of their own,
+        yielded in record order (sorted positions; a repeated position counts once)."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise DataError(f"{self.name}: row positions must be in [0, {len(self)}), got "
+                            f"{positions.min()}..{positions.max()}")
+        rows = np.flatnonzero(self.mask) if self.mask is not None else np.arange(self.count)
+        mask = np.zeros(self.count, bool)
+        mask[rows[positions]] = True
+        return StreamedImages(self.path, self.split, mask=mask, repeat=self.repeat,
+                              normalize=self.normalize, name=self.name)
+
+    def to_array(self, chunk: int = 4096) -> np.ndarray:
+        """All the images as one float32 array [N, H, W, 1] (for small subsets only)."""
+        parts = [c for _, c in self.iter_chunks(chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.float32)
+
+    def mean_image(self, chunk: int = 4096) -> np.ndarray:
+        """The mean image [H, W, 1] (float32), summed chunk by chunk in float64."""
+        if len(self) == 0:
+            raise DataError(f"{self.name}: no images to average")
+        total = np.zeros(self.image_shape, np.float64)
+        for _, c in self.iter_chunks(chunk):
+            total += c.sum(axis=0, dtype=np.float64)
+        return (total / len(self)).astype(np.float32)
 
     def iter_chunks(self, chunk: int, start: int = 0):
         """(index, float32 images [<= chunk, H, W, 1]) for chunks index >= start, read in turn."""

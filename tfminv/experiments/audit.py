@@ -106,6 +106,9 @@ def run(argv):
     if FLAGS.select_on != "aux_val":
         raise ConfigError("--select_on: the audit selects inverters on held-out auxiliary data "
                           "only (aux_val); a real attacker has no access to the target's data")
+    if FLAGS.stream_aux:
+        raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
+                          "policy in memory; run it without --stream_aux")
     if FLAGS.victims or specs.is_spec(FLAGS.aux):
         return run_user(policies)
     alloc = allocations.get(FLAGS.dataset)

@@ -53,6 +53,9 @@ flags.DEFINE_enum("select_on", "aux_val", ["aux_val", "target_train"],
                   "inverter model selection: held-out auxiliary data (honest default) or the "
                   "target's training data (the authors' choice)")
 flags.DEFINE_float("aux_val_fraction", 0.1, "share of the auxiliary set held out for selection")
+flags.DEFINE_bool("stream_aux", False, "read the auxiliary set from its records on demand "
+                  "(queries, inverter training, mean-aux baseline) instead of loading it: for "
+                  "sets larger than memory (truncation, auxiliary, class_inference)")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
 flags.DEFINE_boolean("deterministic", False, "bit-for-bit reproducible runs on one machine: "
                      "deterministic TensorFlow ops and everything seeded with --seed (slower; see "

@@ -22,6 +22,11 @@ from tfminv.errors import ConfigError
 
 SELECT_ON = ("aux_val", "target_train")
 
+#: stream_aux with select_on=aux_val: at most this many held-out auxiliary images are read into
+#: memory for model selection (Keras validates on arrays); held-out rows beyond it go back to
+#: training, so memory stays flat as the set grows (2,000 is also target_train's cap)
+STREAM_VAL_MAX = 2000
+
 
 @dataclasses.dataclass
 class ScenarioConfig:
@@ -35,6 +40,10 @@ class ScenarioConfig:
     concurrency / rate_limit: a remote target's requests in flight and requests per second.
     select_on: inverter model selection on held-out auxiliary data ('aux_val', a seeded
       `aux_val_fraction`) or on the target's own training data ('target_train', the authors').
+    stream_aux: keep the auxiliary set on disk (`tfminv.data.streaming.StreamedImages`, read
+      from its records in record order): queries, inverter training and the mean-aux baseline
+      stream it; only the held-out selection rows (at most STREAM_VAL_MAX) are loaded. Victims
+      and the target's training data stay in memory. Off: the set is loaded as arrays.
     """
 
     dataset: str = "facescrub"
@@ -59,6 +68,7 @@ class ScenarioConfig:
     figure_n: int = 10
     concurrency: int = 1       # remote target: requests in flight
     rate_limit: float = 0.0    # remote target: requests per second (0: no limit)
+    stream_aux: bool = False   # auxiliary set read from its records on demand
 
     def __post_init__(self):
         if self.select_on not in SELECT_ON:
@@ -116,7 +126,7 @@ class Setup:
     allocation: object
     aux_name: str
     train_set: object          # the target's training data (for the oracle floor baseline)
-    aux_set: object
+    aux_set: object            # an ImageSet, or a StreamedImages with config.stream_aux
     victims: object
     oracle: object
     target_info: dict
@@ -150,7 +160,13 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
     train_set = allocations.materialize(alloc.target_train, **kw)
     test_set = allocations.materialize(alloc.target_test, **kw)
     victims = allocations.materialize(alloc.victims, **kw)
-    aux_set = allocations.materialize(limited(alloc.aux[aux_name], config.max_aux), **kw)
+    aux_ref = limited(alloc.aux[aux_name], config.max_aux)
+    if config.stream_aux:
+        from tfminv.data.streaming import StreamedImages
+
+        aux_set = StreamedImages.from_ref(aux_ref, **kw)
+    else:
+        aux_set = allocations.materialize(aux_ref, **kw)
     seconds["data"] = time.perf_counter() - t0
 
     clf_cfg = config.classifier_config()
@@ -185,12 +201,29 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
                  eval_model, eval_info, aux_preds, victim_preds, seconds)
 
 
+def aux_images(setup: Setup):
+    """The auxiliary images: an array, or the StreamedImages itself with stream_aux."""
+    aux = setup.aux_set
+    return aux if hasattr(aux, "iter_chunks") else aux.images
+
+
+def require_in_memory_aux(config: ScenarioConfig, what: str):
+    """ConfigError when stream_aux is set for a scenario that needs every auxiliary image in
+    memory (`what` says why)."""
+    if config.stream_aux:
+        raise ConfigError(f"--stream_aux: {what}; run it without --stream_aux")
+
+
 def selection_data(setup: Setup):
     """(train_preds, train_images, val, label) for inverter training per `select_on`.
 
     aux_val: a seeded `aux_val_fraction` of the auxiliary set is held out
-    (`tfminv.data.splits.holdout`). target_train: the target is queried on (up to 2,000 of) its
-    own training images - the authors' choice, which a real attacker cannot make; results are
+    (`tfminv.data.splits.holdout`). With stream_aux, train_images is a StreamedImages of the
+    remaining rows and at most STREAM_VAL_MAX held-out rows are read into memory (the rest of
+    the held-out share goes back to training); rows of a stream are in record order, those of
+    an in-memory set in the allocation's shuffled order, so the two modes hold out different
+    (equally random) rows. target_train: the target is queried on (up to 2,000 of) its own
+    training images - the authors' choice, which a real attacker cannot make; results are
     labelled with it.
     """
     from tfminv.attacks.predictions import query_cached
@@ -199,11 +232,17 @@ def selection_data(setup: Setup):
     config = setup.config
     if config.select_on == "aux_val":
         tr_idx, val_idx = holdout(len(setup.aux_set), config.aux_val_fraction, config.seed)
+        if config.stream_aux:
+            # a stream yields its rows in record order: sorted positions keep preds aligned
+            tr_idx = np.sort(np.concatenate([tr_idx, val_idx[STREAM_VAL_MAX:]]))
+            val_idx = np.sort(val_idx[:STREAM_VAL_MAX])
+            val = (setup.aux_preds[val_idx], setup.aux_set.subset(val_idx).to_array())
+            return setup.aux_preds[tr_idx], setup.aux_set.subset(tr_idx), val, "aux_val"
         val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
         return setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx], val, "aux_val"
     tt = setup.train_set.images[:2000]
     val = (query_cached(setup.oracle, tt, config.cache_dir), tt)
-    return setup.aux_preds, setup.aux_set.images, val, "target_train (authors)"
+    return setup.aux_preds, aux_images(setup), val, "target_train (authors)"
 
 
 def inverter_workdir(setup: Setup) -> Path:
@@ -216,7 +255,7 @@ def reference_mses(setup: Setup) -> dict:
     """The reference MSEs printed beside every inversion MSE (see tfminv.metrics.baselines)."""
     from tfminv import metrics
 
-    b = metrics.baselines(setup.victims.images, setup.aux_set.images,
+    b = metrics.baselines(setup.victims.images, aux_images(setup),
                           train_images=setup.train_set.images,
                           train_labels=setup.train_set.labels,
                           victim_labels=setup.victims.labels)

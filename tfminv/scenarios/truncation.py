@@ -58,7 +58,7 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     row0 = dict(dataset=config.dataset, aux=s.aux_name, width=config.width, epochs=config.epochs,
                 selection=selection, n_aux=len(tr_images), n_victims=len(s.victims))
     rows = []
-    b = metrics.baselines(s.victims.images, s.aux_set.images, train_images=s.train_set.images,
+    b = metrics.baselines(s.victims.images, base.aux_images(s), train_images=s.train_set.images,
                           train_labels=s.train_set.labels, victim_labels=s.victims.labels)
     pick = base.figure_victims(s.victims.labels, config.figure_n)
     fig_rows = [("ground truth", s.victims.images[pick])]
