@@ -70,9 +70,9 @@ def reframe(grey: np.ndarray, box, size: int) -> np.ndarray:
 
 
 def load(found, size: int, *, limit=None, skip_corrupt=False, progress=False) -> Loaded:
-    from tfminv.attacks.alignment import FRONTAL_CASCADE, _cascade
+    from tfminv.cascades import load_cascade
 
-    cascade = _cascade(FRONTAL_CASCADE)
+    cascade = load_cascade("haarcascade_frontalface_default.xml")
     skip = Skipper(skip_corrupt)
     ex = found.extra
     partition = _celeba._table(ex["partition"], "0|1|2") if ex.get("partition") else None
