@@ -27,5 +27,12 @@ if [ -z "$SELECTED" ] || want api; then
   run api --width=0.25 --epochs=8 --clf_epochs=15 --api_epochs=6 --max_api_train=4000 \
       --max_aux=2500 --verbose=2 --out_dir=experiments/api_celeba_api6
 fi
+if [ -z "$SELECTED" ] || want paper; then
+  # paper scale: 471 CelebA identities (about 1.5-2 h on 2 busy CPU cores; see REPRODUCTION.md)
+  PAPER="--dataset=celeba_ids --width=0.25 --epochs=10 --clf_epochs=20 --eval_width=0.25 --eval_augment=flip+shift --eval_epochs=25 --verbose=2"
+  run truncation $PAPER --k=1,5,10,50,100,471 --out_dir=experiments/truncation_celeba_ids
+  run auxiliary $PAPER --max_aux=10000 --out_dir=experiments/auxiliary_celeba_ids
+  run class_inference $PAPER --n_classes_sample=50 --out_dir=experiments/class_inference_celeba_ids
+fi
 # experiments/truncation_* come from tfminv.experiments.truncation (commands in REPRODUCTION.md)
 python -m tfminv.experiments.reproduction --experiments_dir=experiments

@@ -88,3 +88,43 @@ def test_report_and_figure(tmp_path):
     assert back[2, x0] == 0 and back[2 + 15, x0 + 15] == round(255 * imgs[0, 7, 7, 0])
     with pytest.raises(DataError, match="different image sizes"):
         image_grid([("a", imgs), ("b", np.zeros((1, 4, 4)))], tmp_path / "bad.png")
+
+
+def test_identity_check_known_values():
+    # reference features: identity 0 around (0, 0), identity 1 around (10, 0), identity 2 at (0, 10)
+    ref = np.array([[0, 0], [1, 0], [10, 0], [11, 0], [0, 10]], np.float32)
+    ref_labels = np.array([0, 0, 1, 1, 2])
+    q = np.array([[0.5, 0], [9, 0], [0, 9], [10, 0]], np.float32)
+    out = metrics.identity_check(q, np.array([0, 1, 2, 0]), ref, ref_labels)
+    # last query sits on identity 1 but claims identity 0: nearest wrong, within top-5 (3 ids)
+    assert out["nn_acc"] == 0.75 and out["nn_acc_top5"] == 1.0
+    assert out["knn_dist"] == pytest.approx((0.5 + 1 + 1 + 9) / 4)
+    with pytest.raises(DataError, match=r"identities \[7\] have no reference images"):
+        metrics.identity_check(q, np.array([0, 1, 2, 7]), ref, ref_labels)
+    with pytest.raises(DataError, match="expected"):
+        metrics.identity_check(q[:, :1], np.zeros(4), ref, ref_labels)
+
+
+def test_identity_judge_on_a_real_classifier():
+    """The judge's features are the input of the classifier's last Dense layer, and a real
+    image of a training identity is nearer its own identity than a flat grey image is."""
+    import keras
+
+    from tfminv.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(3, 32, width=0.0625)
+    rng = np.random.default_rng(0)
+    train = rng.random((30, 32, 32, 1)).astype(np.float32)
+    labels = np.repeat(np.arange(3), 10)
+    judge = metrics.IdentityJudge(model, train, labels)
+    fc1 = keras.Model(model.inputs, model.get_layer("fc1").output)
+    np.testing.assert_allclose(judge.ref_feats, fc1.predict(train, verbose=0), rtol=1e-4,
+                               atol=1e-4)
+    own = judge(train[:6], labels[:6])  # the training images themselves: distance 0, nn exact
+    assert own["knn_dist"] == pytest.approx(0.0, abs=1e-2) and own["nn_acc"] == 1.0
+    grey = judge(np.full((6, 32, 32, 1), 0.5, np.float32), labels[:6])
+    assert grey["knn_dist"] > own["knn_dist"]
+    refs = judge.references(train[:6], labels[:6], train, train, labels)
+    assert set(refs) == {"real_victims", "mean_aux", "class_mean_oracle"}
+    assert refs["real_victims"] == own

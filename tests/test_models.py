@@ -153,3 +153,56 @@ def test_with_truncation_shares_decoder_weights():
     p = np.random.default_rng(2).dirichlet(np.ones(8), size=3).astype(np.float32)
     want = dec.predict(truncate_np(p, 3), verbose=0)
     np.testing.assert_allclose(trunc.predict(p, verbose=0), want, atol=1e-5)
+
+
+def test_previous_fed_the_release_vs_zeros_after_the_log():
+    """'previous' feeds a full-vector inverter the released top-k probabilities (zeros elsewhere)
+    through its own Truncation(m); 'previous_logzero' puts the zeros in after the log."""
+    import keras
+
+    from tfminv.models import TopK, build_inverter, truncate_np, with_release, with_truncation
+
+    m, k = 12, 3
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(m), size=5).astype(np.float32)
+    released = TopK(k)(p).numpy()
+    keep = np.argsort(-p, axis=1)[:, :k]
+    want = np.zeros_like(p)
+    np.put_along_axis(want, keep, np.take_along_axis(p, keep, 1), 1)
+    np.testing.assert_array_equal(released, want)
+    full = build_inverter(m, 32, width=0.0625, k=m)
+    prev = with_release(full, m, k)
+    np.testing.assert_allclose(prev.predict(p, verbose=0), full.predict(want, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # what the full model's Truncation(m) makes of the release: log(0) hits the -1000 floor,
+    # the shift lifts the kept entries by ~1000 - far from trunc_k's scale
+    seen = full.get_layer("truncation")(want).numpy()
+    np.testing.assert_allclose(seen, truncate_np(want, m), rtol=1e-5)
+    assert seen.max() > 900 and truncate_np(p, k).max() < 60
+    logzero = with_truncation(full.get_layer("decoder"), m, k)
+    assert not np.allclose(prev.predict(p, verbose=0), logzero.predict(p, verbose=0))
+    restored = keras.models.clone_model(prev)
+    assert restored.get_layer("release_topk").k == k
+
+
+def test_classifier_torch_init_bounds():
+    """init='torch' draws kernels from U(+-1/sqrt(fan_in)) (PyTorch's default), 'keras' from
+    glorot_uniform; bad names are a ConfigError."""
+    import keras
+
+    from tfminv.errors import ConfigError
+    from tfminv.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    t = build_classifier(40, 64, width=0.125, init="torch")
+    k = build_classifier(40, 64, width=0.125)
+    for name in ("fc1", "logits", "conv2"):
+        wt = t.get_layer(name).kernel.numpy()
+        fan_in = int(np.prod(wt.shape[:-1]))
+        bound = 1.0 / np.sqrt(fan_in)
+        assert np.abs(wt).max() <= bound + 1e-6 and np.abs(wt).max() > 0.9 * bound
+        wk = k.get_layer(name).kernel.numpy()
+        glorot = np.sqrt(6.0 / (fan_in + int(np.prod(wk.shape[:-2])) * wk.shape[-1]))
+        assert np.abs(wk).max() == pytest.approx(glorot, rel=0.1)
+    with pytest.raises(ConfigError, match="init='x'"):
+        build_classifier(4, 64, init="x")

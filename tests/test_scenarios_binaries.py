@@ -104,17 +104,23 @@ def test_auxiliary_and_joint_mnist(data_dir, tmp_path):
 def test_class_inference_mnist(data_dir, tmp_path):
     out = tmp_path / "ci"
     _ok(_run("class_inference", ["--dataset=mnist", *TINY, "--mia_steps=10",
+                                 "--n_classes_sample=3",
                                  f"--data_dir={data_dir}", f"--out_dir={out}"]))
     rows = {r["method"]: r for r in _rows(out)}
     assert set(rows) == {"truncation", "previous", "fredrikson (denoise+sharpen)",
-                         "fredrikson (raw)"}
+                         "fredrikson (raw)", "fredrikson from mean aux (denoise+sharpen)",
+                         "fredrikson from mean aux (raw)"}
     for r in rows.values():
-        assert r["n_classes"] == 5 and 0 <= r["attack_top1"] <= 1
+        assert r["n_classes"] == 5 and r["n_attacked"] == 3 and 0 <= r["attack_top1"] <= 1
+        assert 0 <= r["nn_acc"] <= r["nn_acc_top5"] <= 1 and r["knn_dist"] >= 0
         assert 0 < r["target_confidence"] <= 1 and r["seconds_per_class"] > 0
+    # the two starts give different optimisations
+    assert rows["fredrikson (raw)"]["knn_dist"] != rows["fredrikson from mean aux (raw)"][
+        "knn_dist"]
     # one forward pass per class vs an optimisation per class
     assert rows["truncation"]["seconds_per_class"] < rows["fredrikson (raw)"]["seconds_per_class"]
     assert rows["fredrikson (raw)"]["access"].startswith("white-box")
-    assert _png_rows(out / "class_inference_mnist.png", 32) == 5
+    assert _png_rows(out / "class_inference_mnist.png", 32) == 7
 
 
 @pytest.mark.slow

@@ -67,3 +67,37 @@ def test_committed_report_is_rendered_from_the_claims_data():
         assert f"| {claim.scenario} | {claim.text} | {claim.rule} | {_verdict(outcome.verdict)} |" \
             in text
         assert f"  - Ours: {outcome.numbers}\n" in text
+
+
+def test_paper_scale_claims(tmp_path):
+    """celeba_ids: truncation vs both 'previous' definitions below m (non-finite values are not
+    compared), and the k = 10 goals (MSE <= 0.025, below the class mean and half of previous;
+    top-5 >= 0.2 with a judge >= 0.6)."""
+    import json
+
+    from tfminv.reporting.reproduction import render
+
+    b = {"ssim": 0.4, "attack_acc": 0.02, "eval_acc": 0.45, "nn_acc": 0.05, "nn_acc_top5": 0.15,
+         "knn_dist": 20.0, "mse_class_mean_oracle": 0.0345, "epochs": 10}
+    rows = [{**b, "k": 1, "method": "truncation", "mse": float("nan"), "attack_acc_top5": 0.1},
+            {**b, "k": 1, "method": "previous", "mse": 0.09, "attack_acc_top5": 0.02},
+            {**b, "k": 10, "method": "truncation", "mse": 0.0240, "attack_acc_top5": 0.25},
+            {**b, "k": 10, "method": "previous", "mse": 0.0600, "attack_acc_top5": 0.02},
+            {**b, "k": 10, "method": "previous_logzero", "mse": 0.1300, "attack_acc_top5": 0.01},
+            {**b, "k": 471, "method": "truncation", "mse": 0.0200, "attack_acc_top5": 0.3},
+            {**b, "k": 471, "method": "previous", "mse": 0.0200, "attack_acc_top5": 0.3},
+            {**b, "k": 0, "method": "reference: class_mean_oracle", "mse": 0.0345,
+             "attack_acc_top5": 0.1}]
+    (tmp_path / "truncation_celeba_ids").mkdir()
+    (tmp_path / "truncation_celeba_ids" / "results.json").write_text(json.dumps(rows))
+    (tmp_path / "truncation_celeba_ids" / "run.json").write_text(json.dumps({"command": "x"}))
+    text = render(tmp_path)
+    got = {ln.split(" | ")[1]: ln.split(" | ")[3] for ln in text.splitlines()
+           if ln.startswith("| truncation/celeba_ids")}
+    verdict = {c.split(" at 471")[0].split(":")[0]: v for c, v in got.items()}
+    assert verdict["truncation beats the previous approach ('previous') for every k < m"] \
+        .startswith("**holds**")
+    assert next(v for c, v in got.items() if "MSE <= 0.025" in c).startswith("**holds**")
+    # top-5 0.25 but the judge only reaches 0.45 < 0.6
+    assert next(v for c, v in got.items() if "top-5 >= 0.2" in c).startswith("**does not hold")
+    assert "k=1 not compared" in text and "judge's own top-1 0.450" in text

@@ -182,3 +182,34 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res == {"replicas": 2, "shape": [2, 32, 32, 1]}
+
+
+def test_accuracy_selection_keeps_highest_and_eta_lines(tmp_path, capsys):
+    """monitor='val_accuracy' keeps the epoch with the HIGHEST accuracy (losses: the lowest);
+    verbose runs print the time left for the whole run after each epoch."""
+    import json
+
+    import keras
+
+    from tfminv.training import format_seconds
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+
+    def build():
+        inp = keras.Input((8,))
+        return keras.Model(inp, keras.layers.Dense(2)(inp))
+
+    cfg = TrainConfig(epochs=5, batch_size=16, verbose=2, precision="float32",
+                      learning_rate=0.05)
+    fit(build, x, y, config=cfg, workdir=tmp_path, val=(x[:32], y[:32]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"], monitor="val_accuracy")
+    best = json.loads((tmp_path / "best.json").read_text())
+    accs = [float(r["val_accuracy"]) for r in
+            __import__("csv").DictReader(open(tmp_path / "history.csv"))]
+    assert best["value"] == pytest.approx(max(accs)) and best["epoch"] == accs.index(max(accs)) + 1
+    err = capsys.readouterr().err
+    assert "epoch 5/5, about 0 s left" in err and "epoch 1/5, about" in err
+    assert [format_seconds(s) for s in (12, 270, 4 * 3600)] == ["12 s", "4.5 min", "4.0 h"]

@@ -37,8 +37,18 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
     argv = [*ARGS, f"--data_dir={data_dir}", f"--cache_dir={cache}", f"--out_dir={out}"]
     assert _run(argv) == 0
     rows = json.loads((out / "results.json").read_text())
+    refs = [r for r in rows if r["k"] == 0]
+    rows = [r for r in rows if r["k"] > 0]
     assert [(r["k"], r["method"]) for r in rows] == [
-        (1, "truncation"), (1, "previous"), (5, "truncation"), (5, "previous")]
+        (1, "truncation"), (1, "previous"), (1, "previous_logzero"),
+        (5, "truncation"), (5, "previous"), (5, "previous_logzero")]
+    # references scored by the same judge; the real victims are the judge's own ceiling
+    assert [r["method"] for r in refs] == ["reference: real_victims", "reference: mean_aux",
+                                          "reference: class_mean_oracle"]
+    assert refs[0]["mse"] == 0 and refs[0]["attack_acc"] == pytest.approx(
+        refs[0]["eval_acc"], abs=0.2)
+    for r in rows + refs:
+        assert 0 <= r["nn_acc"] <= r["nn_acc_top5"] <= 1 and r["knn_dist"] > 0
     for r in rows:
         for key in ("mse", "psnr", "ssim", "attack_acc", "attack_acc_top5", "mse_mean_aux",
                     "mse_zeros", "mse_class_mean_oracle"):
@@ -47,13 +57,14 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
         assert r["selection"] == "aux_val" and r["n_victims"] == 60
         # the references do not depend on the method
         assert r["mse_class_mean_oracle"] < r["mse_mean_aux"] < r["mse_zeros"]
-    # with k = m both methods are the same model
-    assert rows[2]["mse"] == pytest.approx(rows[3]["mse"], rel=1e-6)
-    assert rows[0]["mse"] != rows[1]["mse"]
+    # with k = m the three methods are the same model; below m the two 'previous' differ
+    assert rows[3]["mse"] == pytest.approx(rows[4]["mse"], rel=1e-6)
+    assert rows[3]["mse"] == pytest.approx(rows[5]["mse"], rel=1e-6)
+    assert rows[0]["mse"] != rows[1]["mse"] and rows[1]["mse"] != rows[2]["mse"]
     md = (out / "results.md").read_text()
     assert "| mnist | 1 | truncation |" in md and "truncation_mnist.png" in md
     img = cv2.imread(str(out / "truncation_mnist.png"), cv2.IMREAD_GRAYSCALE)
-    assert img is not None and img.shape[0] == 2 + 5 * (64 + 2)  # truth + 4 rows, 32px x2
+    assert img is not None and img.shape[0] == 2 + 7 * (64 + 2)  # truth + 6 rows, 32px x2
     run1 = json.loads((out / "run.json").read_text())
     assert run1["command"].startswith("python -m tfminv.experiments.truncation ")
     assert "--dataset=mnist" in run1["command"] and "--k=1,5" in run1["command"]
@@ -72,6 +83,7 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
     ev, tg = run2["eval_classifier"], run2["target"]
     assert ev["seed"] != tg["seed"] and ev["width"] != tg["width"]
     rows2 = json.loads((out2 / "results.json").read_text())
+    rows2 = [r for r in rows2 if r["k"] > 0]
     assert [r["mse"] for r in rows2] == pytest.approx([r["mse"] for r in rows], rel=1e-6)
 
 

@@ -15,7 +15,7 @@ def custom_objects() -> dict:
     from tfminv.models import fast_layers, joint, truncation
     from tfminv.training import losses
 
-    classes = [truncation.Truncation, joint.RescaledTruncation, fast_layers.Conv2D,
+    classes = [truncation.Truncation, truncation.TopK, joint.RescaledTruncation, fast_layers.Conv2D,
                fast_layers.Conv2DTranspose, fast_layers.BatchNorm, losses.WeightedMSE,
                losses.MaskedMSE]
     return {f"tfminv>{c.__name__}": c for c in classes}

@@ -1,5 +1,6 @@
 """Reconstruction quality: per-pixel MSE (the paper's number), PSNR and SSIM (tf.image),
-reference MSEs every report should print beside it, and attack accuracy by an evaluation classifier.
+reference MSEs every report should print beside it, attack accuracy by an evaluation classifier,
+and a feature-space identity check in that classifier's penultimate layer (`IdentityJudge`).
 
 Images are [N, H, W, 1] float in [0, 1]; each function returns the mean over the N images.
 """
@@ -112,3 +113,91 @@ def topk_accuracy(scores, labels) -> dict:
     order = np.argsort(-scores, axis=1, kind="stable")
     return {"top1": float((order[:, 0] == labels).mean()),
             "top5": float((order[:, :5] == labels[:, None]).any(axis=1).mean())}
+
+
+def penultimate_model(classifier):
+    """A Keras model from the classifier's input to the input of its last Dense layer (the
+    penultimate features, e.g. `fc1` of tfminv's classifiers)."""
+    import keras
+
+    dense = [layer for layer in classifier.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise DataError(f"classifier {classifier.name!r} has no Dense layer; expected a logits "
+                        "head whose input is the penultimate feature vector")
+    return keras.Model(classifier.inputs, dense[-1].input, name=f"{classifier.name}_features")
+
+
+def features(feature_model, images, *, batch_size: int = 256) -> np.ndarray:
+    """Penultimate features [N, D] (float32) of images [N, H, W, C]."""
+    images = np.asarray(images, dtype=np.float32)
+    out = [np.asarray(feature_model.predict_on_batch(images[i:i + batch_size]), np.float32)
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).reshape(len(images), -1) if out else np.zeros((0, 0), np.float32)
+
+
+def identity_check(query_feats, query_labels, ref_feats, ref_labels) -> dict:
+    """Feature-space identity check of reconstructions against the target's training images.
+
+    nn_acc: share of queries whose nearest reference image (L2 in feature space) has the
+    query's identity; nn_acc_top5: the query's identity is among the identities of the 5
+    nearest distinct identities; knn_dist: mean over queries of the L2 distance to the nearest
+    reference image OF THE QUERY'S IDENTITY (model-inversion benchmarks' "KNN distance": lower
+    means closer to the person). Identities without reference images raise DataError.
+    """
+    q = np.asarray(query_feats, np.float64)
+    r = np.asarray(ref_feats, np.float64)
+    ql, rl = np.asarray(query_labels).astype(np.int64), np.asarray(ref_labels).astype(np.int64)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or len(q) != len(ql) \
+            or len(r) != len(rl):
+        raise DataError(f"identity_check: features {q.shape} / {r.shape} with {len(ql)} / "
+                        f"{len(rl)} labels; expected [N, D] and [M, D] with one label per row")
+    missing = sorted(set(ql.tolist()) - set(rl.tolist()))
+    if missing:
+        raise DataError(f"identity_check: identities {missing[:5]} have no reference images")
+    d2 = (q ** 2).sum(1)[:, None] + (r ** 2).sum(1)[None, :] - 2.0 * q @ r.T
+    d = np.sqrt(np.maximum(d2, 0.0))
+    classes = np.unique(rl)
+    # per query, the nearest distance to each identity [N, C]
+    per_class = np.stack([d[:, rl == c].min(axis=1) for c in classes], axis=1)
+    order = np.argsort(per_class, axis=1, kind="stable")
+    pos = np.searchsorted(classes, ql)
+    nn = classes[order[:, 0]] == ql
+    top5 = (order[:, :5] == pos[:, None]).any(axis=1)
+    return {"nn_acc": float(nn.mean()), "nn_acc_top5": float(top5.mean()),
+            "knn_dist": float(per_class[np.arange(len(q)), pos].mean())}
+
+
+class IdentityJudge:
+    """The independent evaluation classifier as a judge of reconstructions: attack accuracy
+    (its top-1 / top-5 on the reconstructions) and the feature-space identity check against
+    the target's training images (features computed once here)."""
+
+    def __init__(self, eval_model, train_images, train_labels, *, batch_size: int = 256):
+        self.model = eval_model
+        self.batch_size = batch_size
+        self.feature_model = penultimate_model(eval_model)
+        self.ref_labels = np.asarray(train_labels).astype(np.int64)
+        self.ref_feats = features(self.feature_model, train_images, batch_size=batch_size)
+
+    def __call__(self, images, labels) -> dict:
+        """attack_acc, attack_acc_top5, nn_acc, nn_acc_top5, knn_dist of images [N, H, W, C]
+        meant to show identities `labels`."""
+        acc = attack_accuracy(self.model, images, labels, batch_size=self.batch_size)
+        feats = features(self.feature_model, images, batch_size=self.batch_size)
+        return {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"],
+                **identity_check(feats, labels, self.ref_feats, self.ref_labels)}
+
+    def references(self, victims, victim_labels, aux_images, train_images,
+                   train_labels) -> dict:
+        """The same scores for the reference points: the real victim images (the judge's
+        ceiling), the mean auxiliary image and the per-class mean of the target's training
+        images (oracle), each guessed for every victim. {name: scores}."""
+        victims = np.asarray(victims, np.float32)
+        labels = np.asarray(victim_labels).astype(np.int64)
+        mean_aux = np.broadcast_to(np.asarray(aux_images, np.float32).mean(0), victims.shape)
+        train_images = np.asarray(train_images, np.float32)
+        train_labels = np.asarray(train_labels)
+        means = {c: train_images[train_labels == c].mean(0) for c in np.unique(labels)}
+        class_mean = np.stack([means[c] for c in labels])
+        return {"real_victims": self(victims, labels), "mean_aux": self(mean_aux, labels),
+                "class_mean_oracle": self(class_mean, labels)}

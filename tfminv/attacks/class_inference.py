@@ -63,7 +63,8 @@ def class_means(images, labels, classes) -> np.ndarray:
     return np.stack(out)
 
 
-def score_class_images(images, classes, *, eval_model, target_model=None, means=None) -> dict:
+def score_class_images(images, classes, *, eval_model, target_model=None, means=None,
+                       judge=None) -> dict:
     """How recognisable the representatives are.
 
     attack_top1/top5: the evaluation classifier's accuracy on them; target_confidence: the
@@ -78,6 +79,9 @@ def score_class_images(images, classes, *, eval_model, target_model=None, means=
         raise DataError(f"{len(images)} class images but {len(classes)} classes")
     acc = metrics.attack_accuracy(eval_model, images, classes)
     out = {"attack_top1": acc["top1"], "attack_top5": acc["top5"]}
+    if judge is not None:  # feature-space identity check (metrics.IdentityJudge)
+        j = judge(images, classes)
+        out.update({k: j[k] for k in ("nn_acc", "nn_acc_top5", "knn_dist")})
     if target_model is not None:
         logits = np.asarray(target_model.predict(images, verbose=0), np.float64)
         logits -= logits.max(axis=1, keepdims=True)

@@ -104,10 +104,12 @@ def make_process(config: FredriksonConfig):
 
 
 def invert_classes(model, classes, image_shape, config: FredriksonConfig | None = None,
-                   *, logits: bool = True) -> FredriksonResult:
+                   *, logits: bool = True, init_image=None) -> FredriksonResult:
     """Run the attack for every class in `classes` against a Keras model (white-box).
 
     model: maps [N, *image_shape] images in [0, 1] to logits (`logits=True`) or probabilities.
+    init_image: a start image [*image_shape] for every class (e.g. the mean auxiliary image,
+    as IBM ART's MIFace documents) instead of the constant `config.init`.
     Returns the best image per class and the time taken.
     """
     import tensorflow as tf
@@ -145,7 +147,14 @@ def invert_classes(model, classes, image_shape, config: FredriksonConfig | None 
         return mask * x_new + (1.0 - mask) * x, 1.0 - tf.exp(logp)
 
     start = time.perf_counter()
-    x = tf.fill((n,) + image_shape, tf.constant(config.init, tf.float32))
+    if init_image is not None:
+        init_image = np.asarray(init_image, np.float32)
+        if init_image.shape != image_shape:
+            raise ConfigError(f"fredrikson: init_image of shape {init_image.shape}; expected "
+                              f"{image_shape}")
+        x = tf.constant(np.broadcast_to(np.clip(init_image, 0, 1), (n,) + image_shape).copy())
+    else:
+        x = tf.fill((n,) + image_shape, tf.constant(config.init, tf.float32))
     best_cost = np.full(n, np.inf)
     best_x = x.numpy()
     since = np.zeros(n, np.int64)

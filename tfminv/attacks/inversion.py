@@ -3,8 +3,14 @@
 Methods:
 - `truncation` (the paper's): G = Truncation(k) -> decoder, trained on auxiliary predictions
   truncated exactly as victims' will be, and fed the victims' raw predictions at attack time.
-- `previous` (the earlier training-based inversion): the decoder is trained on the full
-  vector (the same log transform with k = m), then fed the victims' top-k vector.
+- `previous` (the earlier training-based inversion, as the authors' code deploys it): the
+  inverter is trained on full vectors (its own preprocessing: the same log transform with
+  k = m) and then fed what is released: the top-k probability vector with zeros for the
+  unreleased classes, which goes through that same preprocessing (log(0) hits the -1000
+  floor, and the row shift lifts the kept entries by ~1000).
+- `previous_logzero`: the same full-vector decoder fed trunc_k of the victims' vector, i.e.
+  the zeros put in after the log transform (the definition tfminv used before; it gives the
+  previous approach the truncation layer's scale for free and is reported as a variant).
 
 G never sees the target's graph or weights: its only inputs are prediction arrays that came
 out of an Oracle (see tfminv.attacks.predictions.query_cached).
@@ -16,7 +22,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError, DataError
 
-METHODS = ("truncation", "previous")
+METHODS = ("truncation", "previous", "previous_logzero")
 
 
 def _check(preds, images, what):
@@ -56,12 +62,13 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     aux_images: an image array, or a `tfminv.data.streaming.StreamedImages` (the set is read
     from its records while training, never held in memory; predictions in its order).
     workdir is a base folder; the run goes to a sub-folder named after the training k and a hash
-    of the settings and data, so identical requests reuse the trained model: 'previous' is
-    trained once for all k, and 'truncation' at k = m is that same full-vector model.
+    of the settings and data, so identical requests reuse the trained model: 'previous' and
+    'previous_logzero' share one full-vector model for all k, and 'truncation' at k = m is that
+    same model (at k = m the three methods coincide).
     val = (predictions, images) for model selection.
     """
     from tfminv.hashing import short_hash
-    from tfminv.models import build_inverter, with_truncation
+    from tfminv.models import build_inverter, with_release, with_truncation
     from tfminv.models.truncation import _check_k
     from tfminv.training import fit_cached
 
@@ -78,7 +85,7 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     if val is not None:
         val = _check(val[0], val[1], "validation set")
     train_k = k if method == "truncation" else m
-    # the run depends only on the k it trains with: 'truncation' at k = m is 'previous'
+    # the run depends only on the k it trains with: 'truncation' at k = m is the full model
     meta = {"train_k": int(train_k), "width": float(width), "aux": short_hash(preds, images),
             "val": None if val is None else short_hash(*val)}
     name = "full" if train_k == m else f"truncation_k{k}"
@@ -91,8 +98,11 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
                        x, y, config=config, workdir=workdir, name=name, meta=meta,
                        val=val, loss="mse", reuse=reuse)
     run_dir = model.run_dir
-    if train_k != k:
-        model = with_truncation(model.get_layer("decoder"), m, k, name=f"previous_inverter_k{k}")
+    if train_k != k and method == "previous":
+        model = with_release(model, m, k, name=f"previous_inverter_k{k}")
+    elif train_k != k:
+        model = with_truncation(model.get_layer("decoder"), m, k,
+                                name=f"previous_logzero_inverter_k{k}")
     model.run_dir = run_dir  # where fit kept the logs, checkpoints and run.json
     return model
 
@@ -109,14 +119,18 @@ def invert(inverter, predictions, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([np.asarray(o, np.float32) for o in outs], axis=0)
 
 
-def evaluate(inverter, victim_preds, victim_images, victim_labels=None, eval_model=None) -> tuple:
+def evaluate(inverter, victim_preds, victim_images, victim_labels=None, eval_model=None,
+             judge=None) -> tuple:
     """(metrics dict, reconstructions): mse, psnr, ssim and, with an evaluation classifier,
-    attack_acc (top-1) and attack_acc_top5 of G(victim predictions) against the victims."""
+    attack_acc (top-1) and attack_acc_top5 of G(victim predictions) against the victims; with
+    a `metrics.IdentityJudge` also nn_acc, nn_acc_top5 and knn_dist (feature-space identity)."""
     from tfminv import metrics
 
     recon = invert(inverter, victim_preds)
     out = metrics.reconstruction_metrics(recon, victim_images)
-    if eval_model is not None and victim_labels is not None:
+    if judge is not None and victim_labels is not None:
+        out.update(judge(recon, victim_labels))
+    elif eval_model is not None and victim_labels is not None:
         acc = metrics.attack_accuracy(eval_model, recon, victim_labels)
         out["attack_acc"], out["attack_acc_top5"] = acc["top1"], acc["top5"]
     return out, recon

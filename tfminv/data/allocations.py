@@ -26,9 +26,14 @@ from tfminv.errors import ConfigError
 class SplitRef:
     """A reproducible slice of one dataset split.
 
-    classes: keep only these labels (in this order for `relabel`); fraction: [start, end) of the
-    rows after a shuffle seeded with `seed` (None: keep file order); relabel: map `classes[i]` to i;
-    limit: at most this many rows (after slicing).
+    classes: keep only these labels (in this order for `relabel`); min_per_class /
+    max_per_class: keep only the labels with at least / at most this many rows in the split
+    (counted after the `classes` filter); fraction: [start, end) of the rows after a shuffle
+    seeded with `seed` (None: keep file order); stratify: apply `fraction` within each label
+    instead (each label's rows shuffled with `seed`; an interior cut is kept inside 1..n-1 so
+    every label has rows on both sides), the union then shuffled; relabel: map `classes[i]`
+    (or the i-th smallest label kept by the count filter) to i; limit: at most this many rows
+    (after slicing).
     """
 
     dataset: str
@@ -39,6 +44,9 @@ class SplitRef:
     seed: int | None = 666
     relabel: bool = False
     limit: int | None = None
+    min_per_class: int | None = None
+    max_per_class: int | None = None
+    stratify: bool = False
 
     def __post_init__(self):
         if self.classes is not None:
@@ -48,11 +56,17 @@ class SplitRef:
             raise ConfigError(f"SplitRef fraction={self.fraction!r}; expected [start, end) with "
                               "0 <= start <= end <= 1")
         object.__setattr__(self, "fraction", fr)
-        if self.relabel and not self.classes:
-            raise ConfigError("SplitRef relabel=True needs `classes`")
+        if self.relabel and not self.classes and self.min_per_class is None \
+                and self.max_per_class is None:
+            raise ConfigError("SplitRef relabel=True needs `classes` or a per-class count filter")
+        if self.stratify and self.seed is None:
+            raise ConfigError("SplitRef stratify=True needs a seed")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        for f in ("min_per_class", "max_per_class", "stratify"):  # absent when unset: old
+            if not d[f]:                                          # cache keys stay valid
+                d.pop(f)
         d["classes"] = list(self.classes) if self.classes is not None else None
         d["fraction"] = list(self.fraction)
         return d
@@ -149,14 +163,78 @@ MNIST = Allocation(
 
 BUILTIN = {"facescrub": FACESCRUB, "mnist": MNIST}
 
+CELEBA_IDS = "celeba_ids"
+CELEBA_IDS_DEFAULT_MIN = 20
+
+
+def celeba_ids(min_images: int = CELEBA_IDS_DEFAULT_MIN, *, heldout: float = 0.2,
+               seed: int = 666, data_dir=None) -> Allocation:
+    """The paper-scale face allocation on CelebA's identity-disjoint test split.
+
+    target = the identities with at least `min_images` images in `celeba_identities`
+    (20 -> 471 identities, 9,379 training / 2,344 held-out images), relabelled 0..m-1 in
+    CelebA-id order; each identity's images are split by a seeded shuffle into target training
+    [0, 1 - heldout) and held-out [1 - heldout, 1); target_test = victims = the held-out
+    images. Auxiliary sets: generic = CelebA #1-#10000 (train split, no person in common),
+    generic_reframed = the same images framed by the face detector like the target's crops,
+    same = the test-split people below the cut-off (same kind of photo, other people),
+    distinct = CIFAR-10 at 64x64. Counting the identities reads the raw label arrays only.
+    """
+    from tfminv.data.sources import celeba_identities as src
+
+    if isinstance(min_images, bool) or not isinstance(min_images, (int, np.integer)) \
+            or min_images < 2:
+        raise ConfigError(f"allocation {CELEBA_IDS}: min_images={min_images!r}; expected an "
+                          "integer >= 2 (each identity needs training and held-out images)")
+    if not 0.0 < heldout < 1.0:
+        raise ConfigError(f"allocation {CELEBA_IDS}: heldout={heldout!r}; expected 0 < heldout < 1")
+    ids, counts = src.identity_counts(data_dir)
+    keep = np.flatnonzero(counts >= min_images)
+    if len(keep) < 2:
+        raise ConfigError(f"allocation {CELEBA_IDS}: min_images={min_images} leaves {len(keep)} "
+                          f"identities (largest has {int(counts.max()) if len(counts) else 0} "
+                          "images); expected a cut-off leaving at least 2")
+    name = CELEBA_IDS if min_images == CELEBA_IDS_DEFAULT_MIN else f"{CELEBA_IDS}_min{min_images}"
+    ds, split = "celeba_identities", "all"
+    cut = 1.0 - heldout
+    target = dict(min_per_class=int(min_images), stratify=True, relabel=True, seed=seed)
+    held = SplitRef(ds, split, 64, fraction=(cut, 1.0), **target)
+    aux = {"generic": SplitRef("celeba", "all", 64),
+           "generic_reframed": SplitRef("celeba_reframed", "all", 64),
+           "distinct": SplitRef("cifar10", "all", 64)}
+    if (counts < min_images).any():
+        aux["same"] = SplitRef(ds, split, 64, max_per_class=int(min_images) - 1)
+    return Allocation(
+        name=name, image_size=64, num_classes=len(keep),
+        label_names=tuple(f"celeba_{int(ids[c])}" for c in keep),
+        target_train=SplitRef(ds, split, 64, fraction=(0.0, cut), **target),
+        target_test=held, victims=held, aux=aux, default_aux="generic")
+
+
+def names() -> list[str]:
+    """Names `get` accepts besides JSON files."""
+    return sorted(BUILTIN) + [CELEBA_IDS, f"{CELEBA_IDS}_min<N>"]
+
 
 def get(name_or_path) -> Allocation:
-    """A built-in allocation by name, or one defined by a JSON file (a path ending in .json)."""
+    """A built-in allocation by name, or one defined by a JSON file (a path ending in .json).
+
+    `celeba_ids` is the paper-scale face allocation with the default cut-off (20 images per
+    identity); `celeba_ids_minN` uses the cut-off N (see `celeba_ids`).
+    """
     if isinstance(name_or_path, Allocation):
         return name_or_path
     key = str(name_or_path)
     if key in BUILTIN:
         return BUILTIN[key]
+    if key == CELEBA_IDS:
+        return celeba_ids()
+    if key.startswith(CELEBA_IDS + "_min"):
+        tail = key[len(CELEBA_IDS) + 4:]
+        if not tail.isdigit():
+            raise ConfigError(f"allocation {key!r}: expected {CELEBA_IDS}_min<N> with an integer "
+                              "N >= 2 (images per identity)")
+        return celeba_ids(int(tail))
     p = Path(key)
     if key.endswith(".json") or p.is_file():
         if not p.is_file():
@@ -167,19 +245,56 @@ def get(name_or_path) -> Allocation:
         except json.JSONDecodeError as e:
             raise ConfigError(f"allocation file {p}: invalid JSON ({e})") from e
         return Allocation.from_dict(d, str(p))
-    raise ConfigError(f"unknown allocation {key!r}; expected one of {sorted(BUILTIN)} or a path "
+    raise ConfigError(f"unknown allocation {key!r}; expected one of {names()} or a path "
                       "to a .json file")
+
+
+def kept_classes(labels: np.ndarray, ref: SplitRef) -> np.ndarray | None:
+    """The labels `ref` keeps (sorted; `ref.classes` order when given), None: no label filter."""
+    labels = np.asarray(labels)
+    if ref.min_per_class is None and ref.max_per_class is None:
+        return None if ref.classes is None else np.asarray(ref.classes)
+    pool = labels if ref.classes is None else labels[np.isin(labels, ref.classes)]
+    values, counts = np.unique(pool, return_counts=True)
+    ok = np.ones(len(values), bool)
+    if ref.min_per_class is not None:
+        ok &= counts >= ref.min_per_class
+    if ref.max_per_class is not None:
+        ok &= counts <= ref.max_per_class
+    kept = values[ok]
+    if ref.classes is not None:
+        kept = np.asarray([c for c in ref.classes if c in set(kept.tolist())])
+    return kept
+
+
+def _cut(f: float, n: int) -> int:
+    """Row count before fraction f of n rows; interior cuts keep 1..n-1 rows on each side."""
+    c = int(round(f * n))
+    return min(max(c, 1), n - 1) if 0.0 < f < 1.0 and n >= 2 else c
 
 
 def select(n: int, labels: np.ndarray, ref: SplitRef) -> np.ndarray:
     """Row indices of a split (with these labels) selected by `ref`, in shuffled order."""
     idx = np.arange(n)
-    if ref.classes is not None:
-        idx = idx[np.isin(labels, ref.classes)]
-    if ref.seed is not None:
-        idx = idx[np.random.RandomState(ref.seed).permutation(len(idx))]
-    a, b = (int(round(f * len(idx))) for f in ref.fraction)
-    idx = idx[a:b]
+    labels = np.asarray(labels)
+    keep = kept_classes(labels, ref)
+    if keep is not None:
+        idx = idx[np.isin(labels, keep)]
+    if ref.stratify:
+        rng = np.random.RandomState(ref.seed)
+        parts = []
+        for c in np.unique(labels[idx]):
+            rows = idx[labels[idx] == c]
+            rows = rows[rng.permutation(len(rows))]
+            parts.append(rows[_cut(ref.fraction[0], len(rows)):_cut(ref.fraction[1], len(rows))])
+        idx = np.concatenate(parts) if parts else idx[:0]
+        # one more seeded shuffle so that `limit` takes rows of many labels
+        idx = idx[np.random.RandomState(ref.seed + 1).permutation(len(idx))]
+    else:
+        if ref.seed is not None:
+            idx = idx[np.random.RandomState(ref.seed).permutation(len(idx))]
+        a, b = (int(round(f * len(idx))) for f in ref.fraction)
+        idx = idx[a:b]
     if ref.limit is not None:
         idx = idx[:ref.limit]
     return idx
@@ -195,12 +310,16 @@ def materialize(ref: SplitRef, *, data_dir=None, records_dir=None, normalize: st
     idx = select(len(labels), labels, ref)  # select on uint8 rows, convert only those to float
     name = (f"{ref.dataset}/{ref.split}"
             + (f"[classes={list(ref.classes)}]" if ref.classes is not None else "")
-            + (f"[{ref.fraction[0]:g}:{ref.fraction[1]:g}]" if ref.fraction != (0.0, 1.0) else ""))
+            + (f"[{ref.min_per_class or ''}..{ref.max_per_class or ''} per class]"
+               if ref.min_per_class is not None or ref.max_per_class is not None else "")
+            + (f"[{ref.fraction[0]:g}:{ref.fraction[1]:g}{' per class' if ref.stratify else ''}]"
+               if ref.fraction != (0.0, 1.0) else ""))
     out = to_imageset(images[idx], labels[idx], None if attributes is None else attributes[idx],
                       meta, path, name, normalize)
     if ref.relabel:
-        lut = {c: i for i, c in enumerate(ref.classes)}
+        classes = [int(c) for c in kept_classes(labels, ref)]
+        lut = {c: i for i, c in enumerate(classes)}
         out.labels = np.array([lut[int(v)] for v in out.labels], np.int64)
         names = out.label_names
-        out.label_names = tuple(names[c] if c < len(names) else str(c) for c in ref.classes)
+        out.label_names = tuple(names[c] if c < len(names) else str(c) for c in classes)
     return out

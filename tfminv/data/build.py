@@ -28,6 +28,8 @@ DATASETS = {
     "celeba": "tfminv.data.sources.celeba",
     "facescrub": "tfminv.data.sources.facescrub",
     "att_faces": "tfminv.data.sources.att_faces",
+    "celeba_identities": "tfminv.data.sources.celeba_identities",
+    "celeba_reframed": "tfminv.data.sources.celeba_reframed",
 }
 SOURCES = ("raw", "tfds")
 # Bump when preprocessing changes so old records are rebuilt.

@@ -1,6 +1,8 @@
-"""Download MNIST and CIFAR-10 from their official locations, verifying checksums.
+"""Download MNIST and CIFAR-10 from their official locations, verifying checksums; rebuild
+FaceScrub from its official lists (see `tfminv.data.facescrub_lists`).
 
     python -m tfminv.data.download --dataset=mnist [--data_dir=DIR]
+    python -m tfminv.data.download --dataset=facescrub --lists=ACTORS.txt,ACTRESSES.txt
 
 Files are streamed to a temporary name and renamed only after the checksum matches. The network
 timeout is short (10 s); offline, one line says which files to put where.
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import sys
 import urllib.error
 import urllib.request
 import zlib
@@ -106,14 +110,28 @@ def download(dataset: str, *, data_dir=None, base_url: str | None = None,
 def main(argv=None):
     from absl import app, flags
 
-    flags.DEFINE_enum("dataset", None, sorted(DOWNLOADABLE), "dataset to download")
+    flags.DEFINE_enum("dataset", None, sorted(DOWNLOADABLE) + ["facescrub"],
+                      "dataset to download")
     flags.DEFINE_string("data_dir", None, f"raw data folder (default ${paths.DATA_DIR_ENV})")
-    flags.DEFINE_float("timeout", TIMEOUT_S, "network timeout in seconds")
+    flags.DEFINE_float("timeout", None, f"network timeout in seconds (default {TIMEOUT_S:g}; "
+                       "facescrub: 5 per image)")
+    flags.DEFINE_list("lists", [], "facescrub: the official list files (facescrub_actors.txt, "
+                      "facescrub_actresses.txt)")
+    flags.DEFINE_integer("workers", 8, "facescrub: parallel downloads")
     flags.mark_flag_as_required("dataset")
     FLAGS = flags.FLAGS
 
     def run(_):
-        for p in download(FLAGS.dataset, data_dir=FLAGS.data_dir, timeout=FLAGS.timeout):
+        if FLAGS.dataset == "facescrub":
+            from tfminv.data import facescrub_lists as fl
+
+            rep = fl.download_facescrub(FLAGS.lists, data_dir=FLAGS.data_dir,
+                                        timeout=FLAGS.timeout or fl.TIMEOUT_S,
+                                        workers=FLAGS.workers, progress=sys.stderr.isatty())
+            print(json.dumps({"folder": rep["folder"], "rows": rep["rows"], **rep["counts"]}))
+            return 0
+        for p in download(FLAGS.dataset, data_dir=FLAGS.data_dir,
+                          timeout=FLAGS.timeout or TIMEOUT_S):
             print(p)
         return 0
 

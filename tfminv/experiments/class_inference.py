@@ -19,7 +19,11 @@ from tfminv.experiments import common
 common.dataset_flag()
 flags.DEFINE_integer("k", 1, "truncation of the inverters' input (paper: keep the top one)")
 flags.DEFINE_float("confidence", 1.0, "confidence of the class in the one-hot-like vector")
-flags.DEFINE_list("methods", ["truncation", "previous", "fredrikson"], "methods to compare")
+flags.DEFINE_list("methods", ["truncation", "previous", "fredrikson", "fredrikson_meanaux"],
+                  "methods to compare (fredrikson_meanaux: the optimisation started from the "
+                  "mean auxiliary image instead of black)")
+flags.DEFINE_integer("n_classes_sample", 0, "attack a seeded sample of this many classes "
+                     "(0: all)")
 flags.DEFINE_integer("mia_steps", 1000, "Fredrikson: most gradient steps per class")
 flags.DEFINE_float("mia_lr", 0.1, "Fredrikson: step size")
 flags.DEFINE_integer("mia_patience", 100, "Fredrikson: stop a class after this many steps "
@@ -42,7 +46,8 @@ def run(argv):
         ClassInferenceConfig, k=FLAGS.k, confidence=FLAGS.confidence,
         methods=tuple(FLAGS.methods), mia_steps=FLAGS.mia_steps, mia_lr=FLAGS.mia_lr,
         mia_patience=FLAGS.mia_patience, mia_objective=FLAGS.mia_objective,
-        mia_process=FLAGS.mia_process, mia_process_every=FLAGS.mia_process_every)
+        mia_process=FLAGS.mia_process, mia_process_every=FLAGS.mia_process_every,
+        n_classes_sample=FLAGS.n_classes_sample)
     return common.publish(run_class_inference(config), common.command("class_inference", argv))
 
 

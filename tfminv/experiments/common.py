@@ -57,6 +57,16 @@ flags.DEFINE_bool("stream_aux", False, "read the auxiliary set from its records 
                   "(queries, inverter training, mean-aux baseline) instead of loading it: for "
                   "sets larger than memory (truncation, auxiliary, class_inference)")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
+flags.DEFINE_float("eval_width", 0.0, "width of the independent evaluation classifier "
+                   "(0: half of --width)")
+flags.DEFINE_integer("eval_epochs", 0, "evaluation classifier epochs (0: as --clf_epochs)")
+flags.DEFINE_enum("eval_augment", "", ["", "flip", "flip+shift"],
+                  "training-time augmentation of the evaluation classifier")
+flags.DEFINE_enum("clf_monitor", "val_loss", ["val_loss", "val_accuracy"],
+                  "model selection of target and evaluation classifiers on their held-out 10%")
+flags.DEFINE_enum("clf_init", "keras", ["keras", "torch"],
+                  "kernel init of target and evaluation classifiers: Keras' glorot_uniform or "
+                  "PyTorch's default (trains the 471-class face classifier faster)")
 flags.DEFINE_boolean("deterministic", False, "bit-for-bit reproducible runs on one machine: "
                      "deterministic TensorFlow ops and everything seeded with --seed (slower; see "
                      "tfminv.determinism)")

@@ -17,7 +17,8 @@ from tfminv.experiments import common
 
 common.dataset_flag()
 flags.DEFINE_string("k", "10", "size of the released top-k prediction: one value or a list")
-flags.DEFINE_list("methods", ["truncation", "previous"], "methods to compare")
+flags.DEFINE_list("methods", ["truncation", "previous", "previous_logzero"],
+                  "methods to compare")
 flags.DEFINE_integer("figure_n", 10, "victims shown in the figure")
 flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS

@@ -2,8 +2,8 @@
 
 from tfminv.models.classifier import build_classifier
 from tfminv.models.joint import build_joint_model
-from tfminv.models.inverter import build_decoder, build_inverter, with_truncation
-from tfminv.models.truncation import Truncation, truncate_np
+from tfminv.models.inverter import build_decoder, build_inverter, with_release, with_truncation
+from tfminv.models.truncation import TopK, Truncation, truncate_np
 
-__all__ = ["Truncation", "truncate_np", "build_classifier", "build_inverter", "build_decoder",
-           "with_truncation", "build_joint_model"]
+__all__ = ["Truncation", "TopK", "truncate_np", "build_classifier", "build_inverter",
+           "build_decoder", "with_truncation", "with_release", "build_joint_model"]

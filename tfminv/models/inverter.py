@@ -21,7 +21,7 @@ import numpy as np
 from tfminv.errors import ConfigError
 from tfminv.models import fast_layers
 from tfminv.models.classifier import scaled
-from tfminv.models.truncation import Truncation, _check_k
+from tfminv.models.truncation import TopK, Truncation, _check_k
 
 FACE_CHANNELS = (1024, 512, 256, 128)
 DIGIT_CHANNELS = (512, 256, 128)
@@ -117,3 +117,14 @@ def with_truncation(decoder: keras.Model, input_dim: int, k: int,
     inputs = keras.Input((int(input_dim),), name="prediction")
     x = Truncation(k, name="truncation")(inputs)
     return keras.Model(inputs, decoder(x), name=name or f"inverter_k{k}")
+
+
+def with_release(inverter: keras.Model, input_dim: int, k: int,
+                 name: str | None = None) -> keras.Model:
+    """Feed a trained full-vector inverter (raw prediction -> image, its own preprocessing
+    inside) what a top-k release puts out: `TopK(k)` (top-k probabilities, zeros elsewhere)
+    in front of it. Weights shared, not copied."""
+    _check_k(k, int(input_dim))
+    inputs = keras.Input((int(input_dim),), name="prediction")
+    x = TopK(k, name="release_topk")(inputs)
+    return keras.Model(inputs, inverter(x), name=name or f"released_k{k}")

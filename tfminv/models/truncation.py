@@ -102,3 +102,36 @@ class Truncation(keras.layers.Layer):
         config.update({"k": self.k, "c": self.c, "log_floor": self.log_floor})
         config.pop("dtype", None)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfminv")
+class TopK(keras.layers.Layer):
+    """What a top-k release puts out: the k largest probabilities kept as they are, the other
+    entries 0 (ties toward the lower index, as tf.math.top_k). Float32, like `Truncation`."""
+
+    def __init__(self, k: int, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        _check_k(k)
+        self.k = int(k)
+
+    def build(self, input_shape):
+        m = input_shape[-1]
+        if m is not None:
+            _check_k(self.k, int(m))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        p = tf.cast(inputs, tf.float32)
+        top, idx = tf.math.top_k(p, k=self.k, sorted=True)
+        return tf.reduce_sum(tf.one_hot(idx, tf.shape(p)[-1], dtype=p.dtype) * top[..., None],
+                             axis=-2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"k": self.k})
+        config.pop("dtype", None)
+        return config

@@ -379,6 +379,140 @@ API_COLS = ("features", "n_features", "victims", "mse", "ssim", "attack_acc", "m
 DATASETS = ("facescrub", "mnist")
 
 
+# ----------------------------------------------------------------------------- paper scale
+
+PAPER = "celeba_ids"
+WHY_PAPER = ("CPU budget: width 0.25 classifiers trained 20 epochs, inverters 10 epochs on "
+             "9,000 auxiliary images; ~16 training images per identity (FaceScrub-530 has ~200)")
+PAPER_TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "attack_acc_top5", "eval_acc",
+                    "nn_acc", "nn_acc_top5", "knn_dist", "mse_class_mean_oracle", "epochs")
+PAPER_AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "attack_acc_top5",
+                  "eval_acc", "nn_acc", "knn_dist", "mse_mean_aux", "n_aux", "epochs")
+PAPER_CI_COLS = ("method", "attack_top1", "attack_top5", "eval_acc", "nn_acc", "knn_dist",
+                 "target_confidence", "mse_to_class_mean", "seconds_per_class", "mean_steps",
+                 "n_attacked", "access")
+
+
+def _finite(*vals) -> bool:
+    import math
+
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals)
+
+
+def _paper_prev(prev):
+    def check(rows, run):
+        by = {(r["k"], r["method"]): r["mse"] for r in rows}
+        ks = sorted({r["k"] for r in rows if r["k"] > 0})
+        pairs = [(k, by[(k, "truncation")], by[(k, prev)]) for k in ks
+                 if k < max(ks) and (k, "truncation") in by and (k, prev) in by]
+        fin = [(k, t, p) for k, t, p in pairs if _finite(t, p)]
+        skipped = [k for k, t, p in pairs if not _finite(t, p)]
+        ok = all(t < p for _, t, p in fin) if fin else None
+        return Outcome(ok, "MSE truncation vs " + prev + ": "
+                       + "; ".join(f"k={k}: {t:.4f} vs {p:.4f}" for k, t, p in fin)
+                       + (f" (k={','.join(map(str, skipped))} not compared: a reconstruction "
+                          "came out non-finite in mixed_bfloat16, see the table)"
+                          if skipped else ""), WHY_PAPER)
+    return Claim(f"truncation/{PAPER}", f"truncation beats the previous approach ('{prev}') "
+                 "for every k < m at 471 identities",
+                 "MSE truncation < MSE " + prev + " at every k below m (finite values)", check)
+
+
+def _paper_goal_mse(rows, run):
+    by = {(r["k"], r["method"]): r for r in rows}
+    t, p = by.get((10, "truncation")), by.get((10, "previous"))
+    cm = next((r for r in rows if r["method"] == "reference: class_mean_oracle"), None)
+    if not (t and p and cm):
+        return Outcome(None)
+    ok = t["mse"] <= 0.025 and t["mse"] < cm["mse"] and t["mse"] <= 0.5 * p["mse"]
+    tacc = (run or {}).get("target", {}).get("test_accuracy")
+    return Outcome(ok, f"k=10: truncation {t['mse']:.4f}, per-class mean {cm['mse']:.4f}, "
+                   f"previous {p['mse']:.4f}; the authors' code on the same split: 0.0279 "
+                   "(previous 0.0626)",
+                   _join(f"only the 0.025 bound is missed; the target recognises {_f(tacc, 3)} "
+                         "of the held-out faces, so its top-10 says less than a strong "
+                         "target's would", WHY_PAPER))
+
+
+def _paper_goal_acc(rows, run):
+    t = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
+    cm = next((r for r in rows if r["method"] == "reference: class_mean_oracle"), None)
+    if not (t and cm):
+        return Outcome(None)
+    ev = t.get("eval_acc") or 0.0
+    m = max(r["k"] for r in rows)
+    ok = t["attack_acc_top5"] >= 0.2 and ev >= 0.6
+    return Outcome(ok, f"k=10: attack top-1 {t['attack_acc']:.3f}, top-5 "
+                   f"{t['attack_acc_top5']:.3f} (chance {5 / m:.3f}); judge's own top-1 "
+                   f"{ev:.3f}; nearest-identity accuracy {t['nn_acc']:.3f} (top-5 "
+                   f"{t['nn_acc_top5']:.3f})",
+                   _join(f"the judge recognises only {ev:.3f} of the real held-out faces and "
+                         f"{cm['attack_acc_top5']:.3f} (top-5) of the per-class mean images",
+                         WHY_PAPER))
+
+
+def _paper_aux(rows, run):
+    by = {r["aux"]: r for r in rows}
+    if not {"same", "generic", "distinct"} <= set(by):
+        return Outcome(None)
+    sm, g, dd = (by[k]["mse"] for k in ("same", "generic", "distinct"))
+    ok = (sm <= g < dd) if _finite(sm, g, dd) else "na"
+    return Outcome(ok, f"MSE same {sm:.4f}, generic {g:.4f}, distinct {dd:.4f}; images: same "
+                   f"{by['same']['n_aux']}, generic {by['generic']['n_aux']}",
+                   _join("the same-distribution set (other people of the test split) has about "
+                         "half the generic set's images", WHY_PAPER))
+
+
+def _paper_reframed(rows, run):
+    by = {r["aux"]: r for r in rows}
+    if not {"generic", "generic_reframed"} <= set(by):
+        return Outcome(None)
+    g, r = by["generic"]["mse"], by["generic_reframed"]["mse"]
+    return Outcome(r < g, f"MSE generic {g:.4f}, re-framed {r:.4f}",
+                   "on aligned CelebA the detector's box nearly coincides with the fixed crop")
+
+
+def _paper_ci(rows, run):
+    by = {r["method"]: r for r in rows}
+    t = by.get("truncation")
+    mia = [r for k, r in by.items() if k.startswith("fredrikson")]
+    if not (t and mia):
+        return Outcome(None)
+    best = max(r["attack_top1"] for r in mia)
+    return Outcome(t["attack_top1"] >= best, f"top-1 truncation {t['attack_top1']:.3f} vs MIA "
+                   + ", ".join(f"{r['method']} {r['attack_top1']:.3f}" for r in mia),
+                   _join(f"one image per class for {t.get('n_attacked')} classes: top-1 moves "
+                         "in steps of 1/n; every method is near chance", WHY_PAPER))
+
+
+def _paper_sections() -> list:
+    return [
+        Section(f"truncation_{PAPER}", "Paper scale: truncation vs previous, 471 identities",
+                PAPER_TRUNC_COLS, (
+                    _paper_prev("previous"), _paper_prev("previous_logzero"),
+                    Claim(f"truncation/{PAPER}", "goal at k = 10: truncation MSE <= 0.025, "
+                          "below the per-class mean, at most half the previous approach's",
+                          "all three at k = 10", _paper_goal_mse),
+                    Claim(f"truncation/{PAPER}", "goal at k = 10: attack top-5 >= 0.2 judged "
+                          "by an evaluation classifier with >= 0.6 top-1",
+                          "top-5 >= 0.2 and the judge's top-1 on real held-out images >= 0.6",
+                          _paper_goal_acc))),
+        Section(f"auxiliary_{PAPER}", "Paper scale: auxiliary set distribution, 471 identities",
+                PAPER_AUX_COLS, (
+                    Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "
+                          "better", "MSE same <= generic < distinct", _paper_aux),
+                    Claim(f"auxiliary/{PAPER}", "re-framing the generic faces like the "
+                          "target's crops (face detector box) helps",
+                          "MSE re-framed < MSE generic", _paper_reframed))),
+        Section(f"class_inference_{PAPER}", "Paper scale: training-class inference, 50 of 471 "
+                "identities", PAPER_CI_COLS, (
+                    Claim(f"class_inference/{PAPER}", "representative images from the "
+                          "truncation inverter are more recognisable than Fredrikson's MIA "
+                          "(black or mean-aux start)", "top-1 truncation >= best MIA top-1",
+                          _paper_ci),)),
+    ]
+
+
 def sections(d: Path) -> list[Section]:
     """The document's sections in order (the API folders are those present in d)."""
     out = [Section(f"auxiliary_{ds}", f"Auxiliary set distribution, {ds}", AUX_COLS,
@@ -397,6 +531,7 @@ def sections(d: Path) -> list[Section]:
                     + _api_epochs_title(load(d, name)[1]), API_COLS,
                     (_api_vs_mean(name), _api_landmarks(name)), _api_facts)
             for name in api_dirs]
+    out += _paper_sections()
     return out
 
 

@@ -15,7 +15,7 @@ from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 
 COLUMNS = ["dataset", "aux", "aux_data", "k", "mse", "psnr", "ssim", "attack_acc",
-           "attack_acc_top5", "mse_mean_aux", "mse_class_mean_oracle", "mse_zeros", "n_aux",
+           "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux", "mse_class_mean_oracle", "mse_zeros", "n_aux",
            "n_victims", "width", "epochs", "selection", "train_seconds"]
 
 
@@ -53,7 +53,8 @@ def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
             fig_rows.append(("ground truth", s.victims.images[pick]))
         fig_rows.append((f"aux {aux_name}", recon[pick]))
         rows.append({"dataset": config.dataset, "aux": aux_name, "aux_data": s.aux_set.name,
-                     "k": k, **res, **base.reference_mses(s), "selection": selection,
+                     "k": k, **res, "eval_acc": s.eval_info.get("test_accuracy"),
+                     **base.reference_mses(s), "selection": selection,
                      "width": config.width, "epochs": config.epochs, "n_aux": len(tr_images),
                      "n_victims": len(s.victims)})
     name = f"auxiliary_{alloc.name}"

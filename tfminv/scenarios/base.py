@@ -69,6 +69,11 @@ class ScenarioConfig:
     concurrency: int = 1       # remote target: requests in flight
     rate_limit: float = 0.0    # remote target: requests per second (0: no limit)
     stream_aux: bool = False   # auxiliary set read from its records on demand
+    eval_width: float = 0.0    # evaluation classifier width (0: half of width)
+    eval_epochs: int = 0       # evaluation classifier epochs (0: as the classifiers')
+    eval_augment: str = ""     # '', 'flip', 'flip+shift' (evaluation classifier)
+    clf_monitor: str = "val_loss"  # classifiers' model selection: val_loss or val_accuracy
+    clf_init: str = "keras"    # classifiers' kernel init: keras or torch
 
     def __post_init__(self):
         if self.select_on not in SELECT_ON:
@@ -135,6 +140,7 @@ class Setup:
     aux_preds: np.ndarray
     victim_preds: np.ndarray
     seconds: dict
+    judge: object = None       # metrics.IdentityJudge over eval_model and the target's data
 
     @property
     def num_outputs(self) -> int:
@@ -142,9 +148,12 @@ class Setup:
         return int(self.aux_preds.shape[1])
 
 
-def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
+def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: int = 1) -> Setup:
     """Materialise the allocation (within the budget caps), get target and evaluation
-    classifiers (cached), and the target's predictions on aux and victims (cached)."""
+    classifiers (cached), and the target's predictions on aux and victims (cached).
+
+    With a GPU-sized budget (width >= 1 or epochs >= 50) it first prints what the run will cost
+    on this machine (measured steps, `n_inverters` inverters) and quick-run flags."""
     from tfminv.attacks.predictions import query_cached
     from tfminv.data import allocations
     from tfminv.training import targets
@@ -168,6 +177,8 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
     else:
         aux_set = allocations.materialize(aux_ref, **kw)
     seconds["data"] = time.perf_counter() - t0
+    if config.width >= 1.0 or config.epochs >= 50:
+        print_budget(config, alloc, len(train_set), len(aux_set), n_inverters)
 
     clf_cfg = config.classifier_config()
     t = time.perf_counter()
@@ -185,20 +196,77 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None) -> Setup:
     else:
         model, target_info = targets.get_or_train_classifier(
             alloc, role="target", width=config.width, config=clf_cfg,
-            cache_dir=config.cache_dir, train_set=train_set, test_set=test_set)
+            cache_dir=config.cache_dir, train_set=train_set, test_set=test_set,
+            monitor=config.clf_monitor, init=config.clf_init)
         oracle = targets.target_oracle(model, target_info)
     seconds["target"] = time.perf_counter() - t
     t = time.perf_counter()
+    eval_cfg = config.train_config(config.eval_epochs or config.clf_epochs or config.epochs)
     eval_model, eval_info = targets.get_or_train_classifier(
-        alloc, role="eval", width=config.width, config=clf_cfg, cache_dir=config.cache_dir,
-        train_set=train_set, test_set=test_set)
+        alloc, role="eval", width=config.width, config=eval_cfg, cache_dir=config.cache_dir,
+        train_set=train_set, test_set=test_set, monitor=config.clf_monitor,
+        augment=config.eval_augment, eval_width=config.eval_width or None,
+        init=config.clf_init)
+    from tfminv import metrics
+
+    judge = metrics.IdentityJudge(eval_model, train_set.images, train_set.labels)
     seconds["eval_classifier"] = time.perf_counter() - t
     t = time.perf_counter()
     aux_preds = query_cached(oracle, aux_set, config.cache_dir)
     victim_preds = query_cached(oracle, victims, config.cache_dir)
     seconds["queries"] = time.perf_counter() - t
     return Setup(config, alloc, aux_name, train_set, aux_set, victims, oracle, target_info,
-                 eval_model, eval_info, aux_preds, victim_preds, seconds)
+                 eval_model, eval_info, aux_preds, victim_preds, seconds, judge)
+
+
+def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
+                   n_inverters: int) -> dict:
+    """Measured cost of a run: seconds per training step of the classifier and the inverter at
+    `width` / `batch_size` on this machine, times the steps of this run's trainings."""
+    import math
+
+    import keras
+
+    from tfminv.models import build_classifier, build_inverter
+    from tfminv.training import step_seconds
+
+    b, m, size = config.batch_size, alloc.num_classes, alloc.image_size
+    cfg = config.train_config()
+    x = np.random.default_rng(0).random((b, size, size, 1)).astype(np.float32)
+    y = np.arange(b) % m
+    t_clf = step_seconds(lambda: build_classifier(m, size, config.width), x, y, config=cfg,
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    p = np.full((b, m), 1.0 / m, np.float32)
+    t_inv = step_seconds(lambda: build_inverter(m, size, config.width, k=m), p, x, config=cfg)
+    clf_epochs = config.clf_epochs or config.epochs
+    eval_epochs = config.eval_epochs or clf_epochs
+    eval_w = config.eval_width or config.width / 2
+    steps_clf = math.ceil(0.9 * n_train / b)
+    steps_inv = math.ceil(0.9 * n_aux / b)
+    # the evaluation classifier's step scales ~ with width^2 (conv FLOPs)
+    out = {"classifier_step_s": t_clf, "inverter_step_s": t_inv,
+           "target_s": t_clf * steps_clf * clf_epochs,
+           "eval_s": t_clf * (eval_w / config.width) ** 2 * steps_clf * eval_epochs,
+           "inverters_s": t_inv * steps_inv * config.epochs * n_inverters}
+    out["total_s"] = out["target_s"] + out["eval_s"] + out["inverters_s"]
+    return out
+
+
+def print_budget(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
+                 n_inverters: int) -> None:
+    """One paragraph on stderr: what this run costs here (before cached models are reused)
+    and the flags of a quick CPU run."""
+    import sys
+
+    from tfminv.training import format_seconds as f
+
+    c = budget_seconds(config, alloc, n_train, n_aux, n_inverters)
+    print(f"budget: at --width={config.width:g} --epochs={config.epochs} this run costs about "
+          f"{f(c['total_s'])} on this machine if nothing is cached (target {f(c['target_s'])}, "
+          f"evaluation classifier {f(c['eval_s'])}, {n_inverters} inverter(s) "
+          f"{f(c['inverters_s'])}; measured {c['classifier_step_s']:.2f} s / "
+          f"{c['inverter_step_s']:.2f} s per classifier / inverter step). Quick CPU run: "
+          "--width=0.25 --epochs=10 --clf_epochs=20", file=sys.stderr, flush=True)
 
 
 def aux_images(setup: Setup):
@@ -279,7 +347,7 @@ def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "
                        width=setup.config.width)
     seconds = time.perf_counter() - t
     res, recon = evaluate(g, setup.victim_preds, setup.victims.images, setup.victims.labels,
-                          setup.eval_model)
+                          setup.eval_model, judge=setup.judge)
     res["train_seconds"] = round(seconds, 1)
     return res, recon, g
 
@@ -297,7 +365,8 @@ def target_model(setup: Setup):
                           "(white-box); run it against the allocation's own classifier")
     model, _ = targets.get_or_train_classifier(
         setup.allocation, role="target", width=config.width,
-        config=config.classifier_config(), cache_dir=config.cache_dir, **config.data_kwargs())
+        config=config.classifier_config(), cache_dir=config.cache_dir, **config.data_kwargs(),
+        monitor=config.clf_monitor, init=config.clf_init)
     return model
 
 

@@ -19,10 +19,12 @@ import numpy as np
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 
-METHODS = ("truncation", "previous", "fredrikson")
-COLUMNS = ["dataset", "method", "attack_top1", "attack_top5", "target_confidence",
-           "mse_to_class_mean", "seconds_per_class", "train_seconds", "mean_steps", "access",
-           "k", "n_classes"]
+METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
+FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
+COLUMNS = ["dataset", "method", "attack_top1", "attack_top5", "eval_acc", "nn_acc",
+           "nn_acc_top5", "knn_dist", "target_confidence", "mse_to_class_mean",
+           "seconds_per_class", "train_seconds", "mean_steps", "access", "k", "n_classes",
+           "n_attacked"]
 
 
 @dataclasses.dataclass
@@ -39,6 +41,7 @@ class ClassInferenceConfig(base.ScenarioConfig):
     mia_objective: str = "logprob"
     mia_process: str = "denoise+sharpen"
     mia_process_every: int = 0
+    n_classes_sample: int = 0  # attack a seeded sample of this many classes (0: all)
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
@@ -61,18 +64,25 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     if not 1 <= config.k <= m:
         raise ConfigError(f"--k={config.k}: expected 1 to {m}")
     classes = np.arange(m)
+    if 0 < config.n_classes_sample < m:
+        classes = np.sort(np.random.default_rng(config.seed).choice(
+            m, config.n_classes_sample, replace=False))
     means = ci.class_means(s.train_set.images, s.train_set.labels, classes)
     target = base.target_model(s)
     tr_preds, tr_images, val, selection = base.selection_data(s)
-    row0 = {"dataset": config.dataset, "k": config.k, "n_classes": m}
+    row0 = {"dataset": config.dataset, "k": config.k, "n_classes": m,
+            "n_attacked": int(len(classes)), "eval_acc": s.eval_info.get("test_accuracy")}
+    score_kw = dict(eval_model=s.eval_model, target_model=target, means=means, judge=s.judge)
     rows, fig_rows = [], [("class mean (train)", means)]
     for method in config.methods:
-        if method == "fredrikson":
-            res = invert_classes(target, classes, s.train_set.images.shape[1:], mia_cfg)
-            for label, images in ((f"fredrikson ({config.mia_process})", res.images),
-                                  ("fredrikson (raw)", res.raw_images)):
-                score = ci.score_class_images(images, classes, eval_model=s.eval_model,
-                                              target_model=target, means=means)
+        if method.startswith("fredrikson"):
+            start = s.aux_set.images.mean(0) if method == "fredrikson_meanaux" else None
+            res = invert_classes(target, classes, s.train_set.images.shape[1:], mia_cfg,
+                                 init_image=start)
+            mname = "fredrikson" + (" from mean aux" if start is not None else "")
+            for label, images in ((f"{mname} ({config.mia_process})", res.images),
+                                  (f"{mname} (raw)", res.raw_images)):
+                score = ci.score_class_images(images, classes, **score_kw)
                 rows.append({**row0, "method": label, **score,
                              "seconds_per_class": res.seconds_per_class,
                              "train_seconds": 0.0, "access": "white-box (gradients)",
@@ -85,19 +95,20 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                            val=val, width=config.width)
         train_seconds = time.perf_counter() - t
         images, per_class = ci.infer_classes(g, m, classes, config.confidence)
-        score = ci.score_class_images(images, classes, eval_model=s.eval_model,
-                                      target_model=target, means=means)
+        score = ci.score_class_images(images, classes, **score_kw)
         rows.append({**row0, "method": method, **score, "seconds_per_class": per_class,
                      "train_seconds": round(train_seconds, 1),
                      "access": "black-box (predictions)", "mean_steps": 1.0})
         fig_rows.append((method, images))
     name = f"class_inference_{s.allocation.name}"
-    fig = base.Figure(f"{name}.png", fig_rows, label_width=230)
+    fig = base.Figure(f"{name}.png", [(label, imgs[:FIGURE_CLASSES]) for label, imgs in fig_rows],
+                      label_width=230)
     extra = base.setup_extra(s, t_start, fredrikson=vars(mia_cfg), selection=selection,
                              n_aux=len(tr_images), figure=fig.filename, width=config.width,
                              epochs=config.epochs)
     notes = [f"![one image per class]({fig.filename})",
-             "Columns of the figure are the classes in label order; the first row is the mean "
+             f"Columns of the figure are the (first {FIGURE_CLASSES}) attacked classes in label "
+             "order; the first row is the mean "
              "training image of each class (a reference, not an attack). seconds_per_class: "
              "one forward pass per class for the trained inverters (train_seconds is their "
              "one-off training, 0 when reused from the cache), the whole optimisation divided "

@@ -14,8 +14,9 @@ from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 
 COLUMNS = ["dataset", "k", "method", "mse", "psnr", "ssim", "attack_acc", "attack_acc_top5",
-           "mse_mean_aux", "mse_class_mean_oracle", "mse_zeros", "selection", "width",
-           "epochs", "n_aux", "n_victims", "train_seconds"]
+           "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux",
+           "mse_class_mean_oracle", "mse_zeros", "selection", "width", "epochs", "n_aux",
+           "n_victims", "train_seconds"]
 
 
 @dataclasses.dataclass
@@ -24,7 +25,7 @@ class TruncationConfig(base.ScenarioConfig):
     `tfminv.attacks.inversion.METHODS`."""
 
     k: tuple = (10,)
-    methods: tuple = ("truncation", "previous")
+    methods: tuple = ("truncation", "previous", "previous_logzero")
 
 
 def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
@@ -49,7 +50,8 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     if not config.target and max(ks) > n_classes:
         raise ConfigError(f"--k={k_text}: k must be at most the {n_classes} classes of "
                           f"--dataset={config.dataset}")
-    s = base.prepare(config)
+    n_inv = len({k for k in ks if k < n_classes}) + 1 if "truncation" in config.methods else 1
+    s = base.prepare(config, n_inverters=n_inv)
     m = s.num_outputs
     if max(ks) > m:
         raise ConfigError(f"--k={k_text}: k must be at most the target's {m} classes")
@@ -69,13 +71,15 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
             g = train_inverter(tr_preds, tr_images, k=k, method=method, config=cfg,
                                workdir=base.inverter_workdir(s), val=val, width=config.width)
             res, recon = evaluate(g, s.victim_preds, s.victims.images, s.victims.labels,
-                                  s.eval_model)
+                                  s.eval_model, judge=s.judge)
             timings[f"{method}_k{k}"] = round(time.perf_counter() - t, 1)
             train_s = load_run(g.run_dir).get("train_seconds")
             rows.append({**row0, "k": k, "method": method, **res, "train_seconds": train_s,
+                         "eval_acc": s.eval_info.get("test_accuracy"),
                          "mse_mean_aux": b["mean_aux"], "mse_zeros": b["zeros"],
                          "mse_class_mean_oracle": b["class_mean_oracle"]})
             fig_rows.append((f"{method} k={k}", recon[pick]))
+    rows += reference_rows(s, row0)
     name = f"truncation_{alloc.name}"
     fig = base.Figure(f"{name}.png", fig_rows)
     extra = {"target": s.target_info, "eval_classifier": s.eval_info, "baselines_mse": b,
@@ -87,8 +91,41 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
              "training images (a floor a real attacker cannot compute), mse_zeros = black image. "
              "attack_acc = top-1 of the independent evaluation classifier on reconstructions"
              + (f" (top-5 is 1.0 by construction with {m} classes)." if m <= 5 else ".")
-             + " 'previous' = inverter trained on full vectors (k = m) and fed the top-k "
-             "vector; at k = m both methods are the same model. train_seconds = wall time of "
+             + " 'previous' = inverter trained on full vectors (k = m) and fed what is released "
+             "(the top-k probabilities, zeros elsewhere, through its own preprocessing); "
+             "'previous_logzero' = the same decoder fed trunc_k (zeros put in after the log "
+             "transform); at k = m the methods are the same model. eval_acc = the evaluation "
+             "classifier's own top-1 on real held-out images (the ceiling of attack_acc). "
+             "nn_acc / nn_acc_top5 = the victim's identity is the nearest (among the 5 nearest) "
+             "identity of the target's training images in the evaluation classifier's "
+             "penultimate features; knn_dist = mean feature distance to the nearest training "
+             "image of the victim's identity (lower = closer). Rows with k = 0 are references "
+             "scored the same way: the real victim images, the mean auxiliary image, the "
+             "per-class mean of the target's training images. train_seconds = wall time of "
              "the training session that produced the (cached) inverter."]
     return base.ScenarioResult(name, f"Truncation vs previous: {config.dataset}", rows, COLUMNS,
                                extra, notes, [fig])
+
+
+def reference_rows(setup, base_row: dict) -> list[dict]:
+    """Rows (k = 0) scoring the reference points with the same judge as the inversions."""
+    import numpy as np
+
+    from tfminv import metrics
+
+    if setup.judge is None:
+        return []
+    v = setup.victims
+    refs = setup.judge.references(v.images, v.labels, setup.aux_set.images,
+                                  setup.train_set.images, setup.train_set.labels)
+    guesses = {"real_victims": v.images,
+               "mean_aux": np.broadcast_to(setup.aux_set.images.mean(0), v.images.shape)}
+    means = {c: setup.train_set.images[setup.train_set.labels == c].mean(0)
+             for c in np.unique(v.labels)}
+    guesses["class_mean_oracle"] = np.stack([means[c] for c in v.labels])
+    rows = []
+    for name, scores in refs.items():
+        rec = metrics.reconstruction_metrics(np.asarray(guesses[name], np.float32), v.images)
+        rows.append({**base_row, "k": 0, "method": f"reference: {name}", **rec, **scores,
+                     "eval_acc": setup.eval_info.get("test_accuracy")})
+    return rows

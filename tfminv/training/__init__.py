@@ -103,7 +103,8 @@ def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, 
     x, y: arrays, or x a tf.data.Dataset of (x, y) batches of `config.batch_size` and y None
       (streamed input, see tfminv.data.streaming); `config.batch_size` is the global batch:
       under a distributed strategy each of the replicas takes an equal share of it.
-    val: (x_val, y_val) for model selection: the weights with the lowest `monitor` are kept.
+    val: (x_val, y_val) for model selection: the weights with the best `monitor` are kept
+      (the highest for an accuracy, e.g. 'val_accuracy'; the lowest otherwise).
       Without it the last epoch's weights are returned.
     workdir: holds backup/ (resume), best.weights.h5, logs/ (TensorBoard), history.csv,
       model.keras and run.json (when finished). With reuse=True a finished workdir is loaded.
@@ -183,14 +184,16 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         threshold = (_read_json(best_json) or {}).get("value")
     if val is not None:
         cbs.append(keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor=monitor, mode="min", save_best_only=True,
+            str(best_path), monitor=monitor, mode=_mode(monitor), save_best_only=True,
             save_weights_only=True, initial_value_threshold=threshold))
-        cbs.append(_BestRecorder(best_json, monitor, threshold))
+        cbs.append(_BestRecorder(best_json, monitor, threshold, _mode(monitor)))
     cbs.append(keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True))
     if _have_tensorboard():
         cbs.append(keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0,
                                                write_graph=False))
     cbs += list(callbacks)
+    if config.verbose:
+        cbs.append(EtaLogger())
     import time
 
     t0 = time.perf_counter()
@@ -316,6 +319,68 @@ def _load_finished(workdir: Path, run_info: dict, discard: bool = True):
     return None
 
 
+def step_seconds(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig,
+                 loss="mse", steps: int = 3) -> float:
+    """Measured seconds per training step of `build_model()` on one batch (x, y) under the
+    config's precision, after one warm-up step (what a budget estimate multiplies out)."""
+    import time
+
+    import keras
+
+    from tfminv.training.precision import policy_scope
+
+    with policy_scope(config.precision):
+        model = build_model()
+        model.compile(optimizer=config.optimizer(), loss=loss)
+    model.train_on_batch(x, y)
+    t = time.perf_counter()
+    for _ in range(int(steps)):
+        model.train_on_batch(x, y)
+    del keras
+    return (time.perf_counter() - t) / int(steps)
+
+
+class EtaLogger:
+    """Keras callback printing, after each epoch, the epochs done and the measured time left
+    for the whole run (Keras' own bar only shows the time left in the current epoch)."""
+
+    def __new__(cls, stream=None):
+        import sys
+        import time
+
+        import keras
+
+        out = stream or sys.stderr
+
+        class Eta(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t0, self.start = time.perf_counter(), None
+
+            def on_epoch_begin(self, epoch, logs=None):
+                if self.start is None:
+                    self.start = epoch  # a resumed run starts past epoch 0
+
+            def on_epoch_end(self, epoch, logs=None):
+                done = epoch + 1 - self.start
+                total = self.params.get("epochs") or epoch + 1
+                left = (time.perf_counter() - self.t0) / max(done, 1) * (total - epoch - 1)
+                out.write(f"[{self.model.name}] epoch {epoch + 1}/{total}, about "
+                          f"{format_seconds(left)} left for this model\n")
+                out.flush()
+
+        return Eta()
+
+
+def format_seconds(s: float) -> str:
+    """12 s, 4.5 min, 3.2 h."""
+    s = float(s)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
 def _have_tensorboard() -> bool:
     """TensorBoard logs need the tensorboard package (extra 'train'); without it, skip them."""
     import importlib.util
@@ -329,10 +394,15 @@ def _have_tensorboard() -> bool:
     return True
 
 
+def _mode(monitor: str) -> str:
+    """'max' for accuracies, 'min' for losses and errors."""
+    return "max" if "acc" in monitor else "min"
+
+
 class _BestRecorder:
     """Record the best monitored value so a resumed run does not overwrite a better checkpoint."""
 
-    def __new__(cls, path, monitor, initial):
+    def __new__(cls, path, monitor, initial, mode="min"):
         import keras
 
         class Recorder(keras.callbacks.Callback):
@@ -342,7 +412,10 @@ class _BestRecorder:
 
             def on_epoch_end(self, epoch, logs=None):
                 value = (logs or {}).get(monitor)
-                if value is not None and (self.best is None or value < self.best):
+                if value is None:
+                    return
+                if self.best is None or (value > self.best if mode == "max"
+                                         else value < self.best):
                     self.best = float(value)
                     write_json(path, {"monitor": monitor, "value": self.best, "epoch": epoch + 1})
 
@@ -375,4 +448,5 @@ def load_run(workdir) -> dict:
     return json.loads((Path(workdir) / "run.json").read_text())
 
 
-__all__ = ["TrainConfig", "fit", "fit_cached", "run_dir_for", "digest", "load_run"]
+__all__ = ["TrainConfig", "fit", "fit_cached", "run_dir_for", "digest", "load_run",
+           "step_seconds", "EtaLogger", "format_seconds"]

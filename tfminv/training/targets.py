@@ -33,34 +33,53 @@ def _describe(allocation) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-def classifier_settings(allocation, role: str, width: float, config) -> tuple[float, object]:
-    """(width, config) actually used for `role`: 'eval' changes the seed and halves the width."""
+def classifier_settings(allocation, role: str, width: float, config,
+                        eval_width: float | None = None) -> tuple[float, object]:
+    """(width, config) actually used for `role`: 'eval' changes the seed and uses `eval_width`
+    (default: half the width)."""
     if role not in ROLES:
         raise ConfigError(f"classifier role must be one of {ROLES}, got {role!r}")
     if role == "eval":
-        return width * EVAL_WIDTH_FACTOR, config.replace(seed=config.seed + EVAL_SEED_OFFSET)
+        w = float(eval_width) if eval_width else width * EVAL_WIDTH_FACTOR
+        return w, config.replace(seed=config.seed + EVAL_SEED_OFFSET)
     return width, config
 
 
 def classifier_key(allocation, role: str = "target", width: float = 1.0, config=None,
-                   val_fraction: float = 0.1) -> str:
-    """Cache key of a classifier: its training data, role, width and training config."""
+                   val_fraction: float = 0.1, augment: str = "", monitor: str = "val_loss",
+                   eval_width: float | None = None, init: str = "keras") -> str:
+    """Cache key of a classifier: its training data, role, width, training config, and the
+    augmentation, selection monitor and init when they differ from the defaults."""
     from tfminv.hashing import digest
     from tfminv.training import TrainConfig
 
-    width, config = classifier_settings(allocation, role, width, config or TrainConfig())
-    return digest({"allocation": _describe(allocation), "role": role, "width": width,
-                   "config": config.key(), "val_fraction": val_fraction})
+    width, config = classifier_settings(allocation, role, width, config or TrainConfig(),
+                                        eval_width)
+    d = {"allocation": _describe(allocation), "role": role, "width": width,
+         "config": config.key(), "val_fraction": val_fraction}
+    if augment:
+        d["augment"] = augment
+    if monitor != "val_loss":
+        d["monitor"] = monitor
+    if init != "keras":
+        d["init"] = init
+    return digest(d)
 
 
 def get_or_train_classifier(allocation, *, role: str = "target", width: float = 1.0,
                             config=None, cache_dir=None, data_dir=None, records_dir=None,
-                            train_set=None, test_set=None, val_fraction: float = 0.1):
+                            train_set=None, test_set=None, val_fraction: float = 0.1,
+                            augment: str = "", monitor: str = "val_loss",
+                            eval_width: float | None = None, init: str = "keras"):
     """Return (model, info) for the allocation's classifier, training it only when not cached.
 
     The model outputs logits. info: dict with path, key, role, width, test_accuracy,
     val_accuracy, epochs and `identity` (a stable string for prediction caches). train_set /
     test_set may be passed when already materialised (else they are loaded here).
+    augment: see `build_classifier`; monitor: the model-selection quantity on the held-out
+    `val_fraction` of the training data ('val_loss' or 'val_accuracy'); eval_width: the
+    evaluation classifier's width (default half of `width`); init: 'keras' or 'torch'
+    kernel initialisation (`models.classifier.kernel_initializer`).
     """
     import keras
 
@@ -68,8 +87,9 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     from tfminv.training import TrainConfig, fit
 
     config = config or TrainConfig()
-    key = classifier_key(allocation, role, width, config, val_fraction)
-    width, config = classifier_settings(allocation, role, width, config)
+    key = classifier_key(allocation, role, width, config, val_fraction, augment, monitor,
+                         eval_width, init)
+    width, config = classifier_settings(allocation, role, width, config, eval_width)
     folder = paths.cache_dir(cache_dir) / "classifiers" / f"{allocation.name}-{role}-{key}"
     info_path = folder / "info.json"
     if info_path.exists() and (folder / "train" / "model.keras").exists():
@@ -104,17 +124,25 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     xv, yv = train_set.images[val_idx], train_set.labels[val_idx]
     num_classes = int(allocation.num_classes)
     size = int(allocation.image_size)
-    model = fit(lambda: build_classifier(num_classes, size, width, name=f"{role}_classifier"),
+    meta = {"allocation": allocation.name, "role": role, "width": width}
+    if augment:
+        meta["augment"] = augment
+    if monitor != "val_loss":
+        meta["monitor"] = monitor
+    if init != "keras":
+        meta["init"] = init
+    model = fit(lambda: build_classifier(num_classes, size, width, name=f"{role}_classifier",
+                                         augment=augment, init=init),
                 x, y, config=config, workdir=folder / "train", val=(xv, yv),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"], monitor="val_loss",
-                meta={"allocation": allocation.name, "role": role, "width": width})
+                metrics=["accuracy"], monitor=monitor, meta=meta)
     logits = model.predict(test_set.images, batch_size=256, verbose=0)
     test_acc = float((np.argmax(logits, axis=1) == test_set.labels).mean())
     vlogits = model.predict(xv, batch_size=256, verbose=0)
     info = {"path": str(folder / "train" / "model.keras"), "key": key, "role": role,
             "allocation": allocation.name, "width": width, "seed": config.seed,
             "epochs": config.epochs, "train_size": int(len(tr_idx)),
+            "augment": augment, "monitor": monitor, "init": init,
             "test_size": int(len(test_set)),
             "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
             "test_accuracy": test_acc,
