@@ -48,6 +48,14 @@ def ssim(recon, truth) -> float:
     return float(tf.reduce_mean(tf.image.ssim(recon, truth, max_val=1.0)).numpy())
 
 
+def mean_image(images) -> np.ndarray:
+    """The mean image of an array, or of a `tfminv.data.streaming.StreamedImages` (read once,
+    chunk by chunk, so a set larger than memory can be averaged)."""
+    if hasattr(images, "mean_image"):
+        return images.mean_image()
+    return np.asarray(images, dtype=np.float32).mean(axis=0)
+
+
 def baselines(victims, aux_images, *, train_images=None, train_labels=None,
               victim_labels=None) -> dict:
     """Reference MSEs on the victims.
@@ -59,10 +67,7 @@ def baselines(victims, aux_images, *, train_images=None, train_labels=None,
     a real attacker cannot compute.
     """
     victims = np.asarray(victims, dtype=np.float32)
-    if hasattr(aux_images, "mean_image"):  # a streamed set (tfminv.data.streaming), read once
-        aux_mean = aux_images.mean_image()
-    else:
-        aux_mean = np.asarray(aux_images, dtype=np.float32).mean(axis=0)
+    aux_mean = mean_image(aux_images)
     out = {"zeros": mse(np.zeros_like(victims), victims),
            "mean_aux": mse(np.broadcast_to(aux_mean, victims.shape), victims)}
     if train_images is not None:
@@ -194,7 +199,7 @@ class IdentityJudge:
         images (oracle), each guessed for every victim. {name: scores}."""
         victims = np.asarray(victims, np.float32)
         labels = np.asarray(victim_labels).astype(np.int64)
-        mean_aux = np.broadcast_to(np.asarray(aux_images, np.float32).mean(0), victims.shape)
+        mean_aux = np.broadcast_to(mean_image(aux_images), victims.shape)
         train_images = np.asarray(train_images, np.float32)
         train_labels = np.asarray(train_labels)
         means = {c: train_images[train_labels == c].mean(0) for c in np.unique(labels)}

@@ -47,6 +47,7 @@ class ClassInferenceConfig(base.ScenarioConfig):
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     """One row per method (Fredrikson: processed and raw); figure: the class means, then one
     image per class for each method."""
+    from tfminv import metrics
     from tfminv.attacks import class_inference as ci
     from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
     from tfminv.attacks.inversion import train_inverter
@@ -76,7 +77,8 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     rows, fig_rows = [], [("class mean (train)", means)]
     for method in config.methods:
         if method.startswith("fredrikson"):
-            start = s.aux_set.images.mean(0) if method == "fredrikson_meanaux" else None
+            start = (metrics.mean_image(base.aux_images(s)) if method == "fredrikson_meanaux"
+                     else None)
             res = invert_classes(target, classes, s.train_set.images.shape[1:], mia_cfg,
                                  init_image=start)
             mname = "fredrikson" + (" from mean aux" if start is not None else "")

@@ -116,10 +116,11 @@ def reference_rows(setup, base_row: dict) -> list[dict]:
     if setup.judge is None:
         return []
     v = setup.victims
-    refs = setup.judge.references(v.images, v.labels, setup.aux_set.images,
+    mean_aux = metrics.mean_image(base.aux_images(setup))[None]
+    refs = setup.judge.references(v.images, v.labels, mean_aux,
                                   setup.train_set.images, setup.train_set.labels)
     guesses = {"real_victims": v.images,
-               "mean_aux": np.broadcast_to(setup.aux_set.images.mean(0), v.images.shape)}
+               "mean_aux": np.broadcast_to(mean_aux[0], v.images.shape)}
     means = {c: setup.train_set.images[setup.train_set.labels == c].mean(0)
              for c in np.unique(v.labels)}
     guesses["class_mean_oracle"] = np.stack([means[c] for c in v.labels])
