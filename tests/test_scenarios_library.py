@@ -143,7 +143,7 @@ def test_class_inference_function(data_dir):
     rows = {r["method"]: r for r in res.rows}
     assert set(rows) == {"truncation", "fredrikson (denoise+sharpen)", "fredrikson (raw)"}
     for r in rows.values():
-        assert r["n_classes"] == 5 and 0 <= r["attack_top1"] <= 1
+        assert r["n_classes"] == 5 and 0 <= r["attack_acc"] <= 1
         assert 0 < r["target_confidence"] <= 1
     assert rows["fredrikson (raw)"]["mean_steps"] <= 10
 

@@ -50,6 +50,15 @@ class InversionRow:
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(InversionRow))
 
+# Names that results.json files written by earlier versions used for the same quantities;
+# readers of committed results map them with `canonical_row`.
+LEGACY_NAMES = {"attack_top1": "attack_acc", "attack_top5": "attack_acc_top5"}
+
+
+def canonical_row(row: dict) -> dict:
+    """`row` with earlier versions' column names replaced by this schema's (LEGACY_NAMES)."""
+    return {LEGACY_NAMES.get(k, k): v for k, v in row.items()}
+
 
 @dataclasses.dataclass
 class InversionResults:

@@ -67,7 +67,7 @@ def score_class_images(images, classes, *, eval_model, target_model=None, means=
                        judge=None) -> dict:
     """How recognisable the representatives are.
 
-    attack_top1/top5: the evaluation classifier's accuracy on them; target_confidence: the
+    attack_acc/attack_acc_top5: the evaluation classifier's accuracy on them; target_confidence: the
     target's mean softmax probability of the intended class (what the optimisation maximises);
     mse_to_class_mean: per-pixel MSE to the class's mean training image.
     """
@@ -78,7 +78,7 @@ def score_class_images(images, classes, *, eval_model, target_model=None, means=
     if len(images) != len(classes):
         raise DataError(f"{len(images)} class images but {len(classes)} classes")
     acc = metrics.attack_accuracy(eval_model, images, classes)
-    out = {"attack_top1": acc["top1"], "attack_top5": acc["top5"]}
+    out = {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"]}
     if judge is not None:  # feature-space identity check (metrics.IdentityJudge)
         j = judge(images, classes)
         out.update({k: j[k] for k in ("nn_acc", "nn_acc_top5", "knn_dist")})

@@ -21,7 +21,7 @@ from tfminv.scenarios import base
 
 METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
 FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
-COLUMNS = ["dataset", "method", "attack_top1", "attack_top5", "eval_acc", "nn_acc",
+COLUMNS = ["dataset", "method", "attack_acc", "attack_acc_top5", "eval_acc", "nn_acc",
            "nn_acc_top5", "knn_dist", "target_confidence", "mse_to_class_mean",
            "seconds_per_class", "train_seconds", "mean_steps", "access", "k", "n_classes",
            "n_attacked"]
