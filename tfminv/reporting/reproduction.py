@@ -473,7 +473,7 @@ def _paper_reframed(rows, run):
     if not {"generic", "generic_reframed"} <= set(by):
         return Outcome(None)
     g, r = by["generic"]["mse"], by["generic_reframed"]["mse"]
-    return Outcome(r < g, f"MSE generic {g:.4f}, re-framed {r:.4f}",
+    return Outcome(r <= 0.98 * g, f"MSE generic {g:.4f}, re-framed {r:.4f}",
                    "on aligned CelebA the detector's box nearly coincides with the fixed crop")
 
 
@@ -508,7 +508,7 @@ def _paper_sections() -> list:
                           "better", "MSE same <= generic < distinct", _paper_aux),
                     Claim(f"auxiliary/{PAPER}", "re-framing the generic faces like the "
                           "target's crops (face detector box) helps",
-                          "MSE re-framed < MSE generic", _paper_reframed))),
+                          "MSE re-framed at least 2% below MSE generic", _paper_reframed))),
         Section(f"class_inference_{PAPER}", "Paper scale: training-class inference, 50 of 471 "
                 "identities", PAPER_CI_COLS, (
                     Claim(f"class_inference/{PAPER}", "representative images from the "
