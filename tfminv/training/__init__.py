@@ -110,6 +110,9 @@ def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, 
     workdir: holds backup/ (resume), best.weights.h5, logs/ (TensorBoard), history.csv,
       model.keras and run.json (when finished). With reuse=True a finished workdir is loaded.
       A lock on the workdir makes a concurrent process with the same run wait, then reuse.
+      In a multi-worker run the chief decides (reuse, or train from which epoch) and the other
+      workers follow, reading its files only afterwards; fit returns on every worker only once
+      the chief has committed the run (its run.json exists).
     """
     from tfminv import distribute
 
