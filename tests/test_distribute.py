@@ -205,3 +205,41 @@ def test_inverter_trained_on_two_workers_matches_one_worker(data_dir, records_di
     assert one["mse"] < 0.8 * one["untrained_mse"] and two[0]["mse"] < 0.8 * one["untrained_mse"]
     # the workers hold the same weights; only BatchNorm's moving statistics are per worker
     assert two[0]["mse"] == pytest.approx(two[1]["mse"], rel=0.01)
+
+
+SLOW_COMMIT_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from tfminv import distribute
+    distribute.start("multi-worker", cluster_timeout=120)
+    import numpy as np
+    from tfminv import training
+    from tfminv.attacks.inversion import train_inverter
+    if distribute.is_chief():  # the chief commits late: the other worker finishes first
+        training._commit_point = lambda step: time.sleep(4) if step == "model.keras" else None
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(128, 32, 32, 1)).astype(np.float32)
+    p = rng.dirichlet(np.ones(3), size=128).astype(np.float32)
+    cfg = training.TrainConfig(epochs=1, batch_size=64, verbose=0, strategy="multi-worker",
+                               precision="float32")
+    seen = []
+    for _ in range(2):  # the second call reuses the run the first one committed
+        g = train_inverter(p, x, k=3, method="truncation", config=cfg, workdir=sys.argv[1],
+                           width=0.0625)
+        seen.append(training.load_run(g.run_dir)["epochs_run"])
+    print(json.dumps({"chief": distribute.is_chief(), "epochs_run": seen}))
+""")
+
+
+@pytest.mark.slow
+def test_workers_agree_on_reuse_when_the_chief_commits_late(tmp_path):
+    """The chief's commit is delayed, so the other worker reaches the next reuse decision (and
+    reads the chief's run.json) first: both must still reuse the run the chief committed, in
+    step, instead of one training alone (a hang) or reading a run.json not yet written."""
+    script = tmp_path / "slow_commit.py"
+    script.write_text(SLOW_COMMIT_SCRIPT)
+    outs = _run_workers([sys.executable, str(script), str(tmp_path / "runs")], timeout=300)
+    for code, _, err in outs:
+        assert code == 0, err[-3000:]
+    got = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outs]
+    assert got == [{"chief": True, "epochs_run": [1, 1]}, {"chief": False, "epochs_run": [1, 1]}]
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 1

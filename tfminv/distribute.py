@@ -368,3 +368,12 @@ def broadcast_from_chief(array):
         raise
     return np.asarray(out.numpy(), dtype=a.dtype)
 
+
+
+def barrier() -> None:
+    """Return only once every worker has called it (a no-op outside multi-worker runs): what the
+    chief wrote before its call is then there for the others to read. Every worker must call it
+    at the same point of the program."""
+    import numpy as np
+
+    broadcast_from_chief(np.zeros(1, np.float32))

@@ -109,7 +109,7 @@ def query_cached(oracle, imageset, cache_dir=None, policy=None, *, seed: int = 0
     if policy is None:
         return preds
     pol_path = folder / f"{cache_key(oracle, images, policy)}-s{seed}.npy"
-    if pol_path.exists():
+    if distribute.is_chief() and pol_path.exists():  # the others compute the same draw
         out = _load_npy(pol_path, (n, None), "released predictions")
         if out is not None:
             return out

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from tfminv.errors import ConfigError
 from tfminv.hashing import digest
 from tfminv.io_utils import atomic_path, write_json
@@ -109,6 +111,9 @@ def fit(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, 
     workdir: holds backup/ (resume), best.weights.h5, logs/ (TensorBoard), history.csv,
       model.keras and run.json (when finished). With reuse=True a finished workdir is loaded.
       A lock on the workdir makes a concurrent process with the same run wait, then reuse.
+      In a multi-worker run the chief decides (reuse, or train from which epoch) and the other
+      workers follow, reading its files only afterwards; fit returns on every worker only once
+      the chief has committed the run (its run.json exists).
     """
     from tfminv import distribute
 
@@ -147,20 +152,36 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
                 callbacks, reuse, meta):
     import keras
 
+    from tfminv import distribute
+    from tfminv.training import checkpoints
+
     run_info = {"config": config.key(), "meta": meta or {}}
     final = workdir / "model.keras"
-    if reuse and (read_dir / "model.keras").exists() and (read_dir / "run.json").exists():
-        # only the folder's owner (the chief) discards a cached run that does not load
-        model = _load_finished(read_dir, run_info, discard=read_dir == workdir)
-        if model is not None:
-            return model
-    if read_dir != workdir and (read_dir / "backup").is_dir():
-        import shutil  # a non-chief worker resumes from the chief's last backup
-
-        shutil.copytree(read_dir / "backup", workdir / "backup", dirs_exist_ok=True)
-        for name in ("best.json", "best.weights.h5"):
-            if (read_dir / name).exists():
-                shutil.copy(read_dir / name, workdir / name)
+    chief = read_dir == workdir
+    model, resume = None, 0
+    if chief:  # under the workdir lock
+        if reuse and (workdir / "model.keras").exists() and (workdir / "run.json").exists():
+            model = _load_finished(workdir, run_info)
+        if model is None:
+            # The backup outlives fit: it is removed only once the run is committed (_commit).
+            resume = checkpoints.prepare(workdir, workdir / "backup")
+    if distribute.is_multi_worker():
+        # The workers run every step in step, so they must all reuse or all train, from the same
+        # epoch: the chief decides from its files and tells the others, which read those files
+        # only after it has (a finished model, or a backup it has already checked).
+        finished, resume = (int(v) for v in distribute.broadcast_from_chief(
+            np.array([model is not None, resume], np.float32)))
+        if not chief:
+            if finished:
+                return _load_shared(read_dir)
+            resume_here = _copy_backup(read_dir, workdir)
+            if resume_here != resume:
+                raise distribute.ClusterError(
+                    f"{read_dir}/backup resumes at epoch {resume_here} on this worker but at "
+                    f"epoch {resume} on the chief; put --cache_dir on storage every worker "
+                    "shares")
+    if model is not None:
+        return model
 
     from tfminv.training.precision import policy_scope
     from tfminv.training.strategy import get_strategy
@@ -172,10 +193,6 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         model.compile(optimizer=config.optimizer(), loss=loss, metrics=metrics or [])
     _multi_worker_build(model, strategy, x, y)
 
-    from tfminv.training import checkpoints
-
-    # The backup outlives fit: it is removed only once the run is committed (see _commit).
-    checkpoints.prepare(workdir, workdir / "backup")
     cbs = [checkpoints.callback(workdir / "backup")]
     best_path = workdir / "best.weights.h5"
     best_json = workdir / "best.json"
@@ -208,6 +225,8 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     seconds = time.perf_counter() - t0
     _commit(model, workdir, run_info, policy=policy, seconds=seconds,
             best_path=best_path if val is not None else None, best_json=best_json)
+    # the chief's run.json exists on every worker from here on (model.run_dir, load_run)
+    distribute.barrier()
     if config.strategy != "default":
         # a plain single-device copy: inference (queries, evaluation) then runs locally on each
         # worker instead of as a distributed step every worker must join
@@ -216,6 +235,36 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         custom_objects.register()
         model = keras.models.load_model(final)
     return model
+
+
+def _load_shared(read_dir: Path):
+    """On a non-chief worker: the finished model the chief has just loaded from `read_dir`."""
+    import keras
+
+    from tfminv import custom_objects, distribute
+
+    custom_objects.register()
+    try:
+        return keras.models.load_model(read_dir / "model.keras")
+    except Exception as e:  # noqa: BLE001 - any failure: this worker cannot follow the chief
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise distribute.ClusterError(
+            f"{read_dir}/model.keras: the chief reuses this finished run but this worker cannot "
+            f"load it ({type(e).__name__}: {first}); put --cache_dir on storage every worker "
+            "shares") from None
+
+
+def _copy_backup(read_dir: Path, workdir: Path) -> int:
+    """On a non-chief worker: copy the chief's checked backup and best checkpoint to `workdir`
+    and return the epoch it resumes at."""
+    from tfminv.training import checkpoints
+
+    if (read_dir / "backup").is_dir():
+        shutil.copytree(read_dir / "backup", workdir / "backup", dirs_exist_ok=True)
+        for name in ("best.json", "best.weights.h5"):
+            if (read_dir / name).exists():
+                shutil.copy(read_dir / name, workdir / name)
+    return checkpoints.prepare(workdir, workdir / "backup")
 
 
 def _multi_worker_build(model, strategy, x, y) -> None:

@@ -91,14 +91,17 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
                          eval_width, init)
     width, config = classifier_settings(allocation, role, width, config, eval_width)
     folder = paths.cache_dir(cache_dir) / "classifiers" / f"{allocation.name}-{role}-{key}"
-    info_path = folder / "info.json"
-    if info_path.exists() and (folder / "train" / "model.keras").exists():
+    info_path, model_path = folder / "info.json", folder / "train" / "model.keras"
+    from tfminv import distribute
+
+    cached = None
+    if distribute.is_chief() and info_path.exists() and model_path.exists():
         from tfminv import custom_objects
 
         custom_objects.register()
         try:
             info = json.loads(info_path.read_text())
-            return keras.models.load_model(folder / "train" / "model.keras"), info
+            cached = keras.models.load_model(folder / "train" / "model.keras"), info
         except Exception as e:  # noqa: BLE001 - a cache that does not load is recomputed
             import sys
 
@@ -107,6 +110,14 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
             info_path.unlink(missing_ok=True)
             (folder / "train" / "model.keras").unlink(missing_ok=True)
             (folder / "train" / "run.json").unlink(missing_ok=True)
+    if distribute.is_multi_worker():
+        # all workers reuse or all train (in step): the chief decides, the others follow and
+        # read its files only once it has
+        use = bool(distribute.broadcast_from_chief(np.array([cached is not None], np.float32))[0])
+        if use and cached is None:
+            cached = _load_shared(folder)
+    if cached is not None:
+        return cached
 
     if train_set is None or test_set is None:
         from tfminv.data import allocations
@@ -147,11 +158,25 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
             "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
             "test_accuracy": test_acc,
             "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}"}
-    from tfminv import distribute
-
     if distribute.is_chief():  # the other workers of a multi-worker run only read the cache
         write_json(info_path, info)
     return model, info
+
+
+def _load_shared(folder):
+    """On a non-chief worker: the cached classifier (model, info) the chief has just loaded."""
+    import keras
+
+    from tfminv import custom_objects, distribute
+
+    custom_objects.register()
+    try:
+        info = json.loads((folder / "info.json").read_text())
+        return keras.models.load_model(folder / "train" / "model.keras"), info
+    except Exception as e:  # noqa: BLE001 - any failure: this worker cannot follow the chief
+        raise distribute.ClusterError(
+            f"{folder}: the chief reuses this cached classifier but this worker cannot load it "
+            f"({type(e).__name__}); put --cache_dir on storage every worker shares") from None
 
 
 def target_oracle(model, info, **kwargs):
