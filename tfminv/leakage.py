@@ -361,16 +361,6 @@ def _policies(k, policies):
     return parse_list(policies) if isinstance(policies, str) else parse_list(list(policies))
 
 
-def _class_means(images, labels, victim_labels) -> np.ndarray:
-    means = {}
-    for c in np.unique(victim_labels):
-        sel = images[labels == c]
-        if len(sel) == 0:
-            raise DataError(f"class {c} of the victims has no training images")
-        means[c] = sel.mean(axis=0)
-    return np.stack([means[c] for c in victim_labels])
-
-
 def _loo_class_means(images, labels) -> np.ndarray:
     """Each image guessed as the mean of the *other* images of its class (of all other images
     when it is alone in its class): a class-mean floor that never contains the image itself."""
@@ -477,7 +467,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                                         data.victim_images)}
     if labels is not None:
         if data.train_images is not None:
-            guess = _class_means(data.train_images, data.train_labels, labels)
+            guess = metrics.class_mean_guess(data.train_images, data.train_labels, labels)
             refs["class_mean_from"] = "target training images"
         else:
             guess = _loo_class_means(data.victim_images, labels)

@@ -56,6 +56,21 @@ def mean_image(images) -> np.ndarray:
     return np.asarray(images, dtype=np.float32).mean(axis=0)
 
 
+def class_mean_guess(train_images, train_labels, victim_labels) -> np.ndarray:
+    """Each victim guessed as the mean training image of its true class ([n, H, W, C]); a
+    DataError names a victim class without training images."""
+    train_images = np.asarray(train_images, dtype=np.float32)
+    train_labels = np.asarray(train_labels)
+    victim_labels = np.asarray(victim_labels)
+    means = {}
+    for c in np.unique(victim_labels):
+        sel = train_images[train_labels == c]
+        if len(sel) == 0:
+            raise DataError(f"class {c} of the victims has no training images")
+        means[c] = sel.mean(axis=0)
+    return np.stack([means[c] for c in victim_labels])
+
+
 def baselines(victims, aux_images, *, train_images=None, train_labels=None,
               victim_labels=None) -> dict:
     """Reference MSEs on the victims.
@@ -73,16 +88,7 @@ def baselines(victims, aux_images, *, train_images=None, train_labels=None,
     if train_images is not None:
         if train_labels is None or victim_labels is None:
             raise DataError("class_mean_oracle needs train_labels and victim_labels")
-        train_images = np.asarray(train_images, dtype=np.float32)
-        train_labels = np.asarray(train_labels)
-        victim_labels = np.asarray(victim_labels)
-        means = {}
-        for c in np.unique(victim_labels):
-            sel = train_images[train_labels == c]
-            if len(sel) == 0:
-                raise DataError(f"class {c} of the victims has no training images")
-            means[c] = sel.mean(axis=0)
-        guess = np.stack([means[c] for c in victim_labels])
+        guess = class_mean_guess(train_images, train_labels, victim_labels)
         out["class_mean_oracle"] = mse(guess, victims)
     return out
 
@@ -200,9 +206,6 @@ class IdentityJudge:
         victims = np.asarray(victims, np.float32)
         labels = np.asarray(victim_labels).astype(np.int64)
         mean_aux = np.broadcast_to(mean_image(aux_images), victims.shape)
-        train_images = np.asarray(train_images, np.float32)
-        train_labels = np.asarray(train_labels)
-        means = {c: train_images[train_labels == c].mean(0) for c in np.unique(labels)}
-        class_mean = np.stack([means[c] for c in labels])
+        class_mean = class_mean_guess(train_images, train_labels, labels)
         return {"real_victims": self(victims, labels), "mean_aux": self(mean_aux, labels),
                 "class_mean_oracle": self(class_mean, labels)}

@@ -121,9 +121,8 @@ def reference_rows(setup, base_row: dict) -> list[dict]:
                                   setup.train_set.images, setup.train_set.labels)
     guesses = {"real_victims": v.images,
                "mean_aux": np.broadcast_to(mean_aux[0], v.images.shape)}
-    means = {c: setup.train_set.images[setup.train_set.labels == c].mean(0)
-             for c in np.unique(v.labels)}
-    guesses["class_mean_oracle"] = np.stack([means[c] for c in v.labels])
+    guesses["class_mean_oracle"] = metrics.class_mean_guess(
+        setup.train_set.images, setup.train_set.labels, v.labels)
     rows = []
     for name, scores in refs.items():
         rec = metrics.reconstruction_metrics(np.asarray(guesses[name], np.float32), v.images)
