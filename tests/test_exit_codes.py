@@ -14,7 +14,7 @@ BINARIES = ["tfminv.data.build", "tfminv.data.download", "tfminv.export",
                                          "truncation")]
 
 
-def test_every_binary_exits_2_with_one_line(tmp_path):
+def test_every_binary_exits_2_with_one_line(tmp_path, data_dir):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     cases = [(m, ["--no_such_flag=1"], "no_such_flag") for m in BINARIES]
@@ -26,7 +26,9 @@ def test_every_binary_exits_2_with_one_line(tmp_path):
         ("tfminv.data.download", ["--dataset=svhn"], "--dataset=svhn"),
         ("tfminv.data.download", ["--dataset=mnist", "--timeout=soon"], "--timeout=soon"),
     ]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), TF_CPP_MIN_LOG_LEVEL="3")
+    # the binaries run in tmp_path, so a relative data folder (CI: ../shared/data) is resolved
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), TF_CPP_MIN_LOG_LEVEL="3",
+               TFMINV_DATA_DIR=str(Path(data_dir).resolve()))
     procs = [(m, args, want, subprocess.Popen([sys.executable, "-m", m, *args], env=env,
                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                               text=True, cwd=tmp_path))
