@@ -60,54 +60,8 @@ def shift_and_scatter(v, idx, m):
     return tf.reduce_sum(tf.one_hot(idx, m, dtype=v.dtype) * v[..., None], axis=-2)
 
 
-@keras.saving.register_keras_serializable(package="tfminv")
-class Truncation(keras.layers.Layer):
-    """Keep the top-k entries of a probability vector in the authors' log form, zero the rest.
-
-    Always computes in float32 (log of small probabilities and the +c offset need the range).
-    NaN or infinite inputs fail with a readable InvalidArgumentError naming the layer.
-    """
-
-    def __init__(self, k: int, c: float = 50.0, log_floor: float = -1000.0, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
-        _check_k(k)
-        self.k = int(k)
-        self.c = float(c)
-        self.log_floor = float(log_floor)
-
-    def build(self, input_shape):
-        m = input_shape[-1]
-        if m is not None:
-            _check_k(self.k, int(m))
-        super().build(input_shape)
-
-    def call(self, inputs):
-        p = tf.cast(inputs, tf.float32)
-        p = tf.debugging.check_numerics(
-            p, f"Truncation layer '{self.name}': prediction vector contains NaN or Inf")
-        p = tf.where(p < _TINY, tf.zeros_like(p), p)
-        m = tf.shape(p)[-1]
-        tf.debugging.assert_less_equal(
-            tf.constant(self.k), m,
-            message=f"Truncation layer '{self.name}': k={self.k} is larger than the vector length")
-        top, idx = tf.math.top_k(p, k=self.k, sorted=True)
-        return shift_and_scatter(tf.maximum(tf.math.log(top), self.log_floor) + self.c, idx, m)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"k": self.k, "c": self.c, "log_floor": self.log_floor})
-        config.pop("dtype", None)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="tfminv")
-class TopK(keras.layers.Layer):
-    """What a top-k release puts out: the k largest probabilities kept as they are, the other
-    entries 0 (ties toward the lower index, as tf.math.top_k). Float32, like `Truncation`."""
+class _TopKBase(keras.layers.Layer):
+    """What `Truncation` and `TopK` share: a checked k, float32 compute, k in the config."""
 
     def __init__(self, k: int, **kwargs):
         kwargs["dtype"] = "float32"
@@ -121,12 +75,6 @@ class TopK(keras.layers.Layer):
             _check_k(self.k, int(m))
         super().build(input_shape)
 
-    def call(self, inputs):
-        p = tf.cast(inputs, tf.float32)
-        top, idx = tf.math.top_k(p, k=self.k, sorted=True)
-        return tf.reduce_sum(tf.one_hot(idx, tf.shape(p)[-1], dtype=p.dtype) * top[..., None],
-                             axis=-2)
-
     def compute_output_shape(self, input_shape):
         return input_shape
 
@@ -135,3 +83,46 @@ class TopK(keras.layers.Layer):
         config.update({"k": self.k})
         config.pop("dtype", None)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfminv")
+class Truncation(_TopKBase):
+    """Keep the top-k entries of a probability vector in the authors' log form, zero the rest.
+
+    Always computes in float32 (log of small probabilities and the +c offset need the range).
+    NaN or infinite inputs fail with a readable InvalidArgumentError naming the layer.
+    """
+
+    def __init__(self, k: int, c: float = 50.0, log_floor: float = -1000.0, **kwargs):
+        super().__init__(k, **kwargs)
+        self.c = float(c)
+        self.log_floor = float(log_floor)
+
+    def call(self, inputs):
+        p = tf.cast(inputs, tf.float32)
+        p = tf.debugging.check_numerics(
+            p, f"Truncation layer '{self.name}': prediction vector contains NaN or Inf")
+        p = tf.where(p < _TINY, tf.zeros_like(p), p)
+        m = tf.shape(p)[-1]
+        tf.debugging.assert_less_equal(
+            tf.constant(self.k), m,
+            message=f"Truncation layer '{self.name}': k={self.k} is larger than the vector length")
+        top, idx = tf.math.top_k(p, k=self.k, sorted=True)
+        return shift_and_scatter(tf.maximum(tf.math.log(top), self.log_floor) + self.c, idx, m)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"c": self.c, "log_floor": self.log_floor})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfminv")
+class TopK(_TopKBase):
+    """What a top-k release puts out: the k largest probabilities kept as they are, the other
+    entries 0 (ties toward the lower index, as tf.math.top_k). Float32, like `Truncation`."""
+
+    def call(self, inputs):
+        p = tf.cast(inputs, tf.float32)
+        top, idx = tf.math.top_k(p, k=self.k, sorted=True)
+        return tf.reduce_sum(tf.one_hot(idx, tf.shape(p)[-1], dtype=p.dtype) * top[..., None],
+                             axis=-2)

@@ -52,9 +52,7 @@ def run_alignment(config: AlignmentConfig) -> base.ScenarioResult:
                                "auxiliary image (in memory)")
     s = base.prepare(config)
     m = s.num_outputs
-    if config.k < 0 or config.k > m:
-        raise ConfigError(f"--k={config.k}: expected 0 (full vector) to {m}")
-    k = config.k or m
+    k = base.full_or_k(config.k, m)
     t = time.perf_counter()
     aux_orient = face_orientation(s.aux_set.images, det)
     target_orient = face_orientation(s.train_set.images, det)

@@ -269,6 +269,13 @@ def print_budget(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
           "--width=0.25 --epochs=10 --clf_epochs=20", file=sys.stderr, flush=True)
 
 
+def full_or_k(k: int, m: int) -> int:
+    """The k a scenario releases: 0 means the full vector (m); ConfigError outside 0..m."""
+    if k < 0 or k > m:
+        raise ConfigError(f"--k={k}: expected 0 (full vector) to {m}")
+    return k or m
+
+
 def aux_images(setup: Setup):
     """The auxiliary images: an array, or the StreamedImages itself with stream_aux."""
     aux = setup.aux_set

@@ -50,11 +50,9 @@ def run_joint(config: JointConfig) -> base.ScenarioResult:
                                "together with the target's own (in memory)")
     s = base.prepare(config)
     m = s.num_outputs
-    if config.k < 0 or config.k > m:
-        raise ConfigError(f"--k={config.k}: expected 0 (full vector) to {m}")
+    k = base.full_or_k(config.k, m)
     if not config.recon_weight >= 0:
         raise ConfigError(f"--recon_weight={config.recon_weight}: expected >= 0")
-    k = config.k or m
     test_set = allocations.materialize(s.allocation.target_test, **config.data_kwargs())
     train_preds = query_cached(s.oracle, s.train_set, config.cache_dir)
     tr, va = holdout(len(s.train_set), config.aux_val_fraction, config.seed)

@@ -22,6 +22,19 @@ EVAL_SEED_OFFSET = 101
 EVAL_WIDTH_FACTOR = 0.5
 
 
+
+def _options(augment: str, monitor: str, init: str) -> dict:
+    """The classifier options set away from their defaults (only these enter cache keys, so
+    keys of runs made before the options existed stay the same)."""
+    out = {}
+    if augment:
+        out["augment"] = augment
+    if monitor != "val_loss":
+        out["monitor"] = monitor
+    if init != "keras":
+        out["init"] = init
+    return out
+
 def _describe(allocation) -> dict:
     """The parts of an allocation a classifier depends on (not its victims or auxiliary sets,
     so experiments that differ only there share one trained target)."""
@@ -56,13 +69,8 @@ def classifier_key(allocation, role: str = "target", width: float = 1.0, config=
     width, config = classifier_settings(allocation, role, width, config or TrainConfig(),
                                         eval_width)
     d = {"allocation": _describe(allocation), "role": role, "width": width,
-         "config": config.key(), "val_fraction": val_fraction}
-    if augment:
-        d["augment"] = augment
-    if monitor != "val_loss":
-        d["monitor"] = monitor
-    if init != "keras":
-        d["init"] = init
+         "config": config.key(), "val_fraction": val_fraction,
+         **_options(augment, monitor, init)}
     return digest(d)
 
 
@@ -135,13 +143,8 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     xv, yv = train_set.images[val_idx], train_set.labels[val_idx]
     num_classes = int(allocation.num_classes)
     size = int(allocation.image_size)
-    meta = {"allocation": allocation.name, "role": role, "width": width}
-    if augment:
-        meta["augment"] = augment
-    if monitor != "val_loss":
-        meta["monitor"] = monitor
-    if init != "keras":
-        meta["init"] = init
+    meta = {"allocation": allocation.name, "role": role, "width": width,
+            **_options(augment, monitor, init)}
     model = fit(lambda: build_classifier(num_classes, size, width, name=f"{role}_classifier",
                                          augment=augment, init=init),
                 x, y, config=config, workdir=folder / "train", val=(xv, yv),
