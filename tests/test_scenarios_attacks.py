@@ -145,3 +145,37 @@ def test_frontal_selection_on_real_faces(data_dir):
     assert stricter[FRONTAL] <= counts[FRONTAL]
     with pytest.raises(ConfigError, match="upsample"):
         DetectorConfig(upsample=0)
+
+
+class _FlakyInverter:
+    """Stands in for a Keras inverter: image = mean of the prediction row; rows listed in
+    `nan_rows` come out NaN for the first `bad_calls` calls that include them."""
+
+    name = "flaky"
+    output_shape = (None, 4, 4, 1)
+
+    def __init__(self, nan_rows, bad_calls):
+        self.nan_rows, self.bad_calls, self.calls = set(nan_rows), bad_calls, 0
+
+    def predict_on_batch(self, preds):
+        self.calls += 1
+        out = np.repeat(preds.mean(axis=1), 16).reshape(len(preds), 4, 4, 1).astype(np.float32)
+        if self.calls <= self.bad_calls:
+            out[[i for i, row in enumerate(preds) if int(row[0]) in self.nan_rows]] = np.nan
+        return out
+
+
+def test_invert_recomputes_intermittent_nonfinite_rows_and_fails_on_persistent(capsys):
+    from tfminv.attacks.inversion import invert
+    from tfminv.errors import DataError
+
+    preds = np.zeros((10, 3), np.float32)
+    preds[:, 0] = np.arange(10)  # the row id travels in column 0
+    once = _FlakyInverter({3, 7}, bad_calls=3)  # the first pass (3 batches) only
+    out = invert(once, preds, batch_size=4)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[:, 0, 0, 0], preds.mean(axis=1))
+    assert once.calls == 4  # three batches, then one rerun of rows 3 and 7
+    assert "2 of 10 reconstructions came out non-finite" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"flaky: 1 of 10 reconstructions stay non-finite"):
+        invert(_FlakyInverter({5}, bad_calls=100), preds, batch_size=4)

@@ -76,6 +76,39 @@ def test_config_errors_before_any_training(data_dir, tmp_path):
         run_faceapi(_cfg(FaceAPIConfig, data_dir, api_split=(0.9, 0.5)))
     with pytest.raises(ConfigError, match="--select_on='test'"):
         ScenarioConfig(select_on="test")
+    with pytest.raises(ConfigError, match="--aux_augment='rotate'"):
+        ScenarioConfig(aux_augment="rotate")
+    with pytest.raises(ConfigError, match="--aux_augment=flip: .* without --stream_aux"):
+        ScenarioConfig(aux_augment="flip", stream_aux=True)
+
+
+def test_aux_augment_flip_adds_queried_mirror_images(tmp_path):
+    import types
+
+    from tfminv.oracles import CallableOracle
+    from tfminv.scenarios import ScenarioConfig
+    from tfminv.scenarios.base import augmented
+
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 8, 10, 1)).astype(np.float32)
+
+    def answer(x):  # depends on the left half only: a mirror gets a different answer
+        left = x[:, :, :5].mean(axis=(1, 2, 3))
+        return np.stack([left, 1 - left], axis=1).astype(np.float32)
+
+    oracle = CallableOracle(answer, name="left-half")
+    setup = types.SimpleNamespace(oracle=oracle, config=ScenarioConfig(
+        aux_augment="flip", cache_dir=str(tmp_path)))
+    preds = answer(images)
+    p2, x2 = augmented(setup, preds, images)
+    assert x2.shape == (12, 8, 10, 1) and p2.shape == (12, 2)
+    np.testing.assert_array_equal(x2[:6], images)
+    np.testing.assert_array_equal(x2[6:], images[:, :, ::-1])
+    np.testing.assert_allclose(p2[6:], answer(images[:, :, ::-1]), rtol=1e-6)
+    assert not np.allclose(p2[6:], p2[:6]) and oracle.num_queries == 6
+    setup.config = ScenarioConfig(cache_dir=str(tmp_path))  # off: unchanged, no query
+    p3, x3 = augmented(setup, preds, images)
+    assert p3 is preds and x3 is images and oracle.num_queries == 6
 
 
 @pytest.mark.slow

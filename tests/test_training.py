@@ -213,3 +213,45 @@ def test_accuracy_selection_keeps_highest_and_eta_lines(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epoch 5/5, about 0 s left" in err and "epoch 1/5, about" in err
     assert [format_seconds(s) for s in (12, 270, 4 * 3600)] == ["12 s", "4.5 min", "4.0 h"]
+
+
+class _FlakyLoss(keras.losses.Loss):
+    """MSE, except non-finite on the loss calls `bad(count)` picks (a tf.Variable counts the
+    calls, validation included), to stand in for an intermittent kernel fault."""
+
+    def __init__(self, bad):
+        import tensorflow as tf
+
+        super().__init__(name="flaky_mse")
+        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.bad = bad
+
+    def call(self, y_true, y_pred):
+        import tensorflow as tf
+
+        self.calls.assign_add(1)
+        mse = tf.reduce_mean(tf.square(tf.cast(y_true, tf.float32) - tf.cast(y_pred, tf.float32)))
+        return tf.where(self.bad(self.calls), tf.constant(float("nan")), mse)
+
+
+def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, capsys):
+    from tfminv.errors import TrainingError
+
+    p, imgs = _data()
+    cfg = TrainConfig(epochs=3, batch_size=16, verbose=0, precision="float32")
+    val = (p[:16], imgs[:16])
+    # 4 training calls and 1 validation call per epoch: call 6 is epoch 2's first batch
+    once = _FlakyLoss(lambda n: n == 6)
+    model = fit(_build, p, imgs, config=cfg, workdir=tmp_path / "once", val=val, loss=once)
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "epoch 2, batch 1" in err and "attempt 2 of 3" in err
+    run = load_run(tmp_path / "once")
+    assert run["epochs_run"] == 3 and np.isfinite(run["best"]["value"])
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    rows = (tmp_path / "once" / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and "nan" not in "".join(rows).lower()  # header + 3 epochs
+    # a real divergence fails every attempt: a clear error and no finished model
+    always = _FlakyLoss(lambda n: n >= 6)
+    with pytest.raises(TrainingError, match="non-finite .* in all 3 attempts.*--precision"):
+        fit(_build, p, imgs, config=cfg, workdir=tmp_path / "always", val=val, loss=always)
+    assert not (tmp_path / "always" / "model.keras").exists()

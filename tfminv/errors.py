@@ -13,6 +13,10 @@ class ConfigError(TfminvError):
     """A flag, config value or argument is invalid."""
 
 
+class TrainingError(TfminvError):
+    """Training could not produce a usable model (e.g. the loss stayed non-finite)."""
+
+
 class OracleError(TfminvError):
     """A target model or prediction API answered badly or not at all."""
 

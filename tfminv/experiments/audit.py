@@ -30,8 +30,8 @@ from absl import flags
 
 from tfminv.experiments import common
 
-flags.DEFINE_enum("dataset", "facescrub", ["facescrub", "mnist"], "allocation to audit: "
-                  "victims, evaluation classifier, bundled target and auxiliary sets")
+common.dataset_flag(what="allocation to audit (victims, evaluation classifier, bundled target "
+                    "and auxiliary sets)")
 flags.DEFINE_string("policies", None, "release policies separated by ';', each composable with "
                     "'|', e.g. 'identity;topk:3;topk:3|round:2;label' (default: identity, top-3, "
                     "top-1, round to 1 decimal, label only, Gaussian 0.1, reverse sigmoid 1,0.1, "

@@ -56,6 +56,9 @@ flags.DEFINE_float("aux_val_fraction", 0.1, "share of the auxiliary set held out
 flags.DEFINE_bool("stream_aux", False, "read the auxiliary set from its records on demand "
                   "(queries, inverter training, mean-aux baseline) instead of loading it: for "
                   "sets larger than memory (truncation, auxiliary, class_inference)")
+flags.DEFINE_enum("aux_augment", "", ["", "flip"], "attacker-side augmentation of the "
+                  "auxiliary set: 'flip' adds the mirror image of every training image, queried "
+                  "like the rest (1.9x the queries; truncation, auxiliary, class_inference)")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
 flags.DEFINE_float("eval_width", 0.0, "width of the independent evaluation classifier "
                    "(0: half of --width)")

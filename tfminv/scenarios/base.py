@@ -21,6 +21,7 @@ import numpy as np
 from tfminv.errors import ConfigError
 
 SELECT_ON = ("aux_val", "target_train")
+AUX_AUGMENTATIONS = ("", "flip")
 
 #: stream_aux with select_on=aux_val: at most this many held-out auxiliary images are read into
 #: memory for model selection (Keras validates on arrays); held-out rows beyond it go back to
@@ -44,6 +45,8 @@ class ScenarioConfig:
       from its records in record order): queries, inverter training and the mean-aux baseline
       stream it; only the held-out selection rows (at most STREAM_VAL_MAX) are loaded. Victims
       and the target's training data stay in memory. Off: the set is loaded as arrays.
+    aux_augment: 'flip' adds the mirror image of every auxiliary training image, queried like
+      the rest (held-out selection rows are not mirrored); see `augmented`.
     """
 
     dataset: str = "facescrub"
@@ -69,6 +72,7 @@ class ScenarioConfig:
     concurrency: int = 1       # remote target: requests in flight
     rate_limit: float = 0.0    # remote target: requests per second (0: no limit)
     stream_aux: bool = False   # auxiliary set read from its records on demand
+    aux_augment: str = ""      # '' or 'flip': mirror images added to the inverter's training
     eval_width: float = 0.0    # evaluation classifier width (0: half of width)
     eval_epochs: int = 0       # evaluation classifier epochs (0: as the classifiers')
     eval_augment: str = ""     # '', 'flip', 'flip+shift' (evaluation classifier)
@@ -80,6 +84,12 @@ class ScenarioConfig:
             raise ConfigError(f"--select_on={self.select_on!r}: expected one of {list(SELECT_ON)}")
         if not float(self.width) > 0:
             raise ConfigError(f"--width={self.width}: expected > 0")
+        if self.aux_augment not in AUX_AUGMENTATIONS:
+            raise ConfigError(f"--aux_augment={self.aux_augment!r}: expected one of "
+                              f"{list(AUX_AUGMENTATIONS)}")
+        if self.aux_augment and self.stream_aux:
+            raise ConfigError(f"--aux_augment={self.aux_augment}: mirrors the auxiliary set in "
+                              "memory; run it without --stream_aux")
         if not 0.0 < float(self.aux_val_fraction) < 1.0:
             raise ConfigError(f"--aux_val_fraction={self.aux_val_fraction}: expected a share in "
                               "(0, 1)")
@@ -314,10 +324,30 @@ def selection_data(setup: Setup):
             val = (setup.aux_preds[val_idx], setup.aux_set.subset(val_idx).to_array())
             return setup.aux_preds[tr_idx], setup.aux_set.subset(tr_idx), val, "aux_val"
         val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
-        return setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx], val, "aux_val"
+        return (*augmented(setup, setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx]), val,
+                "aux_val")
     tt = setup.train_set.images[:2000]
     val = (query_cached(setup.oracle, tt, config.cache_dir), tt)
-    return setup.aux_preds, aux_images(setup), val, "target_train (authors)"
+    return (*augmented(setup, setup.aux_preds, aux_images(setup)), val,
+            "target_train (authors)")
+
+
+def augmented(setup: Setup, preds, images):
+    """(preds, images) for inverter training, with `aux_augment='flip'` followed by the mirror
+    image of every row and the target's answer to it (queried, cached like any query).
+
+    Why: at 471 identities the inverter overfits 9,000 auxiliary faces within 3 epochs (train
+    MSE falls while held-out MSE rises). Mirrors are faces the target answers differently, so
+    they are new (prediction, image) pairs; measured at k = 10 (width 0.25, 10 epochs, best
+    epoch on held-out auxiliary data): victim MSE 0.0289 -> 0.0273, attack top-5 0.028 -> 0.041.
+    """
+    if not setup.config.aux_augment:
+        return preds, images
+    from tfminv.attacks.predictions import query_cached
+
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    mirrored_preds = query_cached(setup.oracle, mirrored, setup.config.cache_dir)
+    return np.concatenate([preds, mirrored_preds]), np.concatenate([images, mirrored])
 
 
 def inverter_workdir(setup: Setup) -> Path:

@@ -183,6 +183,78 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     if model is not None:
         return model
 
+    for attempt in range(1, NONFINITE_ATTEMPTS + 1):
+        try:
+            model, policy, seconds = _train(build_model, x, y, config=config, workdir=workdir,
+                                            val=val, loss=loss, metrics=metrics,
+                                            monitor=monitor, callbacks=callbacks)
+            break
+        except _NonFiniteLoss as e:
+            if attempt == NONFINITE_ATTEMPTS:
+                from tfminv.errors import TrainingError
+
+                raise TrainingError(
+                    f"{workdir}: the training loss became non-finite ({e}) in all "
+                    f"{NONFINITE_ATTEMPTS} attempts, each resumed from the last finished epoch; "
+                    f"the model diverges at --precision={config.precision}: try "
+                    "--precision=float32 or a smaller learning rate") from None
+            print(f"warning: {workdir.name}: training loss non-finite ({e}); resuming from the "
+                  f"last finished epoch (attempt {attempt + 1} of {NONFINITE_ATTEMPTS})",
+                  file=sys.stderr, flush=True)
+            checkpoints.prepare(workdir, workdir / "backup")
+    best_path, best_json = workdir / "best.weights.h5", workdir / "best.json"
+    _commit(model, workdir, run_info, policy=policy, seconds=seconds,
+            best_path=best_path if val is not None else None, best_json=best_json)
+    # the chief's run.json exists on every worker from here on (model.run_dir, load_run)
+    distribute.barrier()
+    if config.strategy != "default":
+        # a plain single-device copy: inference (queries, evaluation) then runs locally on each
+        # worker instead of as a distributed step every worker must join
+        from tfminv import custom_objects
+
+        custom_objects.register()
+        model = keras.models.load_model(final)
+    return model
+
+
+#: a training whose loss turns non-finite is resumed from its last finished epoch this many times
+#: in all. Seen on the project's CPU under mixed_bfloat16 at 471 classes: one epoch of a run went
+#: NaN while a rerun of the same seed, data and batches stayed finite from the same state, so
+#: the fault is intermittent (a kernel), not divergence; a real divergence fails every attempt.
+NONFINITE_ATTEMPTS = 3
+
+
+class _NonFiniteLoss(Exception):
+    """Raised by the guard callback out of `model.fit`, before the epoch's end is recorded
+    (backup, best checkpoint, history), so the backup still holds the last good epoch."""
+
+
+def _nonfinite_guard():
+    import math
+
+    import keras
+
+    class Guard(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            value = (logs or {}).get("loss")
+            if value is not None and not math.isfinite(float(value)):
+                raise _NonFiniteLoss(f"loss {float(value)} at epoch {self.epoch + 1}, "
+                                     f"batch {batch + 1}")
+
+    return Guard()
+
+
+def _train(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, callbacks):
+    """One attempt of `fit`'s training (resuming from the backup if there is one): returns
+    (model, policy name, seconds)."""
+    import time
+
+    import keras
+
+    from tfminv.training import checkpoints
     from tfminv.training.precision import policy_scope
     from tfminv.training.strategy import get_strategy
 
@@ -193,7 +265,7 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         model.compile(optimizer=config.optimizer(), loss=loss, metrics=metrics or [])
     _multi_worker_build(model, strategy, x, y)
 
-    cbs = [checkpoints.callback(workdir / "backup")]
+    cbs = [_nonfinite_guard(), checkpoints.callback(workdir / "backup")]
     best_path = workdir / "best.weights.h5"
     best_json = workdir / "best.json"
     threshold = None
@@ -211,8 +283,6 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     cbs += list(callbacks)
     if config.verbose:
         cbs.append(EtaLogger())
-    import time
-
     t0 = time.perf_counter()
     if hasattr(x, "element_spec"):  # a tf.data pipeline of batches (streamed input)
         model.fit(x, epochs=int(config.epochs),
@@ -222,19 +292,7 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
         model.fit(x, y, batch_size=int(config.batch_size), epochs=int(config.epochs),
                   validation_data=tuple(val) if val is not None else None, shuffle=True,
                   callbacks=cbs, verbose=config.verbose)
-    seconds = time.perf_counter() - t0
-    _commit(model, workdir, run_info, policy=policy, seconds=seconds,
-            best_path=best_path if val is not None else None, best_json=best_json)
-    # the chief's run.json exists on every worker from here on (model.run_dir, load_run)
-    distribute.barrier()
-    if config.strategy != "default":
-        # a plain single-device copy: inference (queries, evaluation) then runs locally on each
-        # worker instead of as a distributed step every worker must join
-        from tfminv import custom_objects
-
-        custom_objects.register()
-        model = keras.models.load_model(final)
-    return model
+    return model, policy, time.perf_counter() - t0
 
 
 def _load_shared(read_dir: Path):
