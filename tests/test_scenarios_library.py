@@ -80,6 +80,8 @@ def test_config_errors_before_any_training(data_dir, tmp_path):
         ScenarioConfig(aux_augment="rotate")
     with pytest.raises(ConfigError, match="--aux_augment=flip: .* without --stream_aux"):
         ScenarioConfig(aux_augment="flip", stream_aux=True)
+    with pytest.raises(ConfigError, match="--aux_augment: the face-API scenario does not "):
+        run_faceapi(_cfg(FaceAPIConfig, data_dir, aux_augment="flip"))
 
 
 def test_aux_augment_flip_adds_queried_mirror_images(tmp_path):

@@ -109,6 +109,9 @@ def run(argv):
     if FLAGS.stream_aux:
         raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
                           "policy in memory; run it without --stream_aux")
+    if FLAGS.aux_augment:
+        raise ConfigError("--aux_augment: the audit trains each policy's attacker on the "
+                          "auxiliary set as released; run it without --aux_augment")
     if FLAGS.victims or specs.is_spec(FLAGS.aux):
         return run_user(policies)
     alloc = allocations.get(FLAGS.dataset)

@@ -294,9 +294,15 @@ def aux_images(setup: Setup):
 
 def require_in_memory_aux(config: ScenarioConfig, what: str):
     """ConfigError when stream_aux is set for a scenario that needs every auxiliary image in
-    memory (`what` says why)."""
+    memory (`what` says why), or aux_augment for one that trains its own way (these scenarios
+    do not go through `selection_data`)."""
     if config.stream_aux:
         raise ConfigError(f"--stream_aux: {what}; run it without --stream_aux")
+    if config.aux_augment:
+        name = what.split(" scenario")[0].removeprefix("the ")
+        raise ConfigError(f"--aux_augment: the {name} scenario does not augment its auxiliary "
+                          "set (truncation, auxiliary and class_inference do); run it without "
+                          "--aux_augment")
 
 
 def selection_data(setup: Setup):
