@@ -126,6 +126,22 @@ def test_classifier_and_inverter_shapes():
         build_classifier(10, 4)
 
 
+def test_first_deconv_reduces_in_float32_where_bf16_kernels_fault():
+    """Under mixed_bfloat16 the layer that reduces over the m entries of the prediction vector
+    computes in float32 when m > 32 and m % 32 != 0 (see fast_layers.safe_reduction_dtype);
+    every other layer, and that one for other m, follows the policy."""
+    from tfminv.training import precision
+
+    with precision.policy_scope("mixed_bfloat16"):
+        for m, want in ((471, "float32"), (480, "mixed_bfloat16"), (12, "mixed_bfloat16")):
+            dec = build_inverter(m, 64, width=0.0625, k=1).get_layer("decoder")
+            assert dec.get_layer("deconv0").dtype_policy.name == want, m
+            assert dec.get_layer("deconv1").dtype_policy.name == "mixed_bfloat16"
+        out = build_inverter(471, 64, width=0.0625, k=1).predict(
+            np.random.default_rng(0).dirichlet(np.ones(471), 4).astype(np.float32), verbose=0)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (112, 92, 1), (48, 40, 1)])
 def test_any_image_shape(shape):
     """The decoder derives its layers from the image shape (canvas 4 * 2**n, centre crop) and

@@ -252,6 +252,12 @@ def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, capsys):
     assert len(rows) == 4 and "nan" not in "".join(rows).lower()  # header + 3 epochs
     # a real divergence fails every attempt: a clear error and no finished model
     always = _FlakyLoss(lambda n: n >= 6)
-    with pytest.raises(TrainingError, match="non-finite .* in all 3 attempts.*--precision"):
+    with pytest.raises(TrainingError, match="non-finite .* in 3 attempts in a row.*--precision"):
         fit(_build, p, imgs, config=cfg, workdir=tmp_path / "always", val=val, loss=always)
     assert not (tmp_path / "always" / "model.keras").exists()
+    # faults spread over the run are each resumed from: more than 3 in all, never 3 in a row
+    spread = _FlakyLoss(lambda n: (n == 3) | (n == 7) | (n == 12) | (n == 17))
+    fit(_build, p, imgs, config=cfg.replace(epochs=4), workdir=tmp_path / "spread", val=val,
+        loss=spread)
+    assert load_run(tmp_path / "spread")["epochs_run"] == 4
+    assert capsys.readouterr().err.count("training loss non-finite") == 4

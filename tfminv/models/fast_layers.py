@@ -28,6 +28,22 @@ import tensorflow as tf
 MATMUL_FILTER_GRAD_MAX_POSITIONS = 64
 
 
+def safe_reduction_dtype(k: int) -> str | None:
+    """'float32' for a layer that reduces over `k` inputs when k > 32 and k % 32 != 0, else None
+    (the global policy).
+
+    Why: under mixed_bfloat16 on the project's AVX512_BF16 CPU (AMD EPYC, TensorFlow 2.21's
+    oneDNN), the inverter's first transposed convolution (1x1 -> 4x4 over the m = 471 entries
+    of the prediction vector) intermittently returned NaN from finite inputs and weights:
+    `tf.debugging.enable_check_numerics` named its Conv2DBackpropInput op, 4 trainings in 5
+    epochs went NaN at k = 1, and reruns of the same batch were finite. oneDNN fixed a bf16
+    brgemm fault of this kind (NaN leaking through the zero-padded K tail when K % 32 != 0,
+    uxlfoundation/oneDNN#5717) for AMX; this is the same shape of input on a non-AMX CPU. The
+    layer is a few percent of the inverter's work, so float32 there costs little.
+    """
+    return "float32" if int(k) > 32 and int(k) % 32 else None
+
+
 def _use_matmul_grad(layer, positions, dtype, sixteen_bit_only: bool) -> bool:
     if positions is None or positions > MATMUL_FILTER_GRAD_MAX_POSITIONS:
         return False

@@ -76,8 +76,10 @@ def build_decoder(input_dim: int, image_size, width: float = 1.0,
     x = keras.layers.Reshape((1, 1, int(input_dim)), name="to_1x1")(inputs)
     for i, ch in enumerate(channels):
         if i == 0:
+            # reduces over the input_dim entries: float32 where bf16 kernels fault (see there)
             x = fast_layers.Conv2DTranspose(scaled(ch, width), 4, strides=1, padding="valid",
-                                             name=f"deconv{i}")(x)
+                                             name=f"deconv{i}",
+                                             dtype=fast_layers.safe_reduction_dtype(input_dim))(x)
         else:
             x = fast_layers.Conv2DTranspose(scaled(ch, width), 4, strides=2, padding="same",
                                              name=f"deconv{i}")(x)

@@ -183,23 +183,27 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     if model is not None:
         return model
 
-    for attempt in range(1, NONFINITE_ATTEMPTS + 1):
+    streak, failed_epoch = 0, 0
+    while True:
         try:
             model, policy, seconds = _train(build_model, x, y, config=config, workdir=workdir,
                                             val=val, loss=loss, metrics=metrics,
                                             monitor=monitor, callbacks=callbacks)
             break
         except _NonFiniteLoss as e:
-            if attempt == NONFINITE_ATTEMPTS:
+            # a run that got past the epoch that failed last time starts a new count
+            streak = streak + 1 if e.epoch <= failed_epoch else 1
+            failed_epoch = e.epoch
+            if streak == NONFINITE_ATTEMPTS:
                 from tfminv.errors import TrainingError
 
                 raise TrainingError(
-                    f"{workdir}: the training loss became non-finite ({e}) in all "
-                    f"{NONFINITE_ATTEMPTS} attempts, each resumed from the last finished epoch; "
-                    f"the model diverges at --precision={config.precision}: try "
-                    "--precision=float32 or a smaller learning rate") from None
+                    f"{workdir}: the training loss became non-finite ({e}) in "
+                    f"{NONFINITE_ATTEMPTS} attempts in a row, each resumed from the last "
+                    f"finished epoch; the model diverges at --precision={config.precision}: "
+                    "try --precision=float32 or a smaller learning rate") from None
             print(f"warning: {workdir.name}: training loss non-finite ({e}); resuming from the "
-                  f"last finished epoch (attempt {attempt + 1} of {NONFINITE_ATTEMPTS})",
+                  f"last finished epoch (attempt {streak + 1} of {NONFINITE_ATTEMPTS})",
                   file=sys.stderr, flush=True)
             checkpoints.prepare(workdir, workdir / "backup")
     best_path, best_json = workdir / "best.weights.h5", workdir / "best.json"
@@ -217,8 +221,8 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     return model
 
 
-#: a training whose loss turns non-finite is resumed from its last finished epoch this many times
-#: in all. Seen on the project's CPU under mixed_bfloat16 at 471 classes: one epoch of a run went
+#: a training whose loss turns non-finite is resumed from its last finished epoch; it fails when
+#: this many attempts in a row end before getting past the epoch that failed. Seen on the project's CPU under mixed_bfloat16 at 471 classes: one epoch of a run went
 #: NaN while a rerun of the same seed, data and batches stayed finite from the same state, so
 #: the fault is intermittent (a kernel), not divergence; a real divergence fails every attempt.
 NONFINITE_ATTEMPTS = 3
@@ -226,7 +230,12 @@ NONFINITE_ATTEMPTS = 3
 
 class _NonFiniteLoss(Exception):
     """Raised by the guard callback out of `model.fit`, before the epoch's end is recorded
-    (backup, best checkpoint, history), so the backup still holds the last good epoch."""
+    (backup, best checkpoint, history), so the backup still holds the last good epoch.
+    `epoch` counts from 1."""
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 def _nonfinite_guard():
@@ -242,7 +251,7 @@ def _nonfinite_guard():
             value = (logs or {}).get("loss")
             if value is not None and not math.isfinite(float(value)):
                 raise _NonFiniteLoss(f"loss {float(value)} at epoch {self.epoch + 1}, "
-                                     f"batch {batch + 1}")
+                                     f"batch {batch + 1}", self.epoch + 1)
 
     return Guard()
 
