@@ -28,11 +28,19 @@ if [ -z "$SELECTED" ] || want api; then
       --max_aux=2500 --verbose=2 --out_dir=experiments/api_celeba_api6
 fi
 if [ -z "$SELECTED" ] || want paper; then
-  # paper scale: 471 CelebA identities (about 1.5-2 h on 2 busy CPU cores; see REPRODUCTION.md)
-  PAPER="--dataset=celeba_ids --width=0.25 --epochs=10 --clf_epochs=20 --eval_width=0.25 --eval_augment=flip+shift --eval_epochs=25 --verbose=2"
-  run truncation $PAPER --k=1,5,10,50,100,471 --out_dir=experiments/truncation_celeba_ids
-  run auxiliary $PAPER --max_aux=10000 --out_dir=experiments/auxiliary_celeba_ids
-  run class_inference $PAPER --n_classes_sample=50 --out_dir=experiments/class_inference_celeba_ids
+  # paper scale: 471 CelebA identities (about 45 min on 2 quiet CPU cores; see REPRODUCTION.md)
+  PAPER="--dataset=celeba_ids --width=0.25 --epochs=10 --clf_epochs=20 --clf_init=torch --eval_width=0.25 --eval_augment=flip+shift --eval_epochs=40 --verbose=2"
+  run truncation $PAPER --aux_augment=flip --k=1,5,10,50,100,471 --out_dir=experiments/truncation_celeba_ids
+  for n in 2500 5000; do  # fewer generic faces, k = 10
+    run truncation $PAPER --aux_augment=flip --k=10 --methods=truncation --max_aux=$n \
+        --out_dir=experiments/truncation_celeba_ids_aux$n
+  done
+  run auxiliary $PAPER --aux_augment=flip --max_aux=10000 \
+      --aux_sets=same,generic,distinct,generic_reframed --out_dir=experiments/auxiliary_celeba_ids
+  run class_inference $PAPER --aux_augment=flip --n_classes_sample=50 \
+      --out_dir=experiments/class_inference_celeba_ids
+  run audit $PAPER '--policies=identity;topk:10;topk:1;round:2;label;gaussian:0.1;temperature:4' \
+      --out_dir=experiments/audit_celeba_ids
 fi
 # experiments/truncation_* come from tfminv.experiments.truncation (commands in REPRODUCTION.md)
 python -m tfminv.experiments.reproduction --experiments_dir=experiments

@@ -387,8 +387,10 @@ DATASETS = ("facescrub", "mnist")
 # ----------------------------------------------------------------------------- paper scale
 
 PAPER = "celeba_ids"
-WHY_PAPER = ("CPU budget: width 0.25 classifiers trained 20 epochs, inverters 10 epochs on "
-             "9,000 auxiliary images; ~16 training images per identity (FaceScrub-530 has ~200)")
+WHY_PAPER = ("CPU budget: width 0.25 classifiers (target 20 epochs, judge 40), inverters 10 "
+             "epochs on 9,000 generic faces and their mirror images (the authors: ~200,000 "
+             "CelebA faces, 100 epochs, full width); ~16 training images per identity "
+             "(FaceScrub-530 has ~200)")
 PAPER_TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "attack_acc_top5", "eval_acc",
                     "nn_acc", "nn_acc_top5", "knn_dist", "mse_class_mean_oracle", "epochs")
 PAPER_AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "attack_acc_top5",
@@ -434,9 +436,10 @@ def _paper_goal_mse(rows, run):
     return Outcome(ok, f"k=10: truncation {t['mse']:.4f}, per-class mean {cm['mse']:.4f}, "
                    f"previous {p['mse']:.4f}; the authors' code on the same split: 0.0279 "
                    "(previous 0.0626)",
-                   _join(f"only the 0.025 bound is missed; the target recognises {_f(tacc, 3)} "
-                         "of the held-out faces, so its top-10 says less than a strong "
-                         "target's would", WHY_PAPER))
+                   _join(f"the target recognises {_f(tacc, 3)} of the held-out faces (the "
+                         "authors' target on this split: 0.558); the inverter overfits the "
+                         "generic faces within 3 epochs, and fewer of them give higher MSE (see "
+                         "'more generic faces' below)", WHY_PAPER))
 
 
 def _paper_goal_acc(rows, run):
@@ -451,9 +454,11 @@ def _paper_goal_acc(rows, run):
                    f"{t['attack_acc_top5']:.3f} (chance {5 / m:.3f}); judge's own top-1 "
                    f"{ev:.3f}; nearest-identity accuracy {t['nn_acc']:.3f} (top-5 "
                    f"{t['nn_acc_top5']:.3f})",
-                   _join(f"the judge recognises only {ev:.3f} of the real held-out faces and "
-                         f"{cm['attack_acc_top5']:.3f} (top-5) of the per-class mean images",
-                         WHY_PAPER))
+                   _join(f"the judge recognises {ev:.3f} of the real held-out faces and "
+                         f"{cm['attack_acc_top5']:.3f} (top-5) of the per-class mean images, so "
+                         "it can tell people apart; the reconstructions carry less of each "
+                         "identity than the class mean, and more generic faces raise top-5 "
+                         "(see 'more generic faces' below)", WHY_PAPER))
 
 
 def _paper_aux(rows, run):
@@ -462,10 +467,13 @@ def _paper_aux(rows, run):
         return Outcome(None)
     sm, g, dd = (by[k]["mse"] for k in ("same", "generic", "distinct"))
     ok = (sm <= g < dd) if _finite(sm, g, dd) else "na"
-    return Outcome(ok, f"MSE same {sm:.4f}, generic {g:.4f}, distinct {dd:.4f}; images: same "
-                   f"{by['same']['n_aux']}, generic {by['generic']['n_aux']}",
-                   _join("the same-distribution set (other people of the test split) has about "
-                         "half the generic set's images", WHY_PAPER))
+    sizes = {by[k]["n_aux"] for k in ("same", "generic", "distinct")}
+    why = ("all three sets of one size here" if len(sizes) == 1 else
+           "the same-distribution set (other people of the test split) has about half the "
+           "generic set's images; the equal-size run below compares them at one size")
+    return Outcome(ok, f"MSE same {sm:.4f}, generic {g:.4f}, distinct {dd:.4f}; training pairs: "
+                   f"same {by['same']['n_aux']}, generic {by['generic']['n_aux']}, distinct "
+                   f"{by['distinct']['n_aux']}", _join(why, WHY_PAPER))
 
 
 def _paper_reframed(rows, run):
@@ -490,7 +498,58 @@ def _paper_ci(rows, run):
                          "in steps of 1/n; every method is near chance", WHY_PAPER))
 
 
-def _paper_sections() -> list:
+PAPER_AUDIT_COLS = ("policy", "k", "released_entries", "utility", "mse", "ssim", "attack_acc",
+                    "attack_acc_top5", "beats_mean_aux")
+
+
+def _paper_audit(rows, run):
+    """The policies that release less of the same scores (top-k, the label, rounding) leave
+    the aligned attacker at least 5% below the mean auxiliary image's MSE."""
+    refs = (run or {}).get("baselines") or (run or {}).get("references") or {}  # earlier name
+    judge = refs.get("judge_accuracy_on_real_victims", refs.get("eval_accuracy_on_real_victims"))
+    less = [r for r in rows if r["policy"].split(":")[0] in ("identity", "topk", "label", "round")]
+    other = [r for r in rows if r not in less]
+    if not less or "mse_mean_aux" not in refs:
+        return Outcome(None)
+    bound = 0.95 * refs["mse_mean_aux"]
+    ok = all(r["mse"] <= bound for r in less)
+    return Outcome(ok, "MSE " + ", ".join(f"{r['policy']} {r['mse']:.4f}" for r in less)
+                   + f" vs mean auxiliary image {refs['mse_mean_aux']:.4f}; policies that change "
+                   "the scores: " + ", ".join(f"{r['policy']} {r['mse']:.4f} (utility "
+                                              f"{_f(r.get('utility'), 3)})" for r in other)
+                   + f"; judge's own top-1 {_f(judge, 3)}",
+                   _join("the audit's attacker trains without mirror images (9,000 pairs)",
+                         WHY_PAPER))
+
+
+AUX_SIZES = (2500, 5000)  # --max_aux of the truncation_celeba_ids_aux<N> runs (k = 10)
+
+
+def _paper_aux_size(d: Path):
+    """Across folders: k = 10 truncation MSE and attack top-5 as the generic set grows
+    (truncation_celeba_ids_aux<N>, then the full run)."""
+    def check(rows, run):
+        points = []
+        for n in AUX_SIZES:
+            other, _ = load(d, f"truncation_{PAPER}_aux{n}")
+            r = next((r for r in other or [] if r["k"] == 10 and r["method"] == "truncation"),
+                     None)
+            if r:
+                points.append((r["n_aux"], r["mse"], r["attack_acc_top5"]))
+        full = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
+        if not points or not full:
+            return Outcome(None)
+        points.append((full["n_aux"], full["mse"], full["attack_acc_top5"]))
+        points.sort()
+        ok = all(a[1] > b[1] for a, b in zip(points, points[1:]))
+        return Outcome(ok, "k=10, training pairs (faces and mirrors) -> MSE / attack top-5: "
+                       + "; ".join(f"{n} -> {m:.4f} / {t:.3f}" for n, m, t in points),
+                       "the authors trained on ~200,000 generic faces; the shared CelebA copy "
+                       "has 10,000")
+    return check
+
+
+def _paper_sections(d: Path) -> list:
     return [
         Section(f"truncation_{PAPER}", "Paper scale: truncation vs previous, 471 identities",
                 PAPER_TRUNC_COLS, (
@@ -501,7 +560,13 @@ def _paper_sections() -> list:
                     Claim(f"truncation/{PAPER}", "goal at k = 10: attack top-5 >= 0.2 judged "
                           "by an evaluation classifier with >= 0.6 top-1",
                           "top-5 >= 0.2 and the judge's top-1 on real held-out images >= 0.6",
-                          _paper_goal_acc))),
+                          _paper_goal_acc),
+                    Claim(f"truncation/{PAPER}", "more generic faces, better reconstructions "
+                          "(observed here, not a claim of the paper)", "k = 10 MSE falls at "
+                          "every step of 2,500 -> 5,000 -> 10,000 generic faces",
+                          _paper_aux_size(d)))),
+        *(Section(f"truncation_{PAPER}_aux{n}", f"Paper scale: k = 10 with --max_aux={n} "
+                  "generic faces", PAPER_TRUNC_COLS) for n in AUX_SIZES),
         Section(f"auxiliary_{PAPER}", "Paper scale: auxiliary set distribution, 471 identities",
                 PAPER_AUX_COLS, (
                     Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "
@@ -509,6 +574,17 @@ def _paper_sections() -> list:
                     Claim(f"auxiliary/{PAPER}", "re-framing the generic faces like the "
                           "target's crops (face detector box) helps",
                           "MSE re-framed at least 2% below MSE generic", _paper_reframed))),
+        Section(f"auxiliary_{PAPER}_equal", "Paper scale: auxiliary set distribution at one "
+                "size (--max_aux=5753, the same-distribution set's size)", PAPER_AUX_COLS, (
+                    Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "
+                          "better, at one size", "MSE same <= generic < distinct", _paper_aux),
+                )),
+        Section(f"audit_{PAPER}", "Paper scale: release policies, 471 identities",
+                PAPER_AUDIT_COLS, (
+                    Claim(f"audit/{PAPER}", "releasing less of the same scores (top-k, the "
+                          "label, rounding) does not stop an attacker aligned to the release",
+                          "MSE at most 95% of the mean auxiliary image's under identity, "
+                          "topk, label and round policies", _paper_audit),)),
         Section(f"class_inference_{PAPER}", "Paper scale: training-class inference, 50 of 471 "
                 "identities", PAPER_CI_COLS, (
                     Claim(f"class_inference/{PAPER}", "representative images from the "
@@ -536,7 +612,7 @@ def sections(d: Path) -> list[Section]:
                     + _api_epochs_title(load(d, name)[1]), API_COLS,
                     (_api_vs_mean(name), _api_landmarks(name)), _api_facts)
             for name in api_dirs]
-    out += _paper_sections()
+    out += _paper_sections(d)
     return out
 
 
