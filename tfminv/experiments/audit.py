@@ -84,7 +84,7 @@ def run_user(policies):
         policies=policies, width=FLAGS.width, eval_model=FLAGS.eval_model or None,
         outputs=FLAGS.outputs, input_range=FLAGS.input_range, cache_dir=FLAGS.cache_dir,
         val_fraction=FLAGS.aux_val_fraction, seed=FLAGS.audit_seed,
-        config=common.train_config(), progress=print)
+        config=common.train_config(), aux_augment=FLAGS.aux_augment, progress=print)
     out = common.out_dir("audit_user")
     files = result.write_report(
         out, title=FLAGS.title or "Leakage audit", grid_count=FLAGS.figure_n,
@@ -109,9 +109,6 @@ def run(argv):
     if FLAGS.stream_aux:
         raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
                           "policy in memory; run it without --stream_aux")
-    if FLAGS.aux_augment:
-        raise ConfigError("--aux_augment: the audit trains each policy's attacker on the "
-                          "auxiliary set as released; run it without --aux_augment")
     if FLAGS.victims or specs.is_spec(FLAGS.aux):
         return run_user(policies)
     alloc = allocations.get(FLAGS.dataset)
@@ -123,7 +120,8 @@ def run(argv):
         s.oracle, s.aux_set, s.victims, policies, config=common.train_config(),
         width=FLAGS.width, eval_model=s.eval_model, train_set=s.train_set,
         cache_dir=FLAGS.cache_dir, workdir=common.paths_cache() / "audit_inverters" / ident,
-        val_fraction=FLAGS.aux_val_fraction, seed=FLAGS.audit_seed, progress=print)
+        val_fraction=FLAGS.aux_val_fraction, seed=FLAGS.audit_seed,
+        aux_augment=FLAGS.aux_augment, progress=print)
     target = (FLAGS.target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "
               f"{s.target_info['epochs']} epochs, test accuracy "
               f"{s.target_info['test_accuracy']:.3f})")

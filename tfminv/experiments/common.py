@@ -58,7 +58,8 @@ flags.DEFINE_bool("stream_aux", False, "read the auxiliary set from its records 
                   "sets larger than memory (truncation, auxiliary, class_inference)")
 flags.DEFINE_enum("aux_augment", "", ["", "flip"], "attacker-side augmentation of the "
                   "auxiliary set: 'flip' adds the mirror image of every training image, queried "
-                  "like the rest (1.9x the queries; truncation, auxiliary, class_inference)")
+                  "like the rest (1.9x the queries; truncation, auxiliary, class_inference, "
+                  "audit)")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
 flags.DEFINE_float("eval_width", 0.0, "width of the independent evaluation classifier "
                    "(0: half of --width)")

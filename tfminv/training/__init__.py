@@ -222,9 +222,11 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
 
 
 #: a training whose loss turns non-finite is resumed from its last finished epoch; it fails when
-#: this many attempts in a row end before getting past the epoch that failed. Seen on the project's CPU under mixed_bfloat16 at 471 classes: one epoch of a run went
-#: NaN while a rerun of the same seed, data and batches stayed finite from the same state, so
-#: the fault is intermittent (a kernel), not divergence; a real divergence fails every attempt.
+#: this many attempts in a row end before getting past the epoch that failed. Seen on the
+#: project's CPU under mixed_bfloat16 at 471 classes: epochs went NaN while a rerun of the same
+#: seed, data and batches stayed finite from the same state, so the fault was intermittent (a
+#: kernel; see models.fast_layers.safe_reduction_dtype), not divergence; a real divergence
+#: fails every attempt.
 NONFINITE_ATTEMPTS = 3
 
 
