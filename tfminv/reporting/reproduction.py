@@ -517,9 +517,7 @@ def _paper_audit(rows, run):
                    + f" vs mean auxiliary image {refs['mse_mean_aux']:.4f}; policies that change "
                    "the scores: " + ", ".join(f"{r['policy']} {r['mse']:.4f} (utility "
                                               f"{_f(r.get('utility'), 3)})" for r in other)
-                   + f"; judge's own top-1 {_f(judge, 3)}",
-                   _join("the audit's attacker trains without mirror images (9,000 pairs)",
-                         WHY_PAPER))
+                   + f"; judge's own top-1 {_f(judge, 3)}", WHY_PAPER)
 
 
 AUX_SIZES = (2500, 5000)  # --max_aux of the truncation_celeba_ids_aux<N> runs (k = 10)
