@@ -48,7 +48,7 @@ def run_alignment(config: AlignmentConfig) -> base.ScenarioResult:
     det = DetectorConfig(upsample=config.upsample, min_neighbors=config.min_neighbors,
                          profile_min_neighbors=config.profile_min_neighbors,
                          min_face=config.min_face)
-    base.require_in_memory_aux(config, "the alignment scenario runs a face detector over every "
+    base.require_in_memory_aux(config, "alignment", "runs a face detector over every "
                                "auxiliary image (in memory)")
     s = base.prepare(config)
     m = s.num_outputs

@@ -291,15 +291,15 @@ def aux_images(setup: Setup):
     return aux if hasattr(aux, "iter_chunks") else aux.images
 
 
-def require_in_memory_aux(config: ScenarioConfig, what: str):
+def require_in_memory_aux(config: ScenarioConfig, scenario: str, why: str):
     """ConfigError when stream_aux is set for a scenario that needs every auxiliary image in
-    memory (`what` says why), or aux_augment for one that trains its own way (these scenarios
-    do not go through `selection_data`)."""
+    memory (`why`), or aux_augment for one that trains its own way (these scenarios do not go
+    through `selection_data`)."""
     if config.stream_aux:
-        raise ConfigError(f"--stream_aux: {what}; run it without --stream_aux")
+        raise ConfigError(f"--stream_aux: the {scenario} scenario {why}; run it without "
+                          "--stream_aux")
     if config.aux_augment:
-        name = what.split(" scenario")[0].removeprefix("the ")
-        raise ConfigError(f"--aux_augment: the {name} scenario does not augment its auxiliary "
+        raise ConfigError(f"--aux_augment: the {scenario} scenario does not augment its auxiliary "
                           "set (truncation, auxiliary, class_inference and the audit do); run it "
                           "without --aux_augment")
 

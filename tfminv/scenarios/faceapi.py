@@ -69,7 +69,7 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     from tfminv.faceapi import local_api, rekognition
 
     t_start = time.perf_counter()
-    base.require_in_memory_aux(config, "the face-API scenario maps every auxiliary response to "
+    base.require_in_memory_aux(config, "face-API", "maps every auxiliary response to "
                                "features with in-memory statistics")
     a, b = _split(config.api_split)
     bad = [f for f in config.feature_sets if f not in FEATURE_SETS]

@@ -46,8 +46,8 @@ def run_joint(config: JointConfig) -> base.ScenarioResult:
     from tfminv.training.joint import train_joint
 
     t_start = time.perf_counter()
-    base.require_in_memory_aux(config, "the joint scenario trains on the auxiliary images "
-                               "together with the target's own (in memory)")
+    base.require_in_memory_aux(config, "joint", "trains on the auxiliary images together "
+                               "with the target's own (in memory)")
     s = base.prepare(config)
     m = s.num_outputs
     k = base.full_or_k(config.k, m)
