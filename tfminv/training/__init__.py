@@ -183,12 +183,14 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     if model is not None:
         return model
 
+    best_path, best_json = workdir / "best.weights.h5", workdir / "best.json"
     streak, failed_epoch = 0, 0
     while True:
         try:
             model, policy, seconds = _train(build_model, x, y, config=config, workdir=workdir,
                                             val=val, loss=loss, metrics=metrics,
-                                            monitor=monitor, callbacks=callbacks)
+                                            monitor=monitor, callbacks=callbacks,
+                                            best_path=best_path, best_json=best_json)
             break
         except _NonFiniteLoss as e:
             # a run that got past the epoch that failed last time starts a new count
@@ -206,7 +208,6 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
                   f"last finished epoch (attempt {streak + 1} of {NONFINITE_ATTEMPTS})",
                   file=sys.stderr, flush=True)
             checkpoints.prepare(workdir, workdir / "backup")
-    best_path, best_json = workdir / "best.weights.h5", workdir / "best.json"
     _commit(model, workdir, run_info, policy=policy, seconds=seconds,
             best_path=best_path if val is not None else None, best_json=best_json)
     # the chief's run.json exists on every worker from here on (model.run_dir, load_run)
@@ -251,16 +252,18 @@ def _nonfinite_guard():
 
         def on_train_batch_end(self, batch, logs=None):
             value = (logs or {}).get("loss")
-            if value is not None and not math.isfinite(float(value)):
-                raise _NonFiniteLoss(f"loss {float(value)} at epoch {self.epoch + 1}, "
+            if value is not None and not math.isfinite(value := float(value)):
+                raise _NonFiniteLoss(f"loss {value} at epoch {self.epoch + 1}, "
                                      f"batch {batch + 1}", self.epoch + 1)
 
     return Guard()
 
 
-def _train(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, callbacks):
-    """One attempt of `fit`'s training (resuming from the backup if there is one): returns
-    (model, policy name, seconds)."""
+def _train(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, callbacks,
+           best_path, best_json):
+    """One attempt of `fit`'s training (resuming from the backup if there is one; the best
+    checkpoint and its record go to best_path / best_json): returns (model, policy name,
+    seconds)."""
     import time
 
     import keras
@@ -277,8 +280,6 @@ def _train(build_model, x, y, *, config, workdir, val, loss, metrics, monitor, c
     _multi_worker_build(model, strategy, x, y)
 
     cbs = [_nonfinite_guard(), checkpoints.callback(workdir / "backup")]
-    best_path = workdir / "best.weights.h5"
-    best_json = workdir / "best.json"
     threshold = None
     if best_json.exists() and best_path.exists():  # resumed run: keep the earlier best
         threshold = (_read_json(best_json) or {}).get("value")
