@@ -23,3 +23,15 @@ class OracleError(TfminvError):
 
 class BudgetExceeded(OracleError):
     """A query budget would be exceeded by the next request."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (or of a string), at most `limit`
+    characters; the exception's type name when the message is empty. One home for the
+    'name the cause in one line' recipe of every error that wraps a library exception."""
+    text = exc if isinstance(exc, str) else str(exc)
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:limit]
+    return "" if isinstance(exc, str) else type(exc).__name__
