@@ -77,7 +77,7 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     np.testing.assert_array_equal(
         np.argmax(eval_model.predict(victims.images, verbose=0), 1), np.argmax(logits(victims.images), 1))
     config = TrainConfig(epochs=1, batch_size=32, verbose=0)
-    result = audit.run_audit(oracle, aux, victims, POLICIES, config=config, width=0.0625,
+    result = audit.audit_sets(oracle, aux, victims, POLICIES, config=config, width=0.0625,
                              eval_model=eval_model, train_set=train, cache_dir=tmp_path / "cache",
                              val_fraction=0.1, seed=0)
     rows = {r["policy"]: r for r in result.row_dicts()}
@@ -106,7 +106,7 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     # predictions were cached: a second run does not query the target for them again and reuses
     # the inverters ...
     before = oracle.num_queries
-    again = audit.run_audit(oracle, aux, victims, "label", config=config, width=0.0625,
+    again = audit.audit_sets(oracle, aux, victims, "label", config=config, width=0.0625,
                             eval_model=None, cache_dir=tmp_path / "cache", seed=0)
     # ... except that, with no evaluation model, the target now judges the reconstructions
     assert oracle.num_queries == before + len(victims)
@@ -117,7 +117,7 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     assert 0 <= again.rows[0].attack_acc <= 1
 
     out = tmp_path / "report"
-    files = audit.write_audit_report(result, out, title="Test audit", command="pytest")
+    files = audit.write_report(result, out, title="Test audit", command="pytest")
     for name, path in files.items():
         assert path.exists() and path.stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
@@ -143,15 +143,15 @@ def test_run_audit_rejects_mismatched_inputs(facescrub_small, nearest_mean, tmp_
     oracle, _, _ = nearest_mean
     config = TrainConfig(epochs=1, verbose=0)
     with pytest.raises(ConfigError, match="unknown policy 'topq'"):
-        audit.run_audit(oracle, aux, victims, "identity;topq:3", config=config,
+        audit.audit_sets(oracle, aux, victims, "identity;topq:3", config=config,
                         cache_dir=tmp_path)
     with pytest.raises(ConfigError, match="val_fraction"):
-        audit.run_audit(oracle, aux, victims, "label", config=config, cache_dir=tmp_path,
+        audit.audit_sets(oracle, aux, victims, "label", config=config, cache_dir=tmp_path,
                         val_fraction=1.5)
     bad = victims.subset(np.arange(4))
     bad.labels = np.array([0, 1, 2, 40])
     with pytest.raises(DataError, match="answers 12 classes"):
-        audit.run_audit(oracle, aux, bad, "label", config=config, cache_dir=tmp_path)
+        audit.audit_sets(oracle, aux, bad, "label", config=config, cache_dir=tmp_path)
 
 
 def _binary(*args, timeout=600):

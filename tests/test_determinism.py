@@ -13,6 +13,7 @@ SCRIPT = textwrap.dedent("""
     import hashlib, json, sys, tempfile
     from absl import flags
     from tfminv.experiments import common
+    common.define_flags(common.ScenarioConfig)
     flags.FLAGS(["prog", "--deterministic", "--seed=3", "--width=0.25"])
     common._before()  # what every scenario binary runs before its main
     import keras

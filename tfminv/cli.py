@@ -5,43 +5,57 @@ from __future__ import annotations
 import sys
 
 USER_ERROR = 2  # exit status of every binary on a user error (bad flag, bad input, missing data)
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+RESUME_HINT = ("interrupted: rerun the same command to resume (trained models, predictions and "
+               "checkpoints are cached)")
 
 
-def run(main, before=None, argv=None) -> None:
-    """`app.run(main)`; a TfminvError from `before()` or `main(argv)`, or a flag that does not
-    parse, prints `error: ...` (one line) and exits 2.
+def run(main, before=None, argv=None, early=None) -> None:
+    """`app.run(main)`; a TfminvError from `early()`, `before()` or `main(argv)`, or a flag that
+    does not parse, prints `error: ...` (one line) and exits 2. Ctrl-C (KeyboardInterrupt)
+    prints one line saying how to resume and exits 130.
 
-    When the binary defines a `--strategy` flag, its tf.distribute strategy is created right after
-    the flags are parsed, before `before()` and any other TensorFlow work (multi-worker collectives
-    must be configured at program start; see tfminv.distribute). A multi-worker peer that is lost
-    mid-run is reported the same way, as one line naming it.
+    `early()` runs first, right after the flags are parsed: the pure checks of the flags, before
+    TensorFlow is imported. When the binary defines a `--strategy` flag, its tf.distribute
+    strategy is created next, before `before()` and any other TensorFlow work (multi-worker
+    collectives must be configured at program start; see tfminv.distribute). A multi-worker
+    peer that is lost mid-run is reported the same way, as one line naming it.
     """
     from absl import app, flags
 
     from tfminv.errors import TfminvError
 
     def wrapped(argv):
-        from tfminv import distribute
-
         try:
-            fl = flags.FLAGS
-            if "strategy" in fl:
-                timeout = fl["cluster_timeout"].value if "cluster_timeout" in fl else \
-                    distribute.DEFAULT_CLUSTER_TIMEOUT
-                distribute.start(fl.strategy, cluster_timeout=timeout)
-            if before is not None:
-                before()
-            return main(argv)
+            if early is not None:
+                early()
+            from tfminv import distribute
+
+            try:
+                fl = flags.FLAGS
+                if "strategy" in fl:
+                    timeout = fl["cluster_timeout"].value if "cluster_timeout" in fl else \
+                        distribute.DEFAULT_CLUSTER_TIMEOUT
+                    distribute.start(fl.strategy, cluster_timeout=timeout)
+                if before is not None:
+                    before()
+                return main(argv)
+            except TfminvError:
+                raise
+            except Exception as e:  # noqa: BLE001 - only a lost multi-worker peer is translated
+                if not distribute.is_tf_cluster_error(e):
+                    raise
+                print(f"error: {distribute.cluster_failure(e)}", file=sys.stderr)
+                sys.exit(USER_ERROR)
         except TfminvError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(USER_ERROR)
-        except Exception as e:  # noqa: BLE001 - only a lost multi-worker peer is translated
-            if not distribute.is_tf_cluster_error(e):
-                raise
-            print(f"error: {distribute.cluster_failure(e)}", file=sys.stderr)
-            sys.exit(USER_ERROR)
 
-    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+    try:
+        app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+    except KeyboardInterrupt:
+        print(RESUME_HINT, file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 def _parse_flags(argv):

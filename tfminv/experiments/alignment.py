@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags
-
 from tfminv.experiments import common
+from tfminv.scenarios import AlignmentConfig, run_alignment
 
-common.dataset_flag(what="allocation to attack (face images)")
-flags.DEFINE_integer("k", 0, "size of the released top-k prediction (0: the full vector)")
-flags.DEFINE_integer("upsample", 1, "enlarge crops by this factor before detection")
-flags.DEFINE_integer("min_neighbors", 8, "frontal cascade minNeighbors (higher: stricter)")
-flags.DEFINE_integer("profile_min_neighbors", 3, "profile cascade minNeighbors (lower: vetoes "
-                     "more faces)")
-flags.DEFINE_float("min_face", 0.4, "smallest accepted face side, as a share of the crop side")
-flags.DEFINE_boolean("random_control", True, "also train on a random subset of the frontal "
-                     "subset's size")
-flags.DEFINE_integer("figure_n", 10, "victims shown in the figure")
-flags.adopt_module_key_flags(common)  # --help lists the shared flags too
-FLAGS = flags.FLAGS
+common.define_flags(AlignmentConfig)
 
 
 def run(argv):
-    from tfminv.scenarios import AlignmentConfig, run_alignment
-
-    config = common.config(AlignmentConfig, k=FLAGS.k, upsample=FLAGS.upsample,
-                           min_neighbors=FLAGS.min_neighbors,
-                           profile_min_neighbors=FLAGS.profile_min_neighbors,
-                           min_face=FLAGS.min_face, random_control=FLAGS.random_control)
-    return common.publish(run_alignment(config), common.command("alignment", argv))
+    config = common.config(AlignmentConfig)  # flags -> config (checked before TensorFlow starts)
+    return common.publish(run_alignment(config), "tfminv.experiments.alignment")
 
 
 def main():
-    common.main(run)
+    common.main(run, AlignmentConfig)
 
 
 if __name__ == "__main__":

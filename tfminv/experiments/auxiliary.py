@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags
-
 from tfminv.experiments import common
+from tfminv.scenarios import AuxiliaryConfig, run_auxiliary
 
-common.dataset_flag()
-flags.DEFINE_list("aux_sets", ["same", "generic", "distinct"], "auxiliary sets to compare")
-flags.DEFINE_integer("k", 0, "size of the released top-k prediction (0: the full vector)")
-flags.DEFINE_integer("figure_n", 10, "victims shown in the figure")
-flags.adopt_module_key_flags(common)  # --help lists the shared flags too
-FLAGS = flags.FLAGS
+common.define_flags(AuxiliaryConfig)
 
 
 def run(argv):
-    from tfminv.scenarios import AuxiliaryConfig, run_auxiliary
-
-    config = common.config(AuxiliaryConfig, aux_sets=tuple(FLAGS.aux_sets), k=FLAGS.k)
-    return common.publish(run_auxiliary(config), common.command("auxiliary", argv))
+    config = common.config(AuxiliaryConfig)  # flags -> config (checked before TensorFlow starts)
+    return common.publish(run_auxiliary(config), "tfminv.experiments.auxiliary")
 
 
 def main():
-    common.main(run)
+    common.main(run, AuxiliaryConfig)
 
 
 if __name__ == "__main__":

@@ -1,161 +1,193 @@
-"""Flags and helpers shared by the experiment binaries (the only module below them that reads
-absl flags).
+"""What every experiment binary shares (the only module below them that reads absl flags).
 
-Importing this module defines the common absl flags (data/cache/output folders, training
-budget, precision, strategy, target, selection). `config(Cls, **own)` turns them into a
-`tfminv.scenarios` config; `publish(result, command)` writes a ScenarioResult to --out_dir and
-prints it; `main(fn)` runs a binary and turns TfminvError into a one-line message (exit 2).
-`prepare`, `train_config` and `paths_cache` are flag-reading shortcuts over
-`tfminv.scenarios.base` for binaries without a scenario config (the audit).
+A binary is the same few lines for every scenario:
+
+    common.define_flags(TruncationConfig)           # its flags, generated from the fields
+
+    def run(argv):
+        config = common.config(TruncationConfig)     # flags -> config
+        return common.publish(run_truncation(config), "tfminv.experiments.truncation")
+
+    def main():
+        common.main(run, TruncationConfig)
+
+`define_flags(Cls)` defines one absl flag per field of the config dataclass (name, default,
+help and choices from its `tfminv.settings.setting`) plus the binary-only `RunOptions`, so a
+flag cannot drift from the library's setting. `config(Cls)` reads them back into a config.
+`main(run, Cls)` builds the config (every pure check of the flags, then its `preflight`:
+those that need the allocation's description) and checks the output folder
+BEFORE TensorFlow is imported or any data is read, then runs `run` under `tfminv.cli.run`
+(user errors: one line, exit 2; Ctrl-C: one line saying how to resume, exit 130).
+`publish(result, binary)` writes the result to --out_dir with `command_line(binary)` in
+run.json and prints its table.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from absl import flags
 
 from tfminv.errors import ConfigError
+from tfminv.scenarios.base import ScenarioConfig  # noqa: F401 - public here (no TensorFlow)
+from tfminv.settings import is_list, setting, settings_of
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "raw datasets folder (default $TFMINV_DATA_DIR)")
-flags.DEFINE_string("records_dir", None, "built TFRecords folder (default $TFMINV_RECORDS_DIR)")
-flags.DEFINE_string("cache_dir", None, "trained targets, predictions, checkpoints "
-                    "(default $TFMINV_CACHE_DIR)")
-flags.DEFINE_string("out_dir", None, "where results.json, results.md and figures go "
-                    "(default runs/<experiment>_<dataset>)")
-flags.DEFINE_integer("epochs", 100, "inverter training epochs (authors: 100)")
-flags.DEFINE_integer("clf_epochs", 0, "target/evaluation classifier epochs (0: same as --epochs)")
-flags.DEFINE_float("width", 1.0, "channel width multiplier of classifier and inverter "
-                   "(authors: 1.0; CPU runs: 0.25-0.5)")
-flags.DEFINE_integer("batch_size", 128, "global training batch size, split across replicas; the "
-                     "learning rate is not scaled (authors: 128)")
-flags.DEFINE_integer("max_aux", 0, "use at most this many auxiliary images (0: all)")
-flags.DEFINE_integer("max_victims", 0, "evaluate on at most this many victims (0: all)")
-flags.DEFINE_integer("max_train", 0, "train the target on at most this many images (0: all)")
-flags.DEFINE_integer("seed", 1, "random seed (authors: 1)")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                  "dtype policy; auto = mixed_float16 on GPU, the measured CPU default on CPU")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi-worker"],
-                  "tf.distribute strategy for training (multi-worker reads TF_CONFIG; see "
-                  "docs/distributed.md)")
-flags.DEFINE_float("cluster_timeout", 300.0, "multi-worker: seconds to wait for every worker "
-                   "of TF_CONFIG to join before giving up")
-flags.DEFINE_integer("concurrency", 1, "remote --target: requests in flight at once")
-flags.DEFINE_float("rate_limit", 0.0, "remote --target: at most this many requests per second "
-                   "(0: no limit)")
-flags.DEFINE_string("target", "", "oracle spec of the target (keras:PATH.keras, savedmodel:DIR, "
-                    "rest:URL, grpc:HOST:PORT/NAME, http-json:URL#SCHEMA.json); empty: train or "
-                    "reuse the allocation's own classifier")
-flags.DEFINE_string("aux", "", "auxiliary set name of the allocation (empty: its default)")
-flags.DEFINE_enum("select_on", "aux_val", ["aux_val", "target_train"],
-                  "inverter model selection: held-out auxiliary data (honest default) or the "
-                  "target's training data (the authors' choice)")
-flags.DEFINE_float("aux_val_fraction", 0.1, "share of the auxiliary set held out for selection")
-flags.DEFINE_bool("stream_aux", False, "read the auxiliary set from its records on demand "
-                  "(queries, inverter training, mean-aux baseline) instead of loading it: for "
-                  "sets larger than memory (truncation, auxiliary, class_inference)")
-flags.DEFINE_enum("aux_augment", "", ["", "flip"], "attacker-side augmentation of the "
-                  "auxiliary set: 'flip' adds the mirror image of every training image, queried "
-                  "like the rest (1.9x the queries; truncation, auxiliary, class_inference, "
-                  "audit)")
-flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
-flags.DEFINE_float("eval_width", 0.0, "width of the independent evaluation classifier "
-                   "(0: half of --width)")
-flags.DEFINE_integer("eval_epochs", 0, "evaluation classifier epochs (0: as --clf_epochs)")
-flags.DEFINE_enum("eval_augment", "", ["", "flip", "flip+shift"],
-                  "training-time augmentation of the evaluation classifier")
-flags.DEFINE_enum("clf_monitor", "val_loss", ["val_loss", "val_accuracy"],
-                  "model selection of target and evaluation classifiers on their held-out 10%")
-flags.DEFINE_enum("clf_init", "keras", ["keras", "torch"],
-                  "kernel init of target and evaluation classifiers: Keras' glorot_uniform or "
-                  "PyTorch's default (trains the 471-class face classifier faster)")
-flags.DEFINE_boolean("deterministic", False, "bit-for-bit reproducible runs on one machine: "
-                     "deterministic TensorFlow ops and everything seeded with --seed (slower; see "
-                     "tfminv.determinism)")
+#: files a binary writes into --out_dir under these names (checked before any work)
+OUTPUT_FILES = ("results.json", "results.md", "run.json", "report.html", "report.md",
+                "reconstructions.png", "leakage_utility.png")
 
 
-def parse_ints(value, flag: str = "--k") -> list[int]:
-    """'1,3,5' -> [1, 3, 5]; names the flag when a value is not a positive integer."""
-    out = []
-    for part in str(value).split(","):
-        part = part.strip()
-        if not part:
-            continue
+@dataclasses.dataclass
+class RunOptions:
+    """Settings of a binary run that no scenario reads (flags generated like a config's)."""
+
+    out_dir: str | None = setting(None, "where results.json, results.md and figures go "
+                                  "(default runs/<experiment>_<dataset>)")
+    cluster_timeout: float = setting(300.0, "multi-worker: seconds to wait for every worker of "
+                                     "TF_CONFIG to join before giving up")
+    deterministic: bool = setting(False, "bit-for-bit reproducible runs on one machine: "
+                                  "deterministic TensorFlow ops and everything seeded with "
+                                  "--seed (slower; see tfminv.determinism)")
+
+
+_DEFINED: list[str] = []  # flag names define_flags created, in order (for command_line)
+
+
+class _ItemListParser(flags.ListParser):
+    """A comma-separated list whose items are converted (int or float); a bad item is a flag
+    error naming the flag (absl: 'flag --k=a,2: expected comma-separated integers')."""
+
+    def __init__(self, kind, what):
+        super().__init__()
+        self._kind, self._what = kind, what
+
+    def parse(self, argument):
+        items = super().parse(argument)
         try:
-            v = int(part)
-        except ValueError:
-            raise ConfigError(f"{flag}={value!r}: expected comma-separated integers") from None
-        if v < 1:
-            raise ConfigError(f"{flag}={value!r}: values must be >= 1")
-        out.append(v)
-    if not out:
-        raise ConfigError(f"{flag}={value!r}: expected at least one integer")
-    return out
+            return [self._kind(v) for v in items if str(v).strip() != ""]
+        except (TypeError, ValueError):
+            raise ValueError(f"expected comma-separated {self._what}") from None
+
+    def flag_type(self):
+        return f"comma separated list of {self._what}"
 
 
-def config(cls=None, **own):
-    """A scenario config (`tfminv.scenarios.base.ScenarioConfig` or a subclass) from the common
-    flags plus the binary's own settings `own`."""
-    import dataclasses
+_LISTS = {"int_list": (int, "integers"), "float_list": (float, "numbers")}
 
-    from tfminv.scenarios.base import ScenarioConfig
 
+def _define(field: dataclasses.Field, s, module_name: str) -> None:
+    name, default, kw = field.name, field.default, dict(module_name=module_name)
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if is_list(field, s):
+        value = None if default is None else list(default)
+        if s.flag_type in _LISTS:
+            flags.DEFINE(_ItemListParser(*_LISTS[s.flag_type]), name, value, s.help,
+                         serializer=flags.CsvListSerializer(","), **kw)
+        else:
+            flags.DEFINE_list(name, None if value is None else [str(v) for v in value], s.help,
+                              **kw)
+    elif s.choices is not None:
+        flags.DEFINE_enum(name, default, [str(c) for c in s.choices], s.help, **kw)
+    elif isinstance(default, bool) or kind.startswith("bool"):
+        flags.DEFINE_boolean(name, default, s.help, **kw)
+    elif isinstance(default, int) or kind.startswith("int"):
+        flags.DEFINE_integer(name, default, s.help, **kw)
+    elif isinstance(default, float) or kind.startswith("float"):
+        flags.DEFINE_float(name, default, s.help, **kw)
+    else:
+        flags.DEFINE_string(name, default, s.help, **kw)
+
+
+def define_flags(cls, module_name: str | None = None):
+    """Define an absl flag for every field of config dataclass `cls` declared with `setting`
+    (and `flag=True`), and for `RunOptions`; returns `cls`. The flags belong to the calling
+    module (so its --help lists them)."""
+    if module_name is None:  # absl names a module run as __main__ by sys.argv[0]
+        module_name = sys._getframe(1).f_globals.get("__name__", "__main__")
+        if module_name == "__main__":
+            module_name = sys.argv[0]
+    for klass in (cls, RunOptions):
+        for name, (field, s) in settings_of(klass).items():
+            if s.flag and name not in FLAGS:
+                _define(field, s, module_name)
+                _DEFINED.append(name)
+    return cls
+
+
+def config(cls=None):
+    """Config dataclass `cls` (default ScenarioConfig) from the parsed flags: every field with a
+    flag takes the flag's value (lists as tuples), the others their default."""
     cls = cls or ScenarioConfig
-    shared = {f.name: FLAGS[f.name].value for f in dataclasses.fields(ScenarioConfig)
-              if f.name in FLAGS and f.name not in own}
-    return cls(**shared, **own)
+    values = {}
+    for name, (field, s) in settings_of(cls).items():
+        if name in FLAGS:
+            v = FLAGS[name].value
+            values[name] = tuple(v) if isinstance(v, list) else v
+    return cls(**values)
 
 
-def dataset_flag(default: str = "facescrub", what: str = "allocation to attack"):
-    """Define --dataset: any allocation name of tfminv.data.allocations or a JSON file."""
-    flags.DEFINE_string("dataset", default, f"{what}: an allocation name (built-in: facescrub, "
-                        "mnist, ...) or a JSON allocation file")
-
-
-def publish(result, command: str) -> int:
-    """A binary's last step: write `result` (a ScenarioResult) to --out_dir (default
-    runs/<result.name>) with `command` in run.json, print the table and the files written."""
+def publish(result, binary: str) -> int:
+    """A binary's last step: write `result` (a ScenarioResult or AuditResult) to --out_dir
+    (default runs/<result.name>) with `command_line(binary)` in run.json; print its table and
+    the files written."""
     from tfminv.reporting.results import markdown_table
 
     out = out_dir(result.name)
-    result.write(out, command=command)
+    written = result.write(out, command=command_line(binary))
     print(markdown_table(result.rows, result.columns))
-    print(f"wrote {out}/" + ", ".join(["results.json", "results.md",
-                                       *(f.filename for f in result.figures)]))
+    print(f"wrote {out}/" + ", ".join(Path(p).name for p in written))
     return 0
 
 
-# Flag-reading shortcuts over tfminv.scenarios.base, for binaries that build no scenario config.
-
-def train_config(epochs: int | None = None):
-    """TrainConfig from the flags."""
-    return config().train_config(epochs)
-
-
-def prepare(dataset: str, aux_name: str | None = None):
-    """`tfminv.scenarios.base.prepare` with the common flags and --dataset=`dataset`."""
-    from tfminv.scenarios.base import prepare as _prepare
-
-    return _prepare(config(dataset=dataset), aux_name)
-
-
-def out_dir(default_name: str):
-    from pathlib import Path
-
+def out_dir(default_name: str) -> Path:
+    """--out_dir, else runs/<default_name>; in a multi-worker run only the chief's is real."""
     from tfminv import distribute
 
-    # multi-worker: the chief writes the results, other workers a temporary folder
     return distribute.write_dir(Path(FLAGS.out_dir) if FLAGS.out_dir
                                 else Path("runs") / default_name)
 
 
-def main(fn):
-    """Run `fn(argv)` under absl; a TfminvError prints one line and exits with code 2."""
+def check_out_dir(path) -> None:
+    """Refuse, before any work, an output folder the results could not be written to: a file
+    where the folder (or one of its parents) should be, a folder where results.json (or another
+    output file) should be, or a parent folder this user cannot write."""
+    p = Path(path)
+    what = f"--out_dir={path}"
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what}: is a file; expected a folder for the results")
+    if p.is_dir():
+        for name in OUTPUT_FILES:
+            if (p / name).is_dir():
+                raise ConfigError(f"{what}: {p / name} is a folder; the binary writes a file "
+                                  "there (move it away or choose another --out_dir)")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what}: folder is not writable")
+        return
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"{what}: {parent} is a file; expected a folder")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: cannot create it in {parent} (not writable)")
+
+
+def main(fn, cls=None):
+    """Run binary `fn(argv)` under `tfminv.cli.run`. First (after the flags are parsed, before
+    TensorFlow is imported): `config(cls)` -- every pure check of the flags -- and the output
+    folder; a TfminvError prints one line and exits 2."""
     from tfminv import cli
 
-    cli.run(fn, before=_before)
+    def early():
+        config(cls).preflight()
+        check_out_dir(FLAGS.out_dir or "runs/_")
+
+    cli.run(fn, early=early, before=_before)
 
 
 def _before():
@@ -178,31 +210,15 @@ def _warn_cpu_budget():
               file=sys.stderr)
 
 
-def paths_cache():
-    """The cache folder from --cache_dir / $TFMINV_CACHE_DIR."""
-    from tfminv import paths
-
-    return paths.cache_dir(FLAGS.cache_dir)
-
-
 def command_line(binary: str) -> str:
-    """`python -m BINARY` plus the flags (of this module and the binary) set away from default."""
-    import sys as _sys
-
-    parts, seen = [], set()
-    for module in (__name__, binary, "__main__"):
-        for flag in FLAGS.get_flags_for_module(_sys.modules.get(module, module)):
-            if flag.name not in seen and (flag.present or flag.value != flag.default):
-                seen.add(flag.name)
-                parts.append(flag.serialize())
-    return " ".join(["python -m", binary, *parts])
-
-
-def command(module: str, argv=None) -> str:
-    """The command line as given (sys.argv), for run.json and REPRODUCTION.md.
-
-    absl strips the flags from the argv it hands to the binary's main, hence sys.argv."""
+    """The one command-line recorder of every binary (run.json, REPRODUCTION.md):
+    `python -m BINARY` plus each generated flag that was given or differs from its default,
+    shell-quoted, in definition order."""
     import shlex
 
-    args = sys.argv[1:] if sys.argv and "tfminv" in " ".join(sys.argv[:1]) else list(argv[1:])
-    return f"python -m tfminv.experiments.{module} " + " ".join(shlex.quote(a) for a in args)
+    parts = []
+    for name in _DEFINED:
+        flag = FLAGS[name]
+        if flag.present or flag.value != flag.default:
+            parts.append(shlex.quote(flag.serialize()))
+    return " ".join(["python -m", binary, *parts])

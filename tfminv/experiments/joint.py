@@ -12,31 +12,19 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags
-
 from tfminv.experiments import common
+from tfminv.scenarios import JointConfig, run_joint
 
-common.dataset_flag()
-flags.DEFINE_integer("k", 0, "size of the released top-k prediction (0: the full vector)")
-flags.DEFINE_float("recon_weight", 1.0, "lambda: weight of the reconstruction loss in joint "
-                   "training")
-flags.DEFINE_integer("joint_epochs", 0, "joint training epochs (0: the larger of --clf_epochs "
-                     "and --epochs, so neither the classifier nor the inverter gets less)")
-flags.DEFINE_integer("figure_n", 10, "victims shown in the figure")
-flags.adopt_module_key_flags(common)  # --help lists the shared flags too
-FLAGS = flags.FLAGS
+common.define_flags(JointConfig)
 
 
 def run(argv):
-    from tfminv.scenarios import JointConfig, run_joint
-
-    config = common.config(JointConfig, k=FLAGS.k, recon_weight=FLAGS.recon_weight,
-                           joint_epochs=FLAGS.joint_epochs)
-    return common.publish(run_joint(config), common.command("joint", argv))
+    config = common.config(JointConfig)  # flags -> config (checked before TensorFlow starts)
+    return common.publish(run_joint(config), "tfminv.experiments.joint")
 
 
 def main():
-    common.main(run)
+    common.main(run, JointConfig)
 
 
 if __name__ == "__main__":

@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags
-
 from tfminv.experiments import common
+from tfminv.scenarios import TruncationConfig, run_truncation
 
-common.dataset_flag()
-flags.DEFINE_string("k", "10", "size of the released top-k prediction: one value or a list")
-flags.DEFINE_list("methods", ["truncation", "previous", "previous_logzero"],
-                  "methods to compare")
-flags.DEFINE_integer("figure_n", 10, "victims shown in the figure")
-flags.adopt_module_key_flags(common)  # --help lists the shared flags too
-FLAGS = flags.FLAGS
+common.define_flags(TruncationConfig)
 
 
 def run(argv):
-    from tfminv.scenarios import TruncationConfig, run_truncation
-
-    config = common.config(TruncationConfig, k=tuple(common.parse_ints(FLAGS.k)),
-                           methods=tuple(FLAGS.methods))
-    return common.publish(run_truncation(config),
-                          common.command_line("tfminv.experiments.truncation"))
+    config = common.config(TruncationConfig)  # flags -> config (checked before TensorFlow starts)
+    return common.publish(run_truncation(config), "tfminv.experiments.truncation")
 
 
 def main():
-    common.main(run)
+    common.main(run, TruncationConfig)
 
 
 if __name__ == "__main__":

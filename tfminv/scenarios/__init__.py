@@ -13,13 +13,16 @@
 | `run_class_inference` | `ClassInferenceConfig` | one image per class vs Fredrikson et al. |
 | `run_joint` | `JointConfig` | malicious developer: joint training vs black-box |
 | `run_faceapi` | `FaceAPIConfig` | a DetectFaces-format face-attribute API |
+| `run_audit` | `AuditConfig` | leakage vs utility under release policies (bundled or own data) |
 
 Every config extends `ScenarioConfig` (data, cache, budget, target and selection settings; its
 `dataset` is any allocation name of `tfminv.data.allocations` or a JSON allocation file).
-Importing this package does not import TensorFlow.
+`run_audit(AuditConfig)` is the audit binary's scenario; it calls the public door
+`tfminv.run_audit` (keyword form). Importing this package does not import TensorFlow.
 """
 
 from tfminv.scenarios.alignment import AlignmentConfig, run_alignment
+from tfminv.scenarios.audit import AuditConfig, AuditResult, run_audit
 from tfminv.scenarios.auxiliary import AuxiliaryConfig, run_auxiliary
 from tfminv.scenarios.base import (Figure, ScenarioConfig, ScenarioResult, Setup, prepare,
                                    selection_data)
@@ -31,4 +34,9 @@ from tfminv.scenarios.truncation import TruncationConfig, run_truncation
 __all__ = ["ScenarioConfig", "ScenarioResult", "Setup", "Figure", "prepare", "selection_data",
            "TruncationConfig", "run_truncation", "AuxiliaryConfig", "run_auxiliary",
            "AlignmentConfig", "run_alignment", "ClassInferenceConfig", "run_class_inference",
-           "JointConfig", "run_joint", "FaceAPIConfig", "run_faceapi"]
+           "JointConfig", "run_joint", "FaceAPIConfig", "run_faceapi", "AuditConfig", "AuditResult",
+           "run_audit", "CONFIGS"]
+
+#: every scenario config (the binaries generate their flags from these)
+CONFIGS = (TruncationConfig, AuxiliaryConfig, AlignmentConfig, ClassInferenceConfig,
+           JointConfig, FaceAPIConfig, AuditConfig)

@@ -17,6 +17,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 COLUMNS = ["dataset", "aux_subset", "k", "mse", "psnr", "ssim", "attack_acc", "attack_acc_top5",
            "mse_mean_aux", "mse_class_mean_oracle", "n_aux", "n_victims", "width", "epochs",
@@ -29,12 +30,16 @@ class AlignmentConfig(base.ScenarioConfig):
     `tfminv.attacks.alignment.DetectorConfig`; random_control: also train on a random subset of
     the frontal subset's size."""
 
-    k: int = 0
-    upsample: int = 1
-    min_neighbors: int = 8
-    profile_min_neighbors: int = 3
-    min_face: float = 0.4
-    random_control: bool = True
+    dataset: str = setting("facescrub", "allocation to attack (face images): an allocation name "
+                           "(built-in: facescrub, mnist, ...) or a JSON allocation file")
+    k: int = setting(0, "size of the released top-k prediction (0: the full vector)", minimum=0)
+    upsample: int = setting(1, "enlarge crops by this factor before detection")
+    min_neighbors: int = setting(8, "frontal cascade minNeighbors (higher: stricter)")
+    profile_min_neighbors: int = setting(3, "profile cascade minNeighbors (lower: vetoes more "
+                                         "faces)")
+    min_face: float = setting(0.4, "smallest accepted face side, as a share of the crop side")
+    random_control: bool = setting(True, "also train on a random subset of the frontal "
+                                   "subset's size")
 
 
 def run_alignment(config: AlignmentConfig) -> base.ScenarioResult:

@@ -13,6 +13,7 @@ import time
 
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 COLUMNS = ["dataset", "aux", "aux_data", "k", "mse", "psnr", "ssim", "attack_acc",
            "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux", "mse_class_mean_oracle", "mse_zeros", "n_aux",
@@ -24,8 +25,18 @@ class AuxiliaryConfig(base.ScenarioConfig):
     """aux_sets: names of the allocation's auxiliary sets to compare; k: released top-k
     (0: the full vector)."""
 
-    aux_sets: tuple = ("same", "generic", "distinct")
-    k: int = 0
+    aux_sets: tuple = setting(("same", "generic", "distinct"), "auxiliary sets to compare",
+                              flag_type="str_list")
+    k: int = setting(0, "size of the released top-k prediction (0: the full vector)", minimum=0)
+
+    def preflight(self):
+        alloc = super().preflight()
+        if [a for a in self.aux_sets if a not in alloc.aux] or not self.aux_sets:
+            raise ConfigError(f"--aux_sets={','.join(self.aux_sets)}: expected names among "
+                              f"{sorted(alloc.aux)}")
+        if self.k > alloc.num_classes:
+            raise ConfigError(f"--k={self.k}: expected 0 (full vector) to {alloc.num_classes}")
+        return alloc
 
 
 def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tfminv.attacks.predictions import AUX_AUGMENTATIONS
 from tfminv.errors import ConfigError
+from tfminv.settings import check, setting
 
 SELECT_ON = ("aux_val", "target_train")
 
@@ -30,13 +32,14 @@ STREAM_VAL_MAX = 2000
 
 @dataclasses.dataclass
 class ScenarioConfig:
-    """Settings shared by every scenario (the binaries' common flags, same names and defaults).
+    """Settings shared by every scenario (the binaries' common flags are generated from these
+    fields: same names, defaults and help; see `tfminv.settings`).
 
     dataset: an allocation name known to `tfminv.data.allocations` or a JSON allocation file.
     target: an oracle spec (`tfminv.oracles.from_spec`); empty: the allocation's own cached
       classifier. aux: the allocation's auxiliary set (empty: its default).
     epochs / clf_epochs: inverter / classifier epochs (clf_epochs 0: same as epochs).
-    max_aux / max_victims / max_train: budget caps (0: all).
+    max_aux / max_victims / max_train: budget caps (0: all; negative values are refused).
     concurrency / rate_limit: a remote target's requests in flight and requests per second.
     select_on: inverter model selection on held-out auxiliary data ('aux_val', a seeded
       `aux_val_fraction`) or on the target's own training data ('target_train', the authors').
@@ -46,52 +49,88 @@ class ScenarioConfig:
       and the target's training data stay in memory. Off: the set is loaded as arrays.
     aux_augment: 'flip' adds the mirror image of every auxiliary training image, queried like
       the rest (held-out selection rows are not mirrored); see `augmented`.
+
+    Every pure check (choices, minimums, combinations) runs in `__post_init__`, so a binary
+    refuses a bad flag before it reads data or imports TensorFlow.
     """
 
-    dataset: str = "facescrub"
-    data_dir: str | None = None
-    records_dir: str | None = None
-    cache_dir: str | None = None
-    epochs: int = 100
-    clf_epochs: int = 0
-    width: float = 1.0
-    batch_size: int = 128
-    max_aux: int = 0
-    max_victims: int = 0
-    max_train: int = 0
-    seed: int = 1
-    precision: str = "auto"
-    strategy: str = "default"
-    target: str = ""
-    aux: str = ""
-    select_on: str = "aux_val"
-    aux_val_fraction: float = 0.1
-    verbose: int = 1
-    figure_n: int = 10
-    concurrency: int = 1       # remote target: requests in flight
-    rate_limit: float = 0.0    # remote target: requests per second (0: no limit)
-    stream_aux: bool = False   # auxiliary set read from its records on demand
-    aux_augment: str = ""      # '' or 'flip': mirror images added to the inverter's training
-    eval_width: float = 0.0    # evaluation classifier width (0: half of width)
-    eval_epochs: int = 0       # evaluation classifier epochs (0: as the classifiers')
-    eval_augment: str = ""     # '', 'flip', 'flip+shift' (evaluation classifier)
-    clf_monitor: str = "val_loss"  # classifiers' model selection: val_loss or val_accuracy
-    clf_init: str = "keras"    # classifiers' kernel init: keras or torch
+    dataset: str = setting("facescrub", "allocation to attack: an allocation name (built-in: "
+                           "facescrub, mnist, ...) or a JSON allocation file")
+    data_dir: str | None = setting(None, "raw datasets folder (default $TFMINV_DATA_DIR)")
+    records_dir: str | None = setting(None, "built TFRecords folder (default "
+                                      "$TFMINV_RECORDS_DIR)")
+    cache_dir: str | None = setting(None, "trained targets, predictions, checkpoints "
+                                    "(default $TFMINV_CACHE_DIR)")
+    epochs: int = setting(100, "inverter training epochs (authors: 100)", minimum=1)
+    clf_epochs: int = setting(0, "target/evaluation classifier epochs (0: same as --epochs)",
+                              minimum=0)
+    width: float = setting(1.0, "channel width multiplier of classifier and inverter "
+                           "(authors: 1.0; CPU runs: 0.25-0.5)")
+    batch_size: int = setting(128, "global training batch size, split across replicas; the "
+                              "learning rate is not scaled (authors: 128)", minimum=1)
+    max_aux: int = setting(0, "use at most this many auxiliary images (0: all)", minimum=0)
+    max_victims: int = setting(0, "evaluate on at most this many victims (0: all)", minimum=0)
+    max_train: int = setting(0, "train the target on at most this many images (0: all)",
+                             minimum=0)
+    seed: int = setting(1, "random seed (authors: 1)")
+    precision: str = setting("auto", "dtype policy; auto = mixed_float16 on GPU, the measured "
+                             "CPU default on CPU",
+                             choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    strategy: str = setting("default", "tf.distribute strategy for training (multi-worker reads "
+                            "TF_CONFIG; see docs/distributed.md)",
+                            choices=("default", "mirrored", "multi-worker"))
+    target: str = setting("", "oracle spec of the target (keras:PATH.keras, savedmodel:DIR, "
+                          "rest:URL, grpc:HOST:PORT/NAME, http-json:URL#SCHEMA.json); empty: "
+                          "train or reuse the allocation's own classifier")
+    aux: str = setting("", "auxiliary set name of the allocation (empty: its default)")
+    select_on: str = setting("aux_val", "inverter model selection: held-out auxiliary data "
+                             "(honest default) or the target's training data (the authors' "
+                             "choice)", choices=SELECT_ON)
+    aux_val_fraction: float = setting(0.1, "share of the auxiliary set held out for selection")
+    verbose: int = setting(1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
+    figure_n: int = setting(10, "victims shown in the figure", minimum=0)
+    concurrency: int = setting(1, "remote --target: requests in flight at once", minimum=1)
+    rate_limit: float = setting(0.0, "remote --target: at most this many requests per second "
+                                "(0: no limit)", minimum=0)
+    stream_aux: bool = setting(False, "read the auxiliary set from its records on demand "
+                               "(queries, inverter training, mean-aux baseline) instead of "
+                               "loading it: for sets larger than memory (truncation, auxiliary, "
+                               "class_inference)")
+    aux_augment: str = setting("", "attacker-side augmentation of the auxiliary set: 'flip' "
+                               "adds the mirror image of every training image, queried like "
+                               "the rest (1.9x the queries; truncation, auxiliary, "
+                               "class_inference, audit)", choices=AUX_AUGMENTATIONS)
+    eval_width: float = setting(0.0, "width of the independent evaluation classifier "
+                                "(0: half of --width)", minimum=0)
+    eval_epochs: int = setting(0, "evaluation classifier epochs (0: as --clf_epochs)",
+                               minimum=0)
+    eval_augment: str = setting("", "training-time augmentation of the evaluation classifier",
+                                choices=("", "flip", "flip+shift"))
+    clf_monitor: str = setting("val_loss", "model selection of target and evaluation "
+                               "classifiers on their held-out 10%",
+                               choices=("val_loss", "val_accuracy"))
+    clf_init: str = setting("keras", "kernel init of target and evaluation classifiers: Keras' "
+                            "glorot_uniform or PyTorch's default (trains the 471-class face "
+                            "classifier faster)", choices=("keras", "torch"))
 
     def __post_init__(self):
-        if self.select_on not in SELECT_ON:
-            raise ConfigError(f"--select_on={self.select_on!r}: expected one of {list(SELECT_ON)}")
+        check(self)
         if not float(self.width) > 0:
             raise ConfigError(f"--width={self.width}: expected > 0")
-        from tfminv.attacks.predictions import check_aux_augment
-
-        check_aux_augment(self.aux_augment, "--aux_augment")
         if self.aux_augment and self.stream_aux:
             raise ConfigError(f"--aux_augment={self.aux_augment}: mirrors the auxiliary set in "
                               "memory; run it without --stream_aux")
         if not 0.0 < float(self.aux_val_fraction) < 1.0:
             raise ConfigError(f"--aux_val_fraction={self.aux_val_fraction}: expected a share in "
                               "(0, 1)")
+
+    def preflight(self):
+        """The checks that need the allocation's description but no data and no TensorFlow
+        (an unknown allocation, a k above its classes, ...); the binaries run it before any
+        work. Returns the allocation. Subclasses extend it."""
+        from tfminv.data import allocations
+
+        return allocations.get(self.dataset)
 
     def train_config(self, epochs: int | None = None):
         """The inverters' TrainConfig (or any run of `epochs` epochs) from these settings."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
 FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
@@ -32,16 +33,26 @@ class ClassInferenceConfig(base.ScenarioConfig):
     """k: truncation of the inverters' input; confidence: of the class in the one-hot-like
     vector; methods: a subset of METHODS; mia_*: `tfminv.attacks.fredrikson.FredriksonConfig`."""
 
-    k: int = 1
-    confidence: float = 1.0
-    methods: tuple = METHODS
-    mia_steps: int = 1000
-    mia_lr: float = 0.1
-    mia_patience: int = 100
-    mia_objective: str = "logprob"
-    mia_process: str = "denoise+sharpen"
-    mia_process_every: int = 0
-    n_classes_sample: int = 0  # attack a seeded sample of this many classes (0: all)
+    figure_n: int = setting(10, "not used: the figure shows one image per attacked class (at "
+                            "most FIGURE_CLASSES)", flag=False)
+    k: int = setting(1, "truncation of the inverters' input (paper: keep the top one)",
+                     minimum=1)
+    confidence: float = setting(1.0, "confidence of the class in the one-hot-like vector")
+    methods: tuple = setting(METHODS, "methods to compare (fredrikson_meanaux: the optimisation "
+                             "started from the mean auxiliary image instead of black)",
+                             flag_type="str_list", choices=METHODS)
+    mia_steps: int = setting(1000, "Fredrikson: most gradient steps per class", minimum=1)
+    mia_lr: float = setting(0.1, "Fredrikson: step size")
+    mia_patience: int = setting(100, "Fredrikson: stop a class after this many steps without "
+                                "improvement", minimum=1)
+    mia_objective: str = setting("logprob", "Fredrikson cost: -log p_c or 1 - p_c",
+                                 choices=("logprob", "prob"))
+    mia_process: str = setting("denoise+sharpen", "Fredrikson post-processing",
+                               choices=("none", "denoise", "sharpen", "denoise+sharpen"))
+    mia_process_every: int = setting(0, "also post-process every this many steps (0: only the "
+                                     "result)", minimum=0)
+    n_classes_sample: int = setting(0, "attack a seeded sample of this many classes (0: all)",
+                                    minimum=0)
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:

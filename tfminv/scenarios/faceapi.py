@@ -21,6 +21,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 FEATURE_SETS = ("all", "no_landmarks")
 COLUMNS = ["features", "n_features", "victims", "mse", "psnr", "ssim", "attack_acc",
@@ -36,12 +37,27 @@ class FaceAPIConfig(base.ScenarioConfig):
     auxiliary set, [b, 1) held-out victims; feature_sets: a subset of FEATURE_SETS;
     eval_identity: score the allocation's victims with its evaluation classifier."""
 
-    api_width: float = 0.25
-    api_epochs: int = 0
-    max_api_train: int = 0
-    api_split: tuple = (0.5, 0.9)
-    feature_sets: tuple = FEATURE_SETS
-    eval_identity: bool = True
+    dataset: str = setting("facescrub", "allocation whose victims (and evaluation classifier) "
+                           "the API attack is scored on besides held-out CelebA: an allocation "
+                           "name (built-in: facescrub, mnist, ...) or a JSON allocation file")
+    figure_n: int = setting(10, "victims shown per group in the figure", minimum=0)
+    api_width: float = setting(0.25, "width multiplier of the local API's attribute model")
+    api_epochs: int = setting(0, "local API training epochs (0: --clf_epochs, else --epochs)",
+                              minimum=0)
+    max_api_train: int = setting(0, "train the local API on at most this many CelebA images "
+                                 "(0: all of its part)", minimum=0)
+    api_split: tuple = setting((0.5, 0.9), "CelebA fractions: [0, a) API training, [a, b) "
+                               "attacker's auxiliary set, [b, 1) held-out victims",
+                               flag_type="float_list")
+    feature_sets: tuple = setting(FEATURE_SETS, "feature sets to invert", flag_type="str_list",
+                                  choices=FEATURE_SETS)
+    eval_identity: bool = setting(True, "score FaceScrub reconstructions with the FaceScrub "
+                                  "evaluation classifier (trained or reused like the other "
+                                  "binaries')")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _split(self.api_split)
 
 
 def _split(fractions):

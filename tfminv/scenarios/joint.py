@@ -19,6 +19,7 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 COLUMNS = ["dataset", "setting", "classifier_acc", "mse", "psnr", "ssim", "attack_acc",
            "attack_acc_top5", "mse_mean_aux", "mse_class_mean_oracle", "inverter_data",
@@ -31,9 +32,12 @@ class JointConfig(base.ScenarioConfig):
     """k: released top-k (0: full vector); recon_weight: lambda of the joint loss;
     joint_epochs: 0 means the larger of clf_epochs and epochs."""
 
-    k: int = 0
-    recon_weight: float = 1.0
-    joint_epochs: int = 0
+    k: int = setting(0, "size of the released top-k prediction (0: the full vector)", minimum=0)
+    recon_weight: float = setting(1.0, "lambda: weight of the reconstruction loss in joint "
+                                  "training")
+    joint_epochs: int = setting(0, "joint training epochs (0: the larger of --clf_epochs and "
+                                "--epochs, so neither the classifier nor the inverter gets "
+                                "less)", minimum=0)
 
 
 def run_joint(config: JointConfig) -> base.ScenarioResult:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from tfminv.attacks.inversion import METHODS
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
+from tfminv.settings import setting
 
 COLUMNS = ["dataset", "k", "method", "mse", "psnr", "ssim", "attack_acc", "attack_acc_top5",
            "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux",
@@ -24,8 +26,17 @@ class TruncationConfig(base.ScenarioConfig):
     """k: the released top-k sizes to compare; methods: a subset of
     `tfminv.attacks.inversion.METHODS`."""
 
-    k: tuple = (10,)
-    methods: tuple = ("truncation", "previous", "previous_logzero")
+    k: tuple = setting((10,), "size of the released top-k prediction: one value or a list",
+                       flag_type="int_list", minimum=1)
+    methods: tuple = setting(METHODS, "methods to compare", flag_type="str_list",
+                             choices=METHODS)
+
+    def preflight(self):
+        alloc = super().preflight()
+        if not self.target and max(self.k) > alloc.num_classes:
+            raise ConfigError(f"--k={','.join(map(str, self.k))}: k must be at most the "
+                              f"{alloc.num_classes} classes of --dataset={self.dataset}")
+        return alloc
 
 
 def run_truncation(config: TruncationConfig) -> base.ScenarioResult:

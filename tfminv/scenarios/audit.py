@@ -1,0 +1,259 @@
+"""Leakage audit: how well can an adaptive attacker reconstruct inputs under each release policy?
+
+For every policy the target releases `policy(F(x))` (as `PolicyOracle` would). The attacker
+queries the target with its auxiliary images, so its training inputs pass through the same
+policy (alignment), trains an inversion model with truncation k = the number of entries the
+policy can release, and inverts the victims' released vectors. Per policy we measure
+
+- leakage: reconstruction MSE / PSNR / SSIM against the victims, and attack accuracy (the
+  share of reconstructions an independent evaluation classifier assigns to the victim's class);
+- utility: top-1 accuracy of the released vector on the victims (ties, e.g. after rounding or
+  for an all-zero vector, count as a uniform random pick among the tied classes), and its
+  agreement with the unreleased prediction.
+
+The seventh scenario: `run_audit(AuditConfig(...)) -> AuditResult`, whose `write` produces
+results.json / results.md / run.json, a leakage-vs-utility plot, a reconstruction grid,
+report.html (self-contained) and report.md. Two sources of data, one attack:
+
+- the bundled allocations (default): `dataset`'s victims, evaluation classifier and auxiliary
+  set `aux`; the target is the allocation's cached classifier or `target`;
+- the user's own data: `victims` and `aux` are image-set specs (`tfminv.data.specs`:
+  folder:DIR, npz:FILE, tfds:NAME:SPLIT, records:DIR[:SPLIT]) and `target` is required;
+  attack accuracy is judged by `eval_model`, else by the target itself (labelled as biased
+  upward).
+
+Both end in the public door's keyword form, `tfminv.run_audit(target, aux_images, ...,
+policies=...)` (= `tfminv.run_inversion` over release policies): this module only turns a
+config into that call's arguments. `audit_sets` is the same call for ImageSets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tfminv.errors import ConfigError
+from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS
+from tfminv.scenarios import base
+from tfminv.settings import setting
+
+
+@dataclasses.dataclass
+class AuditConfig(base.ScenarioConfig):
+    """policies: release policy specs separated by ';' (None: DEFAULT_POLICIES); audit_seed: the
+    auxiliary train/validation split and the policies' noise draws (training seeds come from
+    `seed`); title: the report's (None: one naming target and auxiliary set); victims / aux /
+    eval_model / input_range / outputs / tfds_data_dir: the user-data path (see module doc).
+
+    The audit selects inverters on held-out auxiliary data only (select_on='aux_val') and keeps
+    the auxiliary set in memory (no stream_aux)."""
+
+    dataset: str = setting("facescrub", "allocation to audit (victims, evaluation classifier, "
+                           "bundled target and auxiliary sets): an allocation name (built-in: "
+                           "facescrub, mnist, ...) or a JSON allocation file")
+    aux: str = setting("", "auxiliary set name of the allocation (empty: its default), or with "
+                       "--victims the user's auxiliary images: folder:DIR, npz:FILE, "
+                       "tfds:NAME:SPLIT or records:DIR[:SPLIT]")
+    figure_n: int = setting(12, "victims shown in the reconstruction grid", minimum=0)
+    policies: str | None = setting(None, "release policies separated by ';', each composable "
+                                   "with '|', e.g. 'identity;topk:3;topk:3|round:2;label' "
+                                   "(default: identity, top-3, top-1, round to 1 decimal, label "
+                                   "only, Gaussian 0.1, reverse sigmoid 1,0.1, temperature 4)")
+    audit_seed: int = setting(0, "seed of the auxiliary train/validation split and of the "
+                              "policies' noise draws (training seeds come from --seed)")
+    title: str | None = setting(None, "report title")
+    victims: str | None = setting(None, "the user's victims: folder:DIR, npz:FILE, "
+                                  "tfds:NAME:SPLIT or records:DIR[:SPLIT] (labels from class "
+                                  "sub-folders / 'labels'); with it --aux must be such a spec "
+                                  "too and --target is required")
+    eval_model: str | None = setting(None, "judge of attack accuracy on user data (any --target "
+                                     "form); default: the target itself, labelled as biased "
+                                     "upward")
+    input_range: str = setting("0,1", "the target's expected input scale 'lo,hi' (user data): "
+                               "0,1 or 0,255")
+    outputs: str = setting("auto", "what the target answers (user data); auto: from the model's "
+                           "last layer or the answers", choices=OUTPUTS)
+    tfds_data_dir: str | None = setting(None, "prepared TFDS data dir for tfds: specs (default "
+                                        "$TFDS_DATA_DIR); never downloads")
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tfminv.data import specs
+        from tfminv.leakage import parse_input_range
+        from tfminv.policies import parse_list
+
+        parse_list(self.policies or DEFAULT_POLICIES)  # a bad spec fails before any work
+        if self.select_on != "aux_val":
+            raise ConfigError("--select_on: the audit selects inverters on held-out auxiliary "
+                              "data only (aux_val); a real attacker has no access to the "
+                              "target's data")
+        if self.stream_aux:
+            raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
+                              "policy in memory; run it without --stream_aux")
+        if self.user_data and (not self.target or not self.victims or
+                               not specs.is_spec(self.aux)):
+            raise ConfigError("--victims, --aux and --target go together for an audit of your "
+                              "own data: e.g. --target=keras:model.keras --aux=folder:DIR "
+                              "--victims=npz:FILE")
+        try:
+            parse_input_range(self.input_range)
+        except ConfigError as e:
+            raise ConfigError(f"--{e}") from None
+        if not self.user_data:
+            target_spec(self.target)
+
+    def preflight(self):
+        if self.user_data:
+            return None
+        alloc = super().preflight()
+        aux_name(alloc, self.aux or alloc.default_aux)
+        return alloc
+
+    @property
+    def user_data(self) -> bool:
+        """Whether the audit runs on the user's own images (--victims or a data spec as aux)."""
+        from tfminv.data import specs
+
+        return bool(self.victims) or specs.is_spec(self.aux)
+
+
+@dataclasses.dataclass
+class AuditResult:
+    """What an audit measured (`inversion`, a `tfminv.results.InversionResults`) and how to
+    write it: `name` is the default output folder, `extra` goes to run.json."""
+
+    name: str
+    title: str
+    inversion: object
+    extra: dict = dataclasses.field(default_factory=dict)
+    grid_count: int = 12
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.inversion.row_dicts()
+
+    @property
+    def columns(self) -> list[str]:
+        from tfminv.results import COLUMNS
+
+        return list(COLUMNS)
+
+    def write(self, out_dir, *, command: str | None = None) -> list[Path]:
+        """`tfminv.reporting.inversion.write_report` into out_dir; returns the paths written."""
+        from tfminv.reporting.inversion import write_report
+
+        files = write_report(self.inversion, out_dir, title=self.title, command=command or "",
+                             extra=self.extra, grid_count=self.grid_count)
+        return list(files.values())
+
+
+def run_audit(config: AuditConfig) -> AuditResult:
+    """The audit scenario: `config` -> target, auxiliary set and victims -> the door
+    `tfminv.run_audit` (keyword form) -> AuditResult. Progress lines go to stdout."""
+    from tfminv.policies import parse_list
+
+    policies = parse_list(config.policies or DEFAULT_POLICIES)
+    if config.user_data:
+        return _user_audit(config, policies)
+    return _bundled_audit(config, policies)
+
+
+def _user_audit(config: AuditConfig, policies) -> AuditResult:
+    from tfminv.data import specs
+    from tfminv.leakage import run_audit as door
+
+    aux = specs.load(config.aux, what="--aux", tfds_data_dir=config.tfds_data_dir)
+    victims = specs.load(config.victims, what="--victims", tfds_data_dir=config.tfds_data_dir)
+    cut = lambda a, n: a if a is None or not n else a[:n]  # noqa: E731 - the budget caps
+    result = door(target_spec(config.target), cut(aux.images, config.max_aux),
+                  cut(victims.images, config.max_victims),
+                  cut(victims.labels, config.max_victims),
+                  policies=policies, width=config.width, eval_model=config.eval_model or None,
+                  outputs=config.outputs, input_range=config.input_range,
+                  cache_dir=config.cache_dir, val_fraction=config.aux_val_fraction,
+                  seed=config.audit_seed, config=config.train_config(),
+                  aux_augment=config.aux_augment, progress=print)
+    return AuditResult("audit_user", config.title or "Leakage audit", result,
+                       {"aux_set": config.aux, "victims_set": config.victims},
+                       grid_count=config.figure_n)
+
+
+def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
+    from tfminv.data import allocations
+
+    t0 = time.perf_counter()
+    alloc = allocations.get(config.dataset)
+    aux = aux_name(alloc, config.aux or alloc.default_aux)
+    target = target_spec(config.target)
+    s = base.prepare(dataclasses.replace(config, target=target), aux)
+    ident = s.target_info["identity"].replace(":", "_").replace("/", "_")
+    result = audit_sets(
+        s.oracle, s.aux_set, s.victims, policies, config=config.train_config(),
+        width=config.width, eval_model=s.eval_model, train_set=s.train_set,
+        cache_dir=config.cache_dir, workdir=config.cache() / "audit_inverters" / ident,
+        val_fraction=config.aux_val_fraction, seed=config.audit_seed,
+        aux_augment=config.aux_augment, progress=print)
+    described = (target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "
+                 f"{s.target_info['epochs']} epochs, test accuracy "
+                 f"{s.target_info['test_accuracy']:.3f})")
+    extra = {"dataset": alloc.name, "aux_set": f"{aux} ({s.aux_set.name})", "target": described,
+             "eval_classifier": {k: s.eval_info.get(k)
+                                 for k in ("width", "epochs", "test_accuracy")},
+             "oracle_queries": s.oracle.num_queries,
+             "prepare_seconds": {k: round(v, 1) for k, v in s.seconds.items()},
+             "total_seconds": round(time.perf_counter() - t0, 1)}
+    title = config.title or (f"Leakage audit: {alloc.name} target, "
+                             f"{s.aux_set.name.split('/')[0]} auxiliary set")
+    return AuditResult(f"audit_{alloc.name}", title, result, extra, grid_count=config.figure_n)
+
+
+def audit_sets(oracle, aux, victims, policies: str | Sequence, *, config, width: float = 1.0,
+               eval_model=None, train_set=None, cache_dir=None, workdir=None,
+               val_fraction: float = 0.1, seed: int = 0, aux_augment: str = "",
+               progress: Callable[[str], None] | None = None):
+    """The door `tfminv.run_audit` for ImageSets (the bundled allocations' form): audit
+    `oracle` under each policy. aux / victims / train_set: ImageSets (victims' labels index the
+    target's classes; train_set only feeds the class-mean baseline). config: the inverters'
+    tfminv.training.TrainConfig. Returns InversionResults with settings naming the sets."""
+    from tfminv.leakage import run_audit as door
+
+    result = door(
+        oracle, aux.images, victims.images, victims.labels, policies=policies, width=width,
+        eval_model=eval_model, train_images=None if train_set is None else train_set.images,
+        train_labels=None if train_set is None else train_set.labels, cache_dir=cache_dir,
+        workdir=workdir, val_fraction=val_fraction, seed=seed, config=config,
+        aux_augment=aux_augment, progress=progress)
+    result.settings.update(aux_name=getattr(aux, "name", ""),
+                           victims_name=getattr(victims, "name", ""))
+    return result
+
+
+def aux_name(allocation, aux: str) -> str:
+    """The allocation's name for --aux: one of its auxiliary set names (e.g. 'generic') or the
+    dataset exactly one of them uses (e.g. 'celeba' -> 'generic' for FaceScrub)."""
+    if aux in allocation.aux:
+        return aux
+    matches = [name for name, ref in allocation.aux.items() if ref.dataset == aux]
+    if len(matches) != 1:
+        options = sorted(set(allocation.aux) | {r.dataset for r in allocation.aux.values()})
+        raise ConfigError(f"--aux={aux!r}: allocation {allocation.name!r} has no such auxiliary "
+                          f"set; expected one of {options}")
+    return matches[0]
+
+
+def target_spec(target: str) -> str:
+    """--target as an oracle spec: a bare SavedModel directory or .keras file is accepted too."""
+    from tfminv.oracles.spec import SCHEMES
+
+    if not target or target.partition(":")[0] in SCHEMES:
+        return target
+    p = Path(target)
+    if p.is_dir():
+        return f"savedmodel:{p}"
+    if p.suffix == ".keras" and p.is_file():
+        return f"keras:{p}"
+    raise ConfigError(f"--target={target!r}: expected an oracle spec "
+                      f"({', '.join(s + ':...' for s in SCHEMES)}), a SavedModel directory, a "
+                      ".keras file, or empty for the bundled target")
