@@ -6,6 +6,7 @@ the public entry points below are attributes loaded on first use:
 
     tfminv.run_inversion(target, aux_images, victim_images, victim_labels, k=1)
     tfminv.run_audit(target, aux_images, victim_images, victim_labels, policies="identity;label")
+      (the audit scenario, tfminv.scenarios.run_audit(AuditConfig), calls this one)
     tfminv.InversionInputs, tfminv.InversionResults, tfminv.InversionRow
     tfminv.LeakageCallback (a Keras callback that measures leakage while a model trains)
 """

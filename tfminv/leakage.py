@@ -541,6 +541,10 @@ def run_audit(target, aux_images, victim_images, victim_labels=None, *,
               policies: str | Sequence = DEFAULT_POLICIES, **kwargs):
     """The leakage/utility sweep: `run_inversion` over release policies (default: identity,
     top-3, top-1, rounding, label only, Gaussian noise, reverse sigmoid, temperature). With
-    victim labels each row also has the released vector's utility."""
+    victim labels each row also has the released vector's utility.
+
+    The keyword form of the audit: the audit scenario `tfminv.scenarios.run_audit(AuditConfig)`
+    (what `python -m tfminv.experiments.audit` runs) builds these arguments from a config and
+    calls this function."""
     return run_inversion(target, aux_images, victim_images, victim_labels, policies=policies,
                          **kwargs)

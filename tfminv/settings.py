@@ -86,7 +86,8 @@ def spelled(value) -> str:
 
 
 def check(config) -> None:
-    """The pure checks every field of `config` declares (choices, minimum), in field order.
+    """The pure checks every field of `config` declares (choices, minimum; a list is never
+    empty), in field order.
 
     A failure raises ConfigError naming the setting (as the command line spells it, which is
     also the field's name) and what was expected."""
@@ -96,6 +97,9 @@ def check(config) -> None:
         value = getattr(config, name)
         items = list(value) if is_list(field, s) and isinstance(value, (tuple, list)) else \
             [value]
+        if is_list(field, s) and not items:
+            raise ConfigError(f"--{name}=: expected at least one value"
+                              + (f" of {list(s.choices)}" if s.choices is not None else ""))
         if s.choices is not None:
             bad = [v for v in items if v not in s.choices]
             if bad:
@@ -103,8 +107,6 @@ def check(config) -> None:
                 shown = spelled(value) if is_list(field, s) else repr(value)
                 raise ConfigError(f"--{name}={shown}: expected {what} "
                                   f"{list(s.choices)}")
-            if is_list(field, s) and not items:
-                raise ConfigError(f"--{name}=: expected at least one of {list(s.choices)}")
         if s.minimum is not None:
             for v in items:
                 if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -42,16 +42,8 @@ class AuxiliaryConfig(base.ScenarioConfig):
 def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
     """One row per auxiliary set (mse_mean_aux is that set's mean image); figure: ground truth,
     then one row per set."""
-    from tfminv.data import allocations
-
     t_start = time.perf_counter()
-    alloc = allocations.get(config.dataset)
-    bad = [a for a in config.aux_sets if a not in alloc.aux]
-    if bad or not config.aux_sets:
-        raise ConfigError(f"--aux_sets={','.join(config.aux_sets)}: expected names among "
-                          f"{sorted(alloc.aux)}")
-    if config.k < 0 or config.k > alloc.num_classes:
-        raise ConfigError(f"--k={config.k}: expected 0 (full vector) to {alloc.num_classes}")
+    alloc = config.preflight()  # the auxiliary sets exist, k <= the classes
     k = config.k or alloc.num_classes
     rows, fig_rows, setups = [], [], {}
     for aux_name in config.aux_sets:

@@ -44,23 +44,14 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     train_seconds (of the session that trained the cached inverter); figure: ground truth, then
     one row per k and method."""
     from tfminv import metrics
-    from tfminv.attacks.inversion import METHODS, evaluate, train_inverter
-    from tfminv.data import allocations
+    from tfminv.attacks.inversion import evaluate, train_inverter
     from tfminv.training import load_run
 
     t_start = time.perf_counter()
+    alloc = config.preflight()  # k >= 1, known methods (__post_init__), k <= the classes
     ks = [int(k) for k in config.k]
     k_text = ",".join(map(str, ks))
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"--k={k_text}: expected at least one integer >= 1")
-    bad = [m for m in config.methods if m not in METHODS]
-    if bad or not config.methods:
-        raise ConfigError(f"--methods: unknown {bad}; expected a subset of {list(METHODS)}")
-    alloc = allocations.get(config.dataset)
     n_classes = alloc.num_classes
-    if not config.target and max(ks) > n_classes:
-        raise ConfigError(f"--k={k_text}: k must be at most the {n_classes} classes of "
-                          f"--dataset={config.dataset}")
     n_inv = len({k for k in ks if k < n_classes}) + 1 if "truncation" in config.methods else 1
     s = base.prepare(config, n_inverters=n_inv)
     m = s.num_outputs

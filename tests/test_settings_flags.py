@@ -1,0 +1,286 @@
+"""One definition per setting: every scenario config field is its binary's flag (same name,
+default, help, choices); pure flag checks, the output folder and --help run before TensorFlow
+is imported; Ctrl-C exits 130 with a resume hint; the audit scenario calls the public door.
+
+Binaries run in subprocesses (they define flags of the same names); all fast (no training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfminv.errors import ConfigError
+from tfminv.settings import settings_of
+
+ROOT = Path(__file__).parents[1]
+BINARIES = {"truncation": "TruncationConfig", "auxiliary": "AuxiliaryConfig",
+            "alignment": "AlignmentConfig", "class_inference": "ClassInferenceConfig",
+            "joint": "JointConfig", "api": "FaceAPIConfig", "audit": "AuditConfig"}
+
+# a binary's flags, and whether TensorFlow got imported
+DUMP = textwrap.dedent("""
+    import importlib, json, sys
+    from absl import flags
+    mod = importlib.import_module(sys.argv[1])
+    F = flags.FLAGS
+    own = {f.name: {"default": f.default, "help": f.help,
+                    "choices": getattr(f.parser, "enum_values", None)}
+           for f in F.get_flags_for_module(mod)}
+    print(json.dumps({"flags": own, "tensorflow": "tensorflow" in sys.modules}))
+""")
+
+# run a binary as `python -m` would, then report its exit code and whether TensorFlow started
+RUN = textwrap.dedent("""
+    import json, runpy, sys
+    code = None
+    try:
+        runpy.run_module(sys.argv[1], run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        code = e.code
+    print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
+""")
+
+
+def _env(**more):
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **more)
+
+
+def _spawn(script, *args, cwd=None):
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=cwd)
+
+
+def _result(proc, timeout=120):
+    out, err = proc.communicate(timeout=timeout)
+    assert out.strip(), err[-2000:]
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def _as_flag_default(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_every_config_field_is_its_binary_flag_with_the_same_default():
+    import tfminv.scenarios as sc
+    from tfminv.experiments.common import RunOptions
+
+    assert {getattr(sc, c) for c in BINARIES.values()} == set(sc.CONFIGS)
+    procs = {b: _spawn(DUMP, f"tfminv.experiments.{b}") for b in BINARIES}
+    for binary, cls_name in BINARIES.items():
+        dump, err = _result(procs[binary])
+        assert not dump["tensorflow"], binary
+        own = dump["flags"]
+        expected = {**settings_of(getattr(sc, cls_name)), **settings_of(RunOptions)}
+        with_flag = {n: fs for n, fs in expected.items() if fs[1].flag}
+        # no hand-written flag beside the generated ones, and every setting has its flag
+        assert set(own) == set(with_flag), (binary, set(own) ^ set(with_flag))
+        for name, (field, s) in with_flag.items():
+            flag = own[name]
+            assert flag["default"] == _as_flag_default(field.default), (binary, name)
+            assert flag["help"].endswith(s.help), (binary, name)  # enums: '<a|b>: ' first
+            if s.choices is not None and flag["choices"] is not None:
+                assert flag["choices"] == [str(c) for c in s.choices], (binary, name)
+
+
+# today's command lines keep working: the defaults users rely on, as the flags spell them
+FROZEN = {
+    "truncation": {"k": [10], "methods": ["truncation", "previous", "previous_logzero"],
+                   "figure_n": 10, "dataset": "facescrub", "epochs": 100, "max_aux": 0},
+    "auxiliary": {"aux_sets": ["same", "generic", "distinct"], "k": 0},
+    "class_inference": {"k": 1, "methods": ["truncation", "previous", "fredrikson",
+                                            "fredrikson_meanaux"], "mia_steps": 1000},
+    "api": {"api_split": [0.5, 0.9], "feature_sets": ["all", "no_landmarks"],
+            "api_width": 0.25},
+    "audit": {"figure_n": 12, "policies": None, "audit_seed": 0, "input_range": "0,1",
+              "outputs": "auto", "victims": None, "title": None},
+}
+
+
+def test_flag_defaults_and_list_flags_as_before():
+    procs = {b: _spawn(DUMP, f"tfminv.experiments.{b}") for b in FROZEN}
+    for binary, want in FROZEN.items():
+        own = _result(procs[binary])[0]["flags"]
+        assert {n: own[n]["default"] for n in want} == want, binary
+
+
+@pytest.mark.parametrize("binary", sorted(BINARIES))
+def test_help_does_not_import_tensorflow(binary):
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m",
+                          f"tfminv.experiments.{binary}", "--help"], capture_output=True,
+                         text=True, env=_env(), timeout=120)
+    assert res.returncode in (0, 1), res.stderr[-2000:]
+    assert "--epochs" in res.stdout + res.stderr
+    imported = [line for line in res.stderr.splitlines() if "import time" in line]
+    assert imported and not [line for line in imported if "tensorflow" in line]
+
+
+def test_flag_and_output_folder_checks_run_before_tensorflow(tmp_path):
+    """A bad --k / --max_aux, an --out_dir that is a file, or a results.json that is a folder:
+    one line, exit 2, and TensorFlow never imported (so no training either)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    (tmp_path / "out" / "results.json").mkdir(parents=True)
+    tiny = ["--dataset=mnist", "--width=0.0625", "--epochs=1", "--max_train=50",
+            "--max_victims=10", "--verbose=0", f"--cache_dir={tmp_path}/cache"]
+    cases = [
+        ("truncation", ["--k=0"], "--k=0: expected values >= 1"),
+        ("truncation", ["--k=1,7"], "--k=1,7: k must be at most the 5 classes"),
+        ("truncation", ["--k=1", "--max_aux=-5"], "--max_aux=-5: expected a value >= 0"),
+        ("auxiliary", ["--max_victims=-1"], "--max_victims=-1"),
+        ("truncation", ["--k=1", f"--out_dir={a_file}"], f"--out_dir={a_file}: is a file"),
+        ("truncation", ["--k=1", f"--out_dir={a_file}/sub"], f"{a_file} is a file"),
+        ("joint", ["--k=1", f"--out_dir={tmp_path}/out"], "results.json is a folder"),
+        ("audit", ["--audit_seed=0", "--policies=topk:0"], "topk"),
+        ("audit", ["--victims=npz:x.npz"], "--victims, --aux and --target go together"),
+        ("audit", ["--input_range=5,1"], "--input_range='5,1'"),
+        ("class_inference", ["--mia_steps=0"], "--mia_steps=0"),
+        ("api", ["--api_split=0.9,0.5"], "0 < a < b < 1"),
+    ]
+    procs = []
+    for binary, args, want in cases:
+        p = subprocess.Popen([sys.executable, "-c", RUN, f"tfminv.experiments.{binary}", *tiny,
+                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=_env(), cwd=tmp_path)
+        procs.append((binary, args, want, p))
+    for binary, args, want, p in procs:
+        res, err = _result(p, timeout=180)
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert res["code"] == 2, (binary, args, err[-2000:])
+        assert len(errors) == 1 and want in errors[0], (binary, args, err[-2000:])
+        assert not res["tensorflow"], (binary, args, "checked only after TensorFlow started")
+
+
+def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(tmp_path):
+    script = textwrap.dedent("""
+        from tfminv import cli
+        def main(argv):
+            raise KeyboardInterrupt
+        cli.run(main)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=_env(), timeout=60)
+    assert res.returncode == 130
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "interrupted: rerun the same command to resume (trained models, predictions and "
+        "checkpoints are cached)"]
+
+
+def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
+    """SIGINT to a training binary (a few seconds in: TensorFlow is up or training)."""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "tfminv.experiments.truncation",
+                          "--dataset=mnist", "--k=1", "--width=0.0625", "--epochs=50",
+                          "--clf_epochs=50", "--max_train=300", "--max_aux=300",
+                          "--max_victims=20", "--verbose=0", f"--cache_dir={tmp_path}/cache",
+                          f"--out_dir={tmp_path}/out"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    time.sleep(6)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: rerun the same command")
+
+
+def test_command_line_records_given_flags_quoted(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        from absl import flags
+        from tfminv.experiments import audit, common
+        flags.FLAGS(["audit", "--policies=topk:2|round:1", "--max_aux=48",
+                     "--nodeterministic", "--out_dir=my out"])
+        print(common.command_line("tfminv.experiments.audit"))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=_env(), timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = res.stdout.strip().splitlines()[-1]
+    assert line == ("python -m tfminv.experiments.audit --max_aux=48 "
+                    "'--policies=topk:2|round:1' '--out_dir=my out' --nodeterministic")
+    # one recorder: no binary writes its own
+    for binary in BINARIES:
+        src = (ROOT / "tfminv" / "experiments" / f"{binary}.py").read_text()
+        assert "common.publish(" in src and "_command" not in src and "FLAGS." not in src
+
+
+def test_config_checks_name_the_setting():
+    from tfminv.scenarios import (AuditConfig, ClassInferenceConfig, FaceAPIConfig,
+                                  ScenarioConfig, TruncationConfig)
+
+    with pytest.raises(ConfigError, match=r"^--max_aux=-5: expected a value >= 0"):
+        ScenarioConfig(max_aux=-5)
+    with pytest.raises(ConfigError, match=r"^--k=1,0: expected values >= 1"):
+        TruncationConfig(k=(1, 0))
+    with pytest.raises(ConfigError, match=r"^--methods=truncation,nope: expected a subset"):
+        TruncationConfig(methods=("truncation", "nope"))
+    with pytest.raises(ConfigError, match=r"^--mia_objective='x': expected one of"):
+        ClassInferenceConfig(mia_objective="x")
+    with pytest.raises(ConfigError, match="0 < a < b < 1"):
+        FaceAPIConfig(api_split=(0.9, 0.5))
+    with pytest.raises(ConfigError, match="--select_on"):
+        AuditConfig(select_on="target_train")
+    with pytest.raises(ConfigError, match="--stream_aux"):
+        AuditConfig(stream_aux=True)
+    with pytest.raises(ConfigError, match="policy 'topq'"):
+        AuditConfig(policies="identity;topq:3")
+    with pytest.raises(ConfigError, match="--k=6: k must be at most the 5 classes"):
+        TruncationConfig(dataset="mnist", k=(6,)).preflight()
+    with pytest.raises(ConfigError, match="--aux='imagenet'"):
+        AuditConfig(aux="imagenet").preflight()
+    assert TruncationConfig(dataset="mnist", k=(6,), target="keras:x.keras").preflight()
+
+
+def test_audit_scenario_calls_the_public_door_by_keywords(tmp_path, monkeypatch):
+    """run_audit(AuditConfig) on the user's data: loads the specs, applies the budget caps and
+    hands everything to `tfminv.run_audit` (the door, keyword form); its result is written."""
+    import tfminv.leakage
+    from tfminv.results import InversionResults
+    from tfminv.scenarios import AuditConfig, run_audit
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "aux.npz", images=rng.integers(0, 255, (30, 16, 16, 1), np.uint8))
+    np.savez(tmp_path / "vic.npz", images=rng.integers(0, 255, (9, 16, 16, 1), np.uint8),
+             labels=np.arange(9) % 3)
+    seen = {}
+
+    def door(target, aux_images, victim_images, victim_labels=None, **kw):
+        seen.update(target=target, n_aux=len(aux_images), n_victims=len(victim_images),
+                    labels=victim_labels, **kw)
+        return InversionResults(rows=[], reconstructions={}, baselines={}, settings={},
+                                victim_images=victim_images, victim_labels=victim_labels)
+
+    monkeypatch.setattr(tfminv.leakage, "run_audit", door)
+    config = AuditConfig(target="keras:m.keras", aux=f"npz:{tmp_path}/aux.npz",
+                         victims=f"npz:{tmp_path}/vic.npz", max_aux=20, max_victims=6,
+                         policies="identity;label", audit_seed=7, width=0.5, epochs=3,
+                         input_range="0,255", title="T", eval_model="keras:judge.keras")
+    result = run_audit(config)
+    assert seen["target"] == "keras:m.keras" and seen["n_aux"] == 20 and seen["n_victims"] == 6
+    assert [p.spec() for p in seen["policies"]] == ["identity", "label"]
+    assert seen["seed"] == 7 and seen["width"] == 0.5 and seen["input_range"] == "0,255"
+    assert seen["config"].epochs == 3 and seen["eval_model"] == "keras:judge.keras"
+    np.testing.assert_array_equal(seen["labels"], np.arange(6) % 3)
+    assert result.name == "audit_user" and result.title == "T"
+    assert result.extra == {"aux_set": config.aux, "victims_set": config.victims}
+
+
+def test_audit_public_names_stay_importable():
+    import tfminv
+    from tfminv import audit
+    from tfminv.scenarios import audit as scenario
+
+    assert audit.run_audit is scenario.run_audit  # the config form (the binary's)
+    assert tfminv.run_audit is __import__("tfminv.leakage").leakage.run_audit  # the door
+    for name in ("DEFAULT_POLICIES", "tie_aware_accuracy", "grid_indices", "write_report",
+                 "aux_name", "target_spec", "audit_sets", "AuditConfig"):
+        assert hasattr(audit, name), name
