@@ -174,7 +174,7 @@ def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(tmp_path):
 
 
 def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
-    """SIGINT to a training binary (a few seconds in: TensorFlow is up or training)."""
+    """SIGINT to a training binary once it has started work (TensorFlow up, data or training)."""
     import signal
     import time
 
@@ -184,7 +184,10 @@ def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
                           "--max_victims=20", "--verbose=0", f"--cache_dir={tmp_path}/cache",
                           f"--out_dir={tmp_path}/out"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
-    time.sleep(6)
+    deadline = time.time() + 8  # interrupt once the run writes its cache, or 8 s in
+    while not (tmp_path / "cache").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-3000:]
