@@ -19,7 +19,7 @@ common.define_flags(AlignmentConfig)
 
 
 def run(argv):
-    config = common.config(AlignmentConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(AlignmentConfig)  # flags -> config (checked early)
     return common.publish(run_alignment(config), "tfminv.experiments.alignment")
 
 

@@ -20,7 +20,7 @@ common.define_flags(FaceAPIConfig)
 
 
 def run(argv):
-    config = common.config(FaceAPIConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(FaceAPIConfig)  # flags -> config (checked early)
     return common.publish(run_faceapi(config), "tfminv.experiments.api")
 
 

@@ -32,7 +32,7 @@ common.define_flags(AuditConfig)
 
 
 def run(argv):
-    config = common.config(AuditConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(AuditConfig)  # flags -> config (checked early)
     return common.publish(run_audit(config), "tfminv.experiments.audit")
 
 

@@ -18,7 +18,7 @@ common.define_flags(AuxiliaryConfig)
 
 
 def run(argv):
-    config = common.config(AuxiliaryConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(AuxiliaryConfig)  # flags -> config (checked early)
     return common.publish(run_auxiliary(config), "tfminv.experiments.auxiliary")
 
 

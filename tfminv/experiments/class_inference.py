@@ -19,7 +19,7 @@ common.define_flags(ClassInferenceConfig)
 
 
 def run(argv):
-    config = common.config(ClassInferenceConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(ClassInferenceConfig)  # flags -> config (checked early)
     return common.publish(run_class_inference(config), "tfminv.experiments.class_inference")
 
 

@@ -19,7 +19,7 @@ common.define_flags(JointConfig)
 
 
 def run(argv):
-    config = common.config(JointConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(JointConfig)  # flags -> config (checked early)
     return common.publish(run_joint(config), "tfminv.experiments.joint")
 
 

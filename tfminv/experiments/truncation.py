@@ -18,7 +18,7 @@ common.define_flags(TruncationConfig)
 
 
 def run(argv):
-    config = common.config(TruncationConfig)  # flags -> config (checked before TensorFlow starts)
+    config = common.config(TruncationConfig)  # flags -> config (checked early)
     return common.publish(run_truncation(config), "tfminv.experiments.truncation")
 
 
