@@ -6,14 +6,16 @@ import sys
 
 USER_ERROR = 2  # exit status of every binary on a user error (bad flag, bad input, missing data)
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+INTERRUPTED_LINE = "interrupted (Ctrl-C)"
 RESUME_HINT = ("interrupted: rerun the same command to resume (trained models, predictions and "
                "checkpoints are cached)")
 
 
-def run(main, before=None, argv=None, early=None) -> None:
+def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED_LINE) -> None:
     """`app.run(main)`; a TfminvError from `early()`, `before()` or `main(argv)`, or a flag that
     does not parse, prints `error: ...` (one line) and exits 2. Ctrl-C (KeyboardInterrupt)
-    prints one line saying how to resume and exits 130.
+    prints the one line `interrupted` (the experiment binaries: RESUME_HINT, how to resume) and
+    exits 130, without a traceback.
 
     `early()` runs first, right after the flags are parsed: the pure checks of the flags, before
     TensorFlow is imported. When the binary defines a `--strategy` flag, its tf.distribute
@@ -54,7 +56,7 @@ def run(main, before=None, argv=None, early=None) -> None:
     try:
         app.run(wrapped, argv=argv, flags_parser=_parse_flags)
     except KeyboardInterrupt:
-        print(RESUME_HINT, file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         sys.exit(INTERRUPTED)
 
 

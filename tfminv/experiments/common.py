@@ -187,7 +187,7 @@ def main(fn, cls=None):
         config(cls).preflight()
         check_out_dir(FLAGS.out_dir or "runs/_")
 
-    cli.run(fn, early=early, before=_before)
+    cli.run(fn, early=early, before=_before, interrupted=cli.RESUME_HINT)
 
 
 def _before():
