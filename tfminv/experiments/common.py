@@ -113,10 +113,21 @@ def define_flags(cls, module_name: str | None = None):
             module_name = sys.argv[0]
     for klass in (cls, RunOptions):
         for name, (field, s) in settings_of(klass).items():
-            if s.flag and name not in FLAGS:
-                _define(field, s, module_name)
-                _DEFINED.append(name)
+            if not s.flag:
+                continue
+            if name in FLAGS:  # a second binary in one process: only the same definition
+                if FLAGS[name].default != _flag_default(field.default) or \
+                        not FLAGS[name].help.endswith(s.help):
+                    raise flags.DuplicateFlagError(f"--{name} is already defined differently "
+                                                   f"(by another binary in this process)")
+                continue
+            _define(field, s, module_name)
+            _DEFINED.append(name)
     return cls
+
+
+def _flag_default(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def config(cls=None):
