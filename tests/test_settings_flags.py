@@ -287,3 +287,43 @@ def test_audit_public_names_stay_importable():
     for name in ("DEFAULT_POLICIES", "tie_aware_accuracy", "grid_indices", "write_report",
                  "aux_name", "target_spec", "audit_sets", "AuditConfig"):
         assert hasattr(audit, name), name
+
+
+PARSE = textwrap.dedent("""
+    import importlib, json, shlex, sys
+    from absl import flags
+    from tfminv.experiments import common
+    binary = sys.argv[1]
+    mod = importlib.import_module(binary)
+    cls = getattr(mod, sys.argv[2])
+    F = flags.FLAGS
+    out = []
+    for command in json.loads(sys.argv[3]):
+        args = shlex.split(command)
+        F.unparse_flags()
+        F(["prog", *args[3:]])
+        first = common.config(cls)
+        again = common.command_line(binary)
+        F.unparse_flags()
+        F(["prog", *shlex.split(again)[3:]])
+        out.append(first == common.config(cls))
+    print(json.dumps(out))
+""")
+
+
+def test_the_committed_experiments_command_lines_still_parse():
+    """Every run.json command of experiments/ parses into its binary's config, and the
+    recorder's own line for it parses back into the same config."""
+    commands = {}
+    for run in sorted((ROOT / "experiments").glob("*/run.json")):
+        command = json.loads(run.read_text()).get("command", "")
+        binary = command.split()[2] if command.startswith("python -m tfminv.experiments.") \
+            else None
+        if binary:
+            commands.setdefault(binary, []).append(command)
+    assert len(commands) >= 6
+    procs = {b: _spawn(PARSE, b, BINARIES[b.rsplit(".", 1)[1]], json.dumps(cs))
+             for b, cs in commands.items()}
+    for binary, p in procs.items():
+        same, err = _result(p)
+        assert same == [True] * len(commands[binary]), (binary, err[-2000:])
