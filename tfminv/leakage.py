@@ -200,7 +200,8 @@ def _base_oracle(target, what: str):
     if isinstance(target, (str, Path)):
         from tfminv.oracles import from_spec
 
-        return from_spec(_spec(str(target), what)), None  # keras: softmax added to logits
+        base = from_spec(_spec(str(target), what), outputs="raw")  # make_target reads them
+        return base, getattr(base, "ends_in_softmax", None)
     if _keras_model(target):
         from tfminv.export import ends_in_softmax
 
@@ -220,23 +221,13 @@ def _spec(spec: str, what: str) -> str:
     if spec.partition(":")[0] in SCHEMES:
         return spec
     p = Path(spec)
-    if p.suffix == ".keras" and p.is_file():
+    if p.suffix in (".keras", ".h5", ".hdf5") and p.is_file():
         return f"keras:{p}"
     if p.is_dir():
         return f"savedmodel:{p}"
     raise ConfigError(f"{what}={spec!r}: expected an oracle spec "
                       f"({', '.join(s + ':...' for s in SCHEMES)}), a .keras file or a "
                       "SavedModel directory")
-
-
-def _kind_of(out: np.ndarray) -> str | None:
-    """'probabilities', 'logits' or None (cannot tell) from a batch of output vectors."""
-    sums = out.sum(axis=1)
-    if out.min() < 0 or sums.max() > 1 + 1e-3:
-        return "logits"
-    if np.all(np.abs(sums - 1) <= 1e-3):
-        return "probabilities"
-    return None
 
 
 def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
@@ -254,6 +245,7 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
     """
     from tfminv.attacks.predictions import query_cached
     from tfminv.oracles.base import Oracle, softmax_np
+    from tfminv.oracles.checks import check_deterministic, outputs_kind
 
     if outputs not in OUTPUTS:
         raise ConfigError(f"outputs={outputs!r}: expected one of {', '.join(OUTPUTS)}")
@@ -271,6 +263,7 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
     try:
         raw = np.asarray(query_cached(base, lo + probe_images * (hi - lo), cache_dir),
                          np.float32)
+        again = np.asarray(base(lo + probe_images * (hi - lo)), np.float32)  # not cached
     except TfminvError as e:
         raise type(e)(f"{what} on a probe batch of {_fmt_shape(shape)} images: {e}") from None
     except Exception as e:  # noqa: BLE001 - any failure here means the target cannot take them
@@ -286,23 +279,11 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
                           "2 classes")
     if not np.all(np.isfinite(raw)):
         raise OracleError(f"{what}: answered NaN or infinite values on the probe batch")
+    check_deterministic(raw, again, what)
     if scores_only:
         kind, how = "scores", "used for the argmax only"
-    elif outputs != "auto":
-        kind, how = outputs, "declared"
-        if outputs == "probabilities" and _kind_of(raw) == "logits":
-            raise OracleError(f"{what}: declared outputs='probabilities' but the probe answers "
-                              "negative entries or rows summing above 1; declare "
-                              "outputs='logits'")
-    elif says_probs:
-        kind, how = "probabilities", "the model's last layer is softmax"
     else:
-        kind, how = _kind_of(raw), "detected on the probe batch"
-        if kind is None:
-            raise OracleError(f"{what}: cannot tell probabilities from logits (rows are "
-                              f"non-negative but sum to {raw.sum(1).min():.3g}-"
-                              f"{raw.sum(1).max():.3g}, not 1); declare outputs='probabilities' "
-                              "or outputs='logits'")
+        kind, how = outputs_kind(raw, outputs, says_probs, what)
     softmax = kind == "logits"
     ident = f"{base.identity()}|in={lo:g},{hi:g}|{'softmax' if softmax else 'raw'}"
 

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from tfminv.errors import BudgetExceeded, ConfigError, OracleError
-from tfminv.oracles.checks import check_image_shape
+from tfminv.oracles.checks import as_probabilities, check_image_shape, check_outputs_choice
+from tfminv.oracles.checks import softmax_np  # noqa: F401 - its home before checks.py
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,21 @@ class TransientOracleError(OracleError):
 class Oracle(abc.ABC):
     """A black-box target. Subclasses implement `_predict` on one batch of images.
 
+    `outputs` says what `_predict` answers (`checks.OUTPUTS`): 'probabilities' are checked on
+    every batch, 'logits' get a softmax, 'raw' (the default here) pass unchecked.
+
     `input_shape` (H, W, C; None where any size goes) is set by targets that know theirs, so
     images of another shape fail with one line before anything is sent.
     """
 
     input_shape: tuple | None = None
+    #: answers may sum to less than 1 under outputs='probabilities' (an API releasing only
+    #: some entries)
+    partial_release = False
 
     def __init__(self, output_dim: int | None = None, batch_size: int = 256,
-                 budget: int | None = None, name: str = "oracle"):
+                 budget: int | None = None, name: str = "oracle", outputs: str = "raw"):
+        self.outputs = check_outputs_choice(outputs, name)
         self.output_dim = output_dim
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
@@ -53,6 +61,11 @@ class Oracle(abc.ABC):
     def identity(self) -> str:
         """A string that identifies the target for prediction caches (override when known)."""
         return self.name
+
+    def _outputs_tag(self, default: str = "probabilities") -> str:
+        """'' when answers are read the class's usual way, else '|outputs=MODE': the same
+        model read raw and read as logits answers differently, so caches must not mix them."""
+        return "" if self.outputs == default else f"|outputs={self.outputs}"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Predict all images, batch by batch; raises OracleError before returning anything bad."""
@@ -77,11 +90,12 @@ class Oracle(abc.ABC):
 
     def _one_batch(self, batch: np.ndarray) -> np.ndarray:
         out = np.asarray(self._predict(batch), dtype=np.float32)
-        self._check(out, len(batch))
+        out = self._check(out, len(batch))
         self.num_queries += len(batch)
         return out
 
-    def _check(self, out: np.ndarray, n: int) -> None:
+    def _check(self, out: np.ndarray, n: int) -> np.ndarray:
+        """The batch's answers, checked (shape, length, finite) and read as `outputs` says."""
         if out.ndim != 2 or out.shape[0] != n:
             raise OracleError(f"{self.name}: expected {n} prediction vectors, got shape {out.shape}")
         if self.output_dim is None:
@@ -91,6 +105,7 @@ class Oracle(abc.ABC):
                 f"{self.name}: expected vectors of length {self.output_dim}, got {out.shape[1]}")
         if not np.all(np.isfinite(out)):
             raise OracleError(f"{self.name}: response contains NaN or infinite values")
+        return as_probabilities(out, self.outputs, self.name, partial=self.partial_release)
 
 
 class CallableOracle(Oracle):
@@ -104,33 +119,29 @@ class CallableOracle(Oracle):
         return self._fn(images)
 
 
-def softmax_np(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float32 (numerically stable)."""
-    out = logits - logits.max(axis=1, keepdims=True)
-    out = np.exp(out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
 class KerasOracle(Oracle):
     """An in-process Keras model, answering probabilities.
 
     softmax: True turns logits into probabilities, False passes the outputs through; None (the
     default) decides from the model: a model whose last layer is (or activates with) softmax is
     passed through, any other gets a softmax. So a model ending in softmax is never softmaxed
-    twice (a second softmax flattens the vector towards uniform without any error).
+    twice (a second softmax flattens the vector towards uniform without any error). An explicit
+    `outputs` (`checks.OUTPUTS`) overrides `softmax`; `ends_in_softmax` records what the
+    model's structure says.
     """
 
     def __init__(self, model, softmax: bool | None = None, identity: str | None = None,
                  **kwargs):
+        from tfminv.export import ends_in_softmax
+
         kwargs.setdefault("name", getattr(model, "name", "keras"))
+        self.ends_in_softmax = ends_in_softmax(model)  # what the model's structure says
+        if softmax is None:
+            softmax = not self.ends_in_softmax
+        if "outputs" not in kwargs:
+            kwargs["outputs"] = "logits" if softmax else "raw"
         super().__init__(**kwargs)
         self._model = model
-        if softmax is None:
-            from tfminv.export import ends_in_softmax
-
-            softmax = not ends_in_softmax(model)
-        self._softmax = bool(softmax)
         self._identity = identity
 
     def identity(self) -> str:
@@ -144,11 +155,7 @@ class KerasOracle(Oracle):
         return tuple(shape[1:])
 
     def _predict(self, images):
-        out = self._model.predict_on_batch(images)
-        out = np.asarray(out, dtype=np.float32)
-        if self._softmax:
-            out = softmax_np(out)
-        return out
+        return np.asarray(self._model.predict_on_batch(images), dtype=np.float32)
 
 
 @dataclasses.dataclass
@@ -218,6 +225,8 @@ class RateLimiter:
 class RemoteOracle(Oracle):
     """An oracle behind a network call: `timeout` seconds per request, retries per RetryPolicy,
     up to `concurrency` requests in flight and at most `rate_limit` requests per second.
+    Answers must be probabilities unless declared otherwise (`outputs`, as for a SavedModel):
+    a served model answering logits is refused on its first batch, not used silently.
 
     Subclasses implement `_request(images)`; it raises TransientOracleError for failures worth
     retrying and OracleError for the rest. A batch either yields a full, checked answer or raises,
@@ -227,8 +236,9 @@ class RemoteOracle(Oracle):
     """
 
     def __init__(self, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 concurrency: int = 1, rate_limit: float | None = None, **kwargs):
-        super().__init__(**kwargs)
+                 concurrency: int = 1, rate_limit: float | None = None,
+                 outputs: str = "probabilities", **kwargs):
+        super().__init__(outputs=outputs, **kwargs)
         if not timeout or timeout <= 0:
             raise ConfigError(f"{self.name}: timeout must be > 0 seconds, got {timeout}")
         if int(concurrency) < 1:
@@ -253,7 +263,7 @@ class RemoteOracle(Oracle):
     def _one_batch(self, batch):
         out = np.asarray(self._predict(batch), dtype=np.float32)
         with self._count_lock:  # output_dim and num_queries are shared by the pool's threads
-            self._check(out, len(batch))
+            out = self._check(out, len(batch))
             self.num_queries += len(batch)
         return out
 

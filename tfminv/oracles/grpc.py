@@ -117,7 +117,9 @@ class GrpcPredictor:
 
 
 class GrpcOracle(RemoteOracle):
-    """A classifier behind TF Serving's gRPC port (default 8500): `grpc:HOST:PORT/NAME[/VERSION]`."""
+    """A classifier behind TF Serving's gRPC port (default 8500): `grpc:HOST:PORT/NAME[/VERSION]`.
+
+    Answers are read as `outputs` says (default 'probabilities', checked on every batch)."""
 
     def __init__(self, target: str, *, input_key: str = "images",
                  output_key: str | None = "probabilities",
@@ -131,7 +133,7 @@ class GrpcOracle(RemoteOracle):
                                     timeout=self.timeout, retry=self.retry, name=self.name)
 
     def identity(self) -> str:
-        return f"{self.name}#{self.client.signature_name}"
+        return f"{self.name}#{self.client.signature_name}{self._outputs_tag()}"
 
     def _request(self, images):
         return self.client.request(images)

@@ -216,7 +216,13 @@ class HttpJsonOracle(RemoteOracle):
     Pass `schema` (a Schema, dict or path), or the callables `request_builder(images) -> body`
     and `response_to_vector(answer) -> vector` (per image; with `batch=True` the builder gets
     the whole batch and the mapper returns [n, m]).
+
+    Answers are read as `outputs` says (default 'probabilities': entries in [0, 1], rows summing
+    to at most 1, since such APIs often release only some classes; 'raw' for scores of
+    another kind, e.g. independent per-label confidences).
     """
+
+    partial_release = True
 
     def __init__(self, url: str, schema=None, *, request_builder=None, response_to_vector=None,
                  batch: bool | None = None, headers: dict | None = None, **kwargs):
@@ -244,7 +250,7 @@ class HttpJsonOracle(RemoteOracle):
 
     def identity(self) -> str:
         src = self.schema.source if self.schema else getattr(self._map, "__qualname__", "fn")
-        return f"http-json:{self.url}#{src}"
+        return f"http-json:{self.url}#{src}{self._outputs_tag()}"
 
     def _request(self, images):
         body = self._build(images if self.batch else images[0]) if self._build \

@@ -176,7 +176,9 @@ class RestOracle(RemoteOracle):
     """A classifier served by TF Serving (or anything speaking its REST contract).
 
     `url` is the model URL `http://HOST:PORT/v1/models/NAME[/versions/N]`; the answer's output
-    `output_key` (default: the only output, or `probabilities`) must already be probabilities.
+    `output_key` (default: the only output, or `probabilities`) is read as `outputs` says
+    (default 'probabilities': checked on every batch, so a served model answering logits is
+    refused in one line unless declared `outputs='logits'`).
     """
 
     def __init__(self, url: str, *, input_key: str | None = None,
@@ -192,7 +194,8 @@ class RestOracle(RemoteOracle):
         self._output_key = output_key
 
     def identity(self) -> str:
-        return f"rest:{self.client.url}#{self.client.signature_name or 'serving_default'}"
+        return (f"rest:{self.client.url}#{self.client.signature_name or 'serving_default'}"
+                f"{self._outputs_tag()}")
 
     def _request(self, images):
         outputs = decode_outputs(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import ConfigError, OracleError
-from tfminv.oracles.base import Oracle, softmax_np
-from tfminv.oracles.checks import check_probabilities
+from tfminv.errors import ConfigError, OracleError, first_line
+from tfminv.oracles.base import Oracle
+from tfminv.oracles.checks import as_probabilities, check_deterministic
 
 
 def resolve_savedmodel_dir(path: str | os.PathLike) -> Path:
@@ -41,8 +41,11 @@ class SavedModelOracle(Oracle):
     """Query a SavedModel's signature in process: `savedmodel:DIR`.
 
     `input_key` defaults to the signature's only input, `output_key` to `probabilities` (or the
-    only output). `softmax=True` if the signature returns logits; otherwise the output is
-    checked to be a probability vector at load time (`checks.check_probabilities`).
+    only output). `outputs` (`checks.OUTPUTS`, default 'probabilities'; `softmax=True` is the
+    older spelling of 'logits') says what the signature returns; it is checked at load time on
+    a seeded probe batch, sent twice: answers that contradict the declaration, or that differ
+    between the two sends (dropout or augmentation active in the exported graph), fail there in
+    one line, and every later batch is read as declared (`checks.as_probabilities`).
 
     Loading and querying a SavedModel runs its graph in this process, with whatever ops it
     holds (file reads and writes included): load only models you trust, and audit any other
@@ -50,12 +53,14 @@ class SavedModelOracle(Oracle):
     """
 
     def __init__(self, path, *, signature: str = "serving_default", input_key: str | None = None,
-                 output_key: str | None = None, softmax: bool = False, **kwargs):
+                 output_key: str | None = None, softmax: bool = False,
+                 outputs: str | None = None, **kwargs):
         import tensorflow as tf
 
         self.path = resolve_savedmodel_dir(path)
         kwargs.setdefault("name", f"savedmodel:{self.path}")
-        super().__init__(**kwargs)
+        outputs = outputs or ("logits" if softmax else "probabilities")
+        super().__init__(outputs=outputs, **kwargs)
         try:
             loaded = tf.saved_model.load(str(self.path))
         except Exception as e:  # noqa: BLE001 - TF raises many types for a corrupt model
@@ -85,36 +90,40 @@ class SavedModelOracle(Oracle):
         elif output_key not in outputs:
             raise ConfigError(f"{self.path}: signature {signature!r} has no output "
                               f"{output_key!r} (has {outputs})")
-        self.input_key, self.output_key, self._softmax = input_key, output_key, softmax
+        self.input_key, self.output_key = input_key, output_key
         in_spec = self._fn.structured_input_signature[1][input_key]
         if in_spec.shape.rank is not None:
             if in_spec.shape.rank != 4:
                 raise ConfigError(f"{self.path}: input {input_key!r} has shape {in_spec.shape}; "
                                   "a target takes one image batch [n, H, W, C]")
             self.input_shape = tuple(in_spec.shape.as_list()[1:])
-        if not softmax:
-            self._check_outputs_are_probabilities(in_spec.dtype)
+        self._probe(in_spec.dtype)
         self._hash = content_hash(self.path)
 
-    def _check_outputs_are_probabilities(self, dtype) -> None:
-        """Run the signature on a few seeded random images at load time (not counted as
-        queries): an output that is not a probability vector fails here, in one line, unless
-        the target is declared to return logits (`softmax=True`)."""
+    def _probe(self, dtype) -> None:
+        """Run the signature twice on a few seeded random images at load time (not counted as
+        queries): outputs that contradict `outputs`, or that change between the two runs, fail
+        here in one line."""
         import tensorflow as tf
 
         if self.input_shape is None or None in self.input_shape:
             return  # no shape to probe with; the first real batch is checked instead
         x = np.random.default_rng(0).random((4,) + self.input_shape)
-        try:
-            out = self._fn(**{self.input_key: tf.constant(x, dtype)})[self.output_key].numpy()
-        except Exception as e:  # noqa: BLE001 - a broken graph fails in many TF error types
-            raise ConfigError(f"{self.path}: signature {self.signature!r} fails on a probe "
-                              f"batch of shape {x.shape}: {str(e).splitlines()[0][:300]}") from None
-        check_probabilities(out.reshape(len(x), -1) if out.ndim != 2 else out,
-                            f"savedmodel:{self.path} (output {self.output_key!r})")
+        answers = []
+        for _ in range(2):
+            try:
+                out = self._fn(**{self.input_key: tf.constant(x, dtype)})[self.output_key]
+            except Exception as e:  # noqa: BLE001 - a broken graph fails in many TF error types
+                raise ConfigError(f"{self.path}: signature {self.signature!r} fails on a probe "
+                                  f"batch of shape {x.shape}: {first_line(e)}") from None
+            out = out.numpy()
+            answers.append(out.reshape(len(x), -1) if out.ndim != 2 else out)
+        what = f"savedmodel:{self.path} (output {self.output_key!r})"
+        check_deterministic(answers[0], answers[1], what)
+        as_probabilities(answers[0], self.outputs, what, partial=self.partial_release)
 
     def identity(self) -> str:
-        return f"savedmodel:{self._hash}#{self.signature}/{self.output_key}"
+        return f"savedmodel:{self._hash}#{self.signature}/{self.output_key}{self._outputs_tag()}"
 
     def _predict(self, images):
         import tensorflow as tf
@@ -122,6 +131,5 @@ class SavedModelOracle(Oracle):
         try:
             out = self._fn(**{self.input_key: tf.constant(images)})[self.output_key]
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise OracleError(f"{self.name}: signature call failed: {e}") from None
-        out = np.asarray(out.numpy(), np.float32)
-        return softmax_np(out) if self._softmax else out
+            raise OracleError(f"{self.name}: signature call failed: {first_line(e)}") from None
+        return np.asarray(out.numpy(), np.float32)

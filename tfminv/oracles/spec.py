@@ -1,6 +1,7 @@
 """`from_spec`: build any oracle from one string, so every experiment takes its target from a flag.
 
-    keras:PATH.keras                          in-process Keras model (softmax added to logits)
+    keras:PATH.keras                          in-process Keras model (softmax added to logits;
+                                              a legacy PATH.h5 loads too)
     savedmodel:DIR                            SavedModel dir, or TF Serving model dir (latest)
     rest:http://HOST:PORT/v1/models/NAME[/versions/N]
     grpc:HOST:PORT/NAME[/VERSION]
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from tfminv.errors import ConfigError
 from tfminv.oracles.base import KerasOracle, Oracle, RetryPolicy
+from tfminv.oracles.checks import check_outputs_choice
 
 SCHEMES = ("keras", "savedmodel", "rest", "grpc", "http-json")
 _REMOTE = ("rest", "grpc", "http-json")
@@ -31,41 +33,46 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-              concurrency: int = 1, rate_limit: float | None = None, **kwargs) -> Oracle:
+              concurrency: int = 1, rate_limit: float | None = None,
+              outputs: str | None = None, **kwargs) -> Oracle:
     """Build the oracle a target string names. `kwargs` go to the oracle (budget, batch_size...).
 
     `timeout`, `retries`, `backoff`, `concurrency` (requests in flight) and `rate_limit`
-    (requests per second, None: unlimited) apply to remote targets only.
+    (requests per second, None: unlimited) apply to remote targets only. `outputs`
+    (`checks.OUTPUTS`) declares what the target answers; None: 'probabilities' (checked) for
+    SavedModels and remote targets, and for a Keras file what its last layer says (a softmax is
+    added unless it ends in one; declaring 'logits' on a model ending in softmax is refused).
+    A declaration other than the default is part of the oracle's identity (prediction caches).
     """
     scheme, rest = parse_spec(spec)
+    if outputs is not None:
+        check_outputs_choice(outputs, f"target {spec!r}")
+        kwargs["outputs"] = outputs
     remote = dict(timeout=timeout, retry=RetryPolicy(retries=retries, backoff=backoff),
                   concurrency=concurrency, rate_limit=rate_limit)
     if scheme == "keras":
-        import keras
-
-        from tfminv import custom_objects
         from tfminv.export import ends_in_softmax
-
-        from tfminv.oracles.checks import check_keras_archive
-
-        custom_objects.register()  # tfminv's layers, for deserialisation
+        from tfminv.oracles.checks import LEGACY_SUFFIXES, load_keras_model
 
         p = Path(rest)
-        if not p.is_file() or p.suffix != ".keras":
+        if not p.is_file():
             raise ConfigError(f"target {spec!r}: {rest} is not an existing .keras file")
-        check_keras_archive(p)
-        try:  # safe_mode (the default) refuses archives holding Python lambdas
-            model = keras.saving.load_model(str(p), compile=False)
-        except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(f"target {spec!r}: cannot load {p} as a Keras model: "
-                              f"{first[:300]}") from None
+        if p.suffix not in (".keras",) + LEGACY_SUFFIXES:
+            raise ConfigError(f"target {spec!r}: {rest} has suffix {p.suffix or '(none)'!r}; "
+                              "expected a Keras 3 .keras archive or a legacy .h5 model")
+        model = load_keras_model(p, f"target {spec!r}")
         if isinstance(model.input_shape, list) or len(model.input_shape) != 4:
             raise ConfigError(f"target {spec!r}: {p} takes input {model.input_shape}; a target "
                               "takes one image batch [n, H, W, C]")
+        if outputs == "logits" and ends_in_softmax(model):
+            raise ConfigError(f"target {spec!r}: declared outputs='logits' but {p} ends in a "
+                              "softmax (its outputs are probabilities); declare "
+                              "outputs='probabilities' or leave outputs unset")
         kwargs.setdefault("name", f"keras:{p}")
-        kwargs.setdefault("softmax", not ends_in_softmax(model))
-        kwargs.setdefault("identity", f"keras:{_file_hash(p)}")
+        kwargs.setdefault("identity", f"keras:{_file_hash(p)}"
+                          + (f"|outputs={outputs}" if outputs else ""))
+        if outputs is None:
+            kwargs.setdefault("softmax", not ends_in_softmax(model))
         return KerasOracle(model, **kwargs)
     if scheme == "savedmodel":
         from tfminv.oracles.savedmodel import SavedModelOracle
