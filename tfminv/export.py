@@ -9,20 +9,30 @@ Signatures (`serving_default`, documented in docs/serving.md):
     inverter:   inputs["predictions"] float32 [None, m] -> outputs["images"] [None, H, W, C]
 An inverter built with `k` carries its Truncation layer, so a client posts the raw prediction.
 
+A model trained under a mixed precision policy (the CPU default, mixed_bfloat16) is exported as
+its float32 twin (same weights, float32 compute; `float32_model`): the served graph and the
+self-check then compute alike. Measured on a bf16-trained target: eager and `tf.function` bf16
+logits of the same model differ by up to 0.03, so a bf16 graph could not be checked against
+the eager model at any useful tolerance, while float32 graph and eager agree to 1e-6. The
+float32 export answers within bf16 rounding of the bf16 model (logged at export).
+
 CLI: python -m tfminv.export --export_dir=BASE --classifier=target=PATH.keras \
          --inverter=inv_top3=PATH.keras [--version=N]
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import ConfigError, TfminvError
-from tfminv.io_utils import atomic_dir, atomic_path
+from tfminv.errors import ConfigError, TfminvError, first_line
+from tfminv.io_utils import atomic_dir, atomic_path, clean_stale
+
+log = logging.getLogger(__name__)
 
 CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "images", "probabilities"
 INVERTER_INPUT, INVERTER_OUTPUT = "predictions", "images"
@@ -63,18 +73,76 @@ def ends_in_softmax(model) -> bool:
     return act is keras.activations.softmax or getattr(act, "__name__", "") == "softmax"
 
 
+def _layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _layers(layer)
+
+
+def compute_dtypes(model) -> set[str]:
+    """The compute dtypes of a model's layers (nested models included)."""
+    out = set()
+    for layer in [model, *_layers(model)]:
+        policy = getattr(layer, "dtype_policy", None)
+        if policy is not None and getattr(policy, "compute_dtype", None):
+            out.add(str(policy.compute_dtype))
+    return out
+
+
+def float32_model(model):
+    """`model` itself if every layer computes in float32, else a float32 twin: the same
+    architecture cloned with a float32 dtype policy and the same weights (mixed precision keeps
+    its variables in float32, so nothing is rounded). None when the model cannot be cloned
+    (a subclassed model)."""
+    import keras
+
+    if compute_dtypes(model) <= {"float32"}:
+        return model
+
+    def to_float32(layer):
+        cfg = layer.get_config()
+        if "dtype" in cfg:
+            cfg["dtype"] = "float32"
+        return layer.__class__.from_config(cfg)
+
+    try:
+        twin = keras.models.clone_model(model, clone_function=to_float32, recursive=True)
+        twin.set_weights(model.get_weights())
+    except Exception as e:  # noqa: BLE001 - Keras refuses many kinds of model differently
+        log.info("export: cannot clone %s in float32 (%s); exporting it as it computes",
+                 getattr(model, "name", "model"), first_line(e))
+        return None
+    return twin
+
+
+def _tolerance(dtypes: set[str], rtol: float, atol: float) -> tuple[float, float]:
+    """The self-check's tolerance for a graph computing in `dtypes`: the float32 one, or 8
+    units of the narrowest dtype's rounding (bf16: 2**-7 -> 0.0625) for a model exported in
+    reduced precision (graph and eager round differently)."""
+    eps = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}
+    worst = max((eps[d] for d in dtypes if d in eps), default=0.0)
+    return max(rtol, 8 * worst), max(atol, 8 * worst)
+
+
 def export_model(model, out_dir: str | os.PathLike, *, input_name: str, output_name: str,
                  postprocess=None, warmup_inputs: np.ndarray | None = None,
                  model_name: str | None = None, rtol: float = 1e-4, atol: float = 1e-5) -> Path:
     """Write `model` as a SavedModel with one `serving_default` signature, atomically.
 
-    `postprocess` (a TF function on the output, e.g. softmax) runs inside the graph. The export
-    is reloaded and checked against the Keras model on `warmup_inputs` before it is renamed into
-    place; the same inputs become TF Serving warm-up requests.
+    `postprocess` (a TF function on the output, e.g. softmax) runs inside the graph. A model
+    computing in reduced precision is exported as its float32 twin (`float32_model`). The
+    export is reloaded and checked against the (exported) Keras model on `warmup_inputs` before
+    it is renamed into place; the same inputs become TF Serving warm-up requests. Temporary
+    folders of earlier exports whose writer died are removed first.
     """
     import keras
     import tensorflow as tf
 
+    original = model
+    model = float32_model(original)
+    if model is None:
+        model = original
+        rtol, atol = _tolerance(compute_dtypes(model), rtol, atol)
     in_shape = tuple(model.input_shape)
     if warmup_inputs is None:
         raise ConfigError("export_model: warmup_inputs are required (one or more example inputs)")
@@ -95,6 +163,7 @@ def export_model(model, out_dir: str | os.PathLike, *, input_name: str, output_n
     archive.add_endpoint(SIGNATURE, serve, input_signature=[
         tf.TensorSpec((None,) + in_shape[1:], tf.float32, name=input_name)])
     out_dir = Path(out_dir)
+    clean_stale_exports(out_dir.parent)
     with atomic_dir(out_dir) as tmp:
         archive.write_out(str(tmp), verbose=False)
         # Self-check: the reloaded graph must reproduce the Keras model.
@@ -108,7 +177,28 @@ def export_model(model, out_dir: str | os.PathLike, *, input_name: str, output_n
                               f"model (max abs diff {np.max(np.abs(got - want)):.3g})")
         write_warmup(tmp / WARMUP_FILE, model_name or out_dir.parent.name, input_name,
                      warmup_inputs)
+    if model is not original:
+        trained = tf.cast(original(warmup_inputs, training=False), tf.float32)
+        trained = (postprocess(trained) if postprocess is not None else trained).numpy()
+        log.info("export %s: computes in float32 (trained in %s); answers differ from the "
+                 "trained model's by up to %.3g on the warm-up inputs", out_dir,
+                 "/".join(sorted(compute_dtypes(original) - {"float32"})),
+                 float(np.max(np.abs(got - trained))))
     return out_dir
+
+
+def clean_stale_exports(model_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary version folders (`.N.*.tmp`) that killed exports left in
+    BASE/NAME; a folder whose writer is still alive (it holds its lock) is kept."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        return []
+    removed = []
+    for tmp in d.glob(".*.tmp"):
+        final = tmp.name[1:].rsplit(".", 2)[0]  # .{final}.{mkdtemp's random part}.tmp
+        if final:
+            removed += clean_stale(d / final)
+    return removed
 
 
 def write_warmup(path: Path, model_name: str, input_name: str, inputs: np.ndarray) -> None:
@@ -227,19 +317,24 @@ def read_models_config(path) -> dict[str, Path]:
 
 
 def _check_keras_file(path: str) -> Path:
+    from tfminv.oracles.checks import LEGACY_SUFFIXES, check_keras_archive
+
     p = Path(path)
-    if not p.is_file() or p.suffix != ".keras":
+    if not p.is_file() or p.suffix not in (".keras",) + LEGACY_SUFFIXES:
         raise ConfigError(f"{path}: expected an existing .keras model file")
-    return p
+    return check_keras_archive(p)
 
 
 def _load_keras(path: str):
-    import keras
+    """The model in a .keras (or legacy .h5) file; one ConfigError line for anything else."""
+    from tfminv.oracles.checks import load_keras_model
 
-    from tfminv import custom_objects
-
-    custom_objects.register()  # tfminv's layers (Truncation, ...), for deserialisation
-    return keras.saving.load_model(str(_check_keras_file(path)), compile=False)
+    model = load_keras_model(_check_keras_file(path))
+    shape = model.input_shape
+    if isinstance(shape, list) or not isinstance(shape, tuple):
+        raise ConfigError(f"{path}: the model takes {len(shape)} inputs; an exported model "
+                          "takes one tensor")
+    return model
 
 
 def _parse_named(value: str, flag: str) -> tuple[str, str]:
