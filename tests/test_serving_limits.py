@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -352,3 +353,78 @@ def test_server_binary_rejects_bad_limits_in_one_line(served):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "max_batch_size=0: expected a number > 0" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_slowloris_clients_cannot_hold_the_rest_threads(served):
+    """Slow clients (one header line, or one body byte, every 0.3 s) on three times as many
+    connections as there are REST threads: legitimate requests are still answered within a few
+    seconds, and each slow client is ended (408) at its deadline. Bounded: 6 slow sockets for
+    at most 12 s, deadlines lowered to 3 s."""
+    limits = ServerLimits(**{**LIMITS, "rest_api_num_threads": 2, "rest_header_timeout_s": 3.0,
+                             "rest_body_timeout_s": 3.0, "rest_busy_grace_s": 0.5})
+    srv = ModelServer({"target": served["base"] / "target"}, grpc=False, limits=limits).start()
+    slow, answers = [], {}
+    stop = threading.Event()
+    try:
+        for i in range(6):
+            s = socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10)
+            s.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                      + (b"Content-Length: 1000\r\n\r\n{" if i % 2 else b""))
+            slow.append(s)
+
+        def drip():
+            deadline = time.monotonic() + 12
+            while not stop.is_set() and len(answers) < len(slow) and \
+                    time.monotonic() < deadline:
+                for i, s in enumerate(slow):
+                    if i in answers:
+                        continue
+                    try:
+                        if select.select([s], [], [], 0)[0]:  # answered or closed: stop sending
+                            answers[i] = s.recv(65536)
+                        else:
+                            s.send(b" " if i % 2 else b"X-Slow: 1\r\n")
+                    except OSError as e:
+                        answers[i] = repr(e).encode()
+                stop.wait(0.3)
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        time.sleep(0.5)  # both threads now serve slow clients, four more wait
+        body = ok_body(served["x"][:1])
+        for _ in range(3):
+            t0 = time.monotonic()
+            status, _ = post(srv.rest_port, body, timeout=10)
+            assert status == 200 and time.monotonic() - t0 < 5.0
+        dripper.join(timeout=15)
+        assert not dripper.is_alive()
+        assert sorted(answers) == list(range(6)), "a slow client was held past its deadline"
+        statuses = [a.split(b"\r\n")[0] for a in answers.values()]
+        assert all(b" 408 " in st or not st or st.startswith(b"Connection") for st in statuses)
+        assert sum(b" 408 " in st for st in statuses) >= 3, statuses
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        srv.stop()
+
+
+def test_grpc_error_for_50k_input_keys_fits_its_status_header(served):
+    """A request naming 50,000 inputs is refused with INVALID_ARGUMENT and a short message (the
+    full list of keys would not fit gRPC's status header, and the client saw another error)."""
+    srv = ModelServer({"target": served["base"] / "target"}, rest=False).start()
+    try:
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "target"
+        for i in range(50_000):
+            req.inputs[f"k{i:05d}"].CopyFrom(tensor([1], float_val=[0.5]))
+        with grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}", options=[
+                ("grpc.max_send_message_length", 8 * 2**20)]) as ch:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+            with pytest.raises(grpc.RpcError) as e:
+                stub.Predict(req, timeout=60)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()[:300]
+        details = e.value.details()
+        assert len(details) <= 1024 and "(50000 in all)" in details and "'images'" in details
+    finally:
+        srv.stop()
