@@ -18,20 +18,9 @@ from tfminv.leakage import make_target  # noqa: E402
 from tfminv.oracles import from_spec  # noqa: E402
 from tfminv.oracles.base import softmax_np  # noqa: E402
 
-M, SIZE = 3, 8
+from test_target_checks import M, one_line, tiny  # noqa: E402  (a 3-class 8x8 model)
 
-
-def tiny(softmax=False, name="tiny"):
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(M, activation="softmax" if softmax else None)],
-                            name=name)
-
-
-def one_line(e) -> str:
-    msg = str(e.value)
-    assert "\n" not in msg and "Traceback" not in msg, msg
-    return msg
+SIZE = 8
 
 
 @pytest.fixture
@@ -44,7 +33,7 @@ def served(tmp_path_factory):
     pytest.importorskip("tensorflow_serving")
     from tfminv.serving import ModelServer
 
-    clf = tiny()
+    clf = tiny(SIZE)
     base = tmp_path_factory.mktemp("served")
     export.export_classifier(clf, base, "logits", softmax=False)
     export.export_classifier(clf, base, "probs", softmax=True)
@@ -125,7 +114,7 @@ def test_as_probabilities_and_outputs_kind():
 def test_keras_logits_model_is_reported_as_logits(tmp_path, images):
     """A logits model given as a keras: spec (or a bare path) is read raw and reported as
     logits; the softmax make_target adds is then applied once."""
-    clf = tiny()
+    clf = tiny(SIZE)
     path = tmp_path / "logits.keras"
     clf.save(path)
     want = softmax_np(keras.ops.convert_to_numpy(clf(images, training=False)))
@@ -133,7 +122,7 @@ def test_keras_logits_model_is_reported_as_logits(tmp_path, images):
         oracle, info = make_target(target, probe_images=images, cache_dir=tmp_path / "c")
         assert info["outputs"] == "logits", (target, info)
         np.testing.assert_allclose(oracle(images), want, rtol=1e-4, atol=1e-6)
-    probs = tiny(softmax=True)
+    probs = tiny(SIZE, softmax=True)
     probs.save(tmp_path / "probs.keras")
     _, info = make_target(f"keras:{tmp_path / 'probs.keras'}", probe_images=images,
                           cache_dir=tmp_path / "c")
@@ -142,7 +131,7 @@ def test_keras_logits_model_is_reported_as_logits(tmp_path, images):
 
 
 def test_logits_declared_on_a_softmax_model_is_refused(tmp_path, images):
-    probs = tiny(softmax=True)
+    probs = tiny(SIZE, softmax=True)
     probs.save(tmp_path / "probs.keras")
     for target in (probs, f"keras:{tmp_path / 'probs.keras'}",
                    lambda x: keras.ops.convert_to_numpy(probs(x))):
@@ -196,7 +185,7 @@ def test_non_deterministic_target_is_refused(tmp_path, images):
 
 def test_legacy_h5_keras_files(tmp_path, images):
     pytest.importorskip("h5py")
-    clf = tiny()
+    clf = tiny(SIZE)
     clf.save(tmp_path / "model.h5")
     want = softmax_np(keras.ops.convert_to_numpy(clf(images, training=False)))
     np.testing.assert_allclose(from_spec(f"keras:{tmp_path / 'model.h5'}")(images), want,
