@@ -66,7 +66,8 @@ class RequestReader(io.RawIOBase):
 
     def start(self, seconds: float, what: str) -> None:
         self.started = time.monotonic()
-        self.deadline, self.what, self.budget, self.late = self.started + seconds, what, seconds, None
+        self.deadline, self.what = self.started + seconds, what
+        self.budget, self.late = seconds, None
 
     def stop(self) -> None:
         self.deadline = self.started = None
@@ -187,7 +188,7 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         self.limits = self.server.limits
-        self.timeout = self.limits.rest_api_timeout_s  # socket timeout: a stalled client is dropped
+        self.timeout = self.limits.rest_api_timeout_s  # a stalled client is dropped
         super().setup()
         self.rfile.close()
         self._reader = RequestReader(self.connection, self.server)
