@@ -231,5 +231,6 @@ def check_deterministic(first: np.ndarray, second: np.ndarray, what: str, *,
             f"{what}: answered the same {len(a)} probe images differently on two queries (max "
             f"difference {np.max(np.abs(a - b)):.3g}); a non-deterministic target (dropout or "
             "augmentation active at inference, a randomised API) cannot be attacked "
-            "reproducibly: export it in inference mode (training=False); or the model changed "
-            "since its answers were cached")
+            "reproducibly: export it in inference mode (training=False), give a randomised "
+            "release (a noise defence) as a seeded policy instead, or clear a cache made by "
+            "another model")
