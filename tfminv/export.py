@@ -255,6 +255,10 @@ def export_classifier(model, base_dir, name: str = "classifier", version: int | 
         softmax = not ends_in_softmax(model)
     if warmup_inputs is None:
         shape = (num_warmup,) + tuple(model.input_shape[1:])
+        if any(d is None for d in shape):
+            raise ConfigError(f"export_classifier {name}: the model takes images of any size "
+                              f"{tuple(model.input_shape)}; pass warmup_inputs of the size it "
+                              "serves")
         warmup_inputs = np.random.default_rng(seed).random(shape, dtype=np.float32)
     return export_model(model, out, input_name=CLASSIFIER_INPUT, output_name=CLASSIFIER_OUTPUT,
                         postprocess=tf.nn.softmax if softmax else None,
