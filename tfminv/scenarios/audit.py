@@ -252,7 +252,7 @@ def target_spec(target: str) -> str:
     p = Path(target)
     if p.is_dir():
         return f"savedmodel:{p}"
-    if p.suffix == ".keras" and p.is_file():
+    if p.suffix in (".keras", ".h5", ".hdf5") and p.is_file():  # .h5: legacy Keras
         return f"keras:{p}"
     raise ConfigError(f"--target={target!r}: expected an oracle spec "
                       f"({', '.join(s + ':...' for s in SCHEMES)}), a SavedModel directory, a "
