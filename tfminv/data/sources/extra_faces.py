@@ -18,7 +18,6 @@ paper's CelebA crop).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -59,17 +58,11 @@ def find(data_dir, name: str) -> Found:
     return Found(folder, "extra_faces_tar", files, {"set": name, "tar": tar, "meta": meta})
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_checksums(found: Found, name: str) -> str:
     """DataError naming the set when a file of `found` differs from its SHA256SUMS line;
     returns how the files were checked (for the records' preprocessing notes)."""
+    from tfminv.data.build import _sha256
+
     sums_file = found.folder / SUMS
     if not sums_file.is_file():
         return f"not checked: no {SUMS} in {found.folder}"
@@ -83,7 +76,7 @@ def verify_checksums(found: Found, name: str) -> str:
         if want is None:
             raise DataError(f"set {name!r}: {f.name} is not listed in {sums_file}; expected a "
                             "SHA-256 line for every data file")
-        got = _sha256(f)
+        got = _sha256(f)  # the build's file hash (one home)
         if got != want:
             raise DataError(f"set {name!r}: {f} has SHA-256 {got[:16]}... but {SUMS} says "
                             f"{want[:16]}...; the file is damaged or was replaced (restore it)")
