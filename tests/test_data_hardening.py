@@ -31,7 +31,8 @@ def _one_line(e) -> str:
 @pytest.mark.parametrize("where, key, value", [
     ("", "image_size", "abc"), ("", "num_classes", None), ("", "label_names", 5),
     ("victims", "classes", "abc"), ("victims", "fraction", 5), ("target_train", "seed", "x"),
-    ("aux.generic", "limit", 2.5), ("target_test", "relabel", "yes")])
+    ("aux.generic", "limit", 2.5), ("target_test", "relabel", "yes"),
+    ("victims", "fraction", [0.5, 0.2]), ("", "label_names", ["a", "b"])])
 def test_allocation_json_wrong_types_are_one_line(tmp_path, where, key, value):
     d = allocations.MNIST.to_dict()
     node = d

@@ -113,7 +113,10 @@ class SplitRef:
             d["parts"] = tuple(p if isinstance(p, SplitRef) else
                                cls.from_dict(p, f"{where}.parts[{i}]")
                                for i, p in enumerate(d["parts"]))
-        return cls(**d)
+        try:
+            return cls(**d)
+        except ConfigError as e:  # the value checks of __post_init__, named by file and key
+            raise ConfigError(f"{where}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Allocation:
         object.__setattr__(self, "label_names", tuple(self.label_names))
         if len(self.label_names) != self.num_classes:
             raise ConfigError(f"allocation {self.name!r}: {len(self.label_names)} label_names but "
-                              f"num_classes={self.num_classes}")
+                              f"num_classes={self.num_classes}; expected one name per class")
         if self.default_aux not in self.aux:
             raise ConfigError(f"allocation {self.name!r}: default_aux={self.default_aux!r}; "
                               f"expected one of {sorted(self.aux)}")
@@ -184,13 +187,15 @@ class Allocation:
         for k, v in d["aux"].items():
             aux[k] = plain[k] if k in plain else union_ref(
                 v, plain, size, target_train, f"{where}: aux.{k}")
-        return cls(
-            name=d["name"], image_size=size, num_classes=m,
-            label_names=tuple(str(n) for n in names),
-            target_train=target_train,
-            target_test=SplitRef.from_dict(d["target_test"], f"{where}: target_test"),
-            victims=SplitRef.from_dict(d["victims"], f"{where}: victims"),
-            aux=aux, default_aux=d["default_aux"])
+        target_test = SplitRef.from_dict(d["target_test"], f"{where}: target_test")
+        victims = SplitRef.from_dict(d["victims"], f"{where}: victims")
+        try:
+            return cls(name=d["name"], image_size=size, num_classes=m,
+                       label_names=tuple(str(n) for n in names), target_train=target_train,
+                       target_test=target_test, victims=victims, aux=aux,
+                       default_aux=d["default_aux"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def _bad(where, value, expected):
