@@ -59,3 +59,14 @@ def test_target_with_other_class_count_refused_before_training(data_dir, tmp_pat
                                           r"has 5 classes"):
         base.prepare(cfg)
     assert not (tmp_path / "c" / "classifiers").exists()  # refused before any training
+
+
+def test_auxiliary_scenario_takes_unions_and_refuses_unknown_sets(data_dir, tmp_path):
+    from tfminv.scenarios import AuxiliaryConfig, run_auxiliary
+
+    cfg = AuxiliaryConfig(data_dir=str(data_dir), cache_dir=str(tmp_path), dataset="mnist",
+                          aux_sets=("generic", "generic+lfw"))
+    with pytest.raises(ConfigError, match=r"--aux_sets=generic,generic\+lfw: .*unknown set "
+                                          r"'lfw'"):
+        run_auxiliary(cfg)
+    assert not (tmp_path / "classifiers").exists()  # before any work
