@@ -307,3 +307,14 @@ def test_pool_bad_input_is_one_line_and_leaves_nothing(root, rdir, tmp_path):
         left = [x.name for x in d.iterdir() if x.name.startswith(("pool_", ".pool_"))] \
             if d.is_dir() else []
         assert left == [], left
+
+
+def test_facescrub_public_leaves_out_the_targets_people(data_dir, rdir):
+    fs = allocations.FACESCRUB
+    assert [p.dataset for p in fs.aux["public"].parts] == ["celeba", "celeba_wild", "utkface",
+                                                           "fer2013"]
+    # FaceScrub's `same` holds the target's 12 people (by name): never pooled
+    with pytest.raises(DataError, match=r"set 'facescrub/all\[0.8:0.9\]' shares 12 identities "
+                                        r"with the target's training data \(e.g. facescrub "):
+        allocations.materialize(allocations.union_ref("same", fs.aux, 64, fs.target_train),
+                                data_dir=data_dir, records_dir=rdir)
