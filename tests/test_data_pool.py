@@ -318,3 +318,23 @@ def test_facescrub_public_leaves_out_the_targets_people(data_dir, rdir):
                                         r"with the target's training data \(e.g. facescrub "):
         allocations.materialize(allocations.union_ref("same", fs.aux, 64, fs.target_train),
                                 data_dir=data_dir, records_dir=rdir)
+
+
+def test_pool_command_builds_and_reports(root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TFMINV_DATA_DIR=str(root), TFMINV_RECORDS_DIR=str(tmp_path / "r"),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "tfminv.data.pool", "--dataset=celeba_ids"]
+    res = subprocess.run(cmd + ["--aux=generic+celeba_wild"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [x.get("set") for x in lines[:2]] == ["celeba/all", "celeba_wild/all"]
+    assert lines[-1]["total"] == N_CELEBA + N_EXTRA
+    bad = subprocess.run(cmd + ["--aux=generic+lfw"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert bad.returncode == 2 and "unknown set 'lfw'" in bad.stderr
+    assert "Traceback" not in bad.stderr

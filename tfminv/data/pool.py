@@ -1,5 +1,10 @@
 """Pooled auxiliary sets: the union of several SplitRefs built once into records of its own.
 
+    python -m tfminv.data.pool --dataset=celeba_ids --aux=public      # or --aux=generic+utkface
+
+builds (or reuses) the pool ahead of a run and prints one JSON line per part (set, selected,
+kept, duplicates dropped, identity check) and a total line with the seconds taken.
+
 An allocation names a pool as `aux: "generic + same + celeba_wild + utkface"` (or `--aux=public`,
 see `tfminv.data.allocations.union_ref`); `ensure(ref)` builds the parts' records, selects each
 part's rows, and writes the pooled rows (in part order) to
@@ -247,3 +252,40 @@ def read_rows(path) -> dict:
         raise DataError(f"{f}: missing or not matching its checksum in metadata.json; rebuild "
                         "the pool (delete the folder)")
     return limits.read_npz(f)
+
+
+def main(argv=None):
+    from absl import app, flags
+
+    flags.DEFINE_string("dataset", "celeba_ids", "allocation name or JSON allocation file")
+    flags.DEFINE_string("aux", "public", "a pooled auxiliary set of it, or a union 'a+b'")
+    flags.DEFINE_string("data_dir", None, f"raw data folder (default ${paths.DATA_DIR_ENV})")
+    flags.DEFINE_string("records_dir", None, f"records folder (default ${paths.RECORDS_DIR_ENV})")
+    FLAGS = flags.FLAGS
+
+    def run(_):
+        from tfminv.data import allocations, records
+
+        t0 = time.time()
+        ref = allocations.get(FLAGS.dataset).aux_ref(FLAGS.aux)
+        if ref.parts is None:
+            raise DataError(f"--aux={FLAGS.aux}: {ref.dataset} is not a pooled set; expected a "
+                            "union such as 'generic + celeba_wild'")
+        out = ensure(ref, data_dir=FLAGS.data_dir, records_dir=FLAGS.records_dir)
+        info = records.read_metadata(out)["pool"]
+        for part in info["parts"]:
+            print(json.dumps({k: v for k, v in part.items() if k != "ref"}), flush=True)
+        print(json.dumps({"records": str(out), "total": info["total"],
+                          "seconds": round(time.time() - t0, 1)}), flush=True)
+        return 0
+
+    from tfminv import cli
+
+    cli.run(run, argv=argv)
+
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()
