@@ -139,7 +139,9 @@ def test_extra_faces_checksum_and_order_errors(root, tmp_path):
                                         r".* but SHA256SUMS says"):
         build.build("fer2013", data_dir=bad, records_dir=tmp_path / "rec")
     assert not (tmp_path / "rec" / "fer2013_64").exists()
-    # a test-split CelebA photo among celeba_wild is refused
+    # a test-split CelebA photo among celeba_wild is refused, also when its records exist (the
+    # CelebA lists are among the set's fingerprinted files)
+    assert not build.build("celeba_wild", data_dir=bad, records_dir=tmp_path / "rec")[0]["reused"]
     part = bad / "celeba" / "list_eval_partition.txt"
     with np.load(root / "extra_faces_aux" / META) as z:
         first = z["member"][z["dataset"] == "celeba_wild"][0].split("/")[-1]

@@ -55,6 +55,13 @@ def find(data_dir, name: str) -> Found:
     if not tar.is_file():
         raise DataError(f"{tar} not found (set {name!r}); {EXPECTED}")
     files = [tar, meta] + ([folder / SUMS] if (folder / SUMS).is_file() else [])
+    if name == "celeba_wild":  # labels and the split check come from CelebA's own lists
+        from tfminv.data.sources import celeba
+
+        cel = folder.parent / "celeba"
+        if cel.is_dir():
+            files += [f for f in (celeba._annotation(cel, "identity_CelebA"),
+                                  celeba._annotation(cel, "list_eval_partition")) if f]
     return Found(folder, "extra_faces_tar", files, {"set": name, "tar": tar, "meta": meta})
 
 
