@@ -130,6 +130,13 @@ def ensure(ref, *, data_dir=None, records_dir=None) -> Path:
                                            records_dir=records_dir))
         except TfminvError as e:
             raise type(e)(f"{label}: set '{part_name(p)}': {e}") from None
+    if ref.disjoint_from is not None:  # the check against the target is redone if it changes
+        t = ref.disjoint_from
+        try:
+            part_paths.append(build.ensure(t.dataset, t.image_size, data_dir=data_dir,
+                                           records_dir=records_dir))
+        except TfminvError as e:
+            raise type(e)(f"{label}: the target's data ({part_name(t)}): {e}") from None
     sources = [{"path": str(pp.name), "metadata_sha256": _fingerprint(pp)} for pp in part_paths]
     if (out / records.METADATA).is_file():
         try:
