@@ -168,8 +168,11 @@ def test_celeba_ids_allocation(slice_dir, slice_rows, tmp_path, monkeypatch):
     monkeypatch.setenv("TFMINV_RECORDS_DIR", str(tmp_path / "r"))
     a = allocations.celeba_ids(20, data_dir=slice_dir)
     assert a.name == "celeba_ids" and a.num_classes == KEEP_BIG
-    assert sorted(a.aux) == ["distinct", "generic", "generic_reframed", "same"]
+    assert sorted(a.aux) == ["distinct", "generic", "generic_reframed", "public", "same"]
     assert (a.aux["generic"].dataset, a.aux["distinct"].dataset) == ("celeba", "cifar10")
+    assert a.aux["public"].parts == (a.aux["generic"], a.aux["same"]) + tuple(
+        allocations.SplitRef(n, "all", 64) for n in ("celeba_wild", "utkface", "fer2013"))
+    assert a.aux["public"].disjoint_from == a.target_train
     kw = dict(data_dir=slice_dir)
     train = allocations.materialize(a.target_train, **kw)
     held = allocations.materialize(a.victims, **kw)
@@ -187,6 +190,8 @@ def test_celeba_ids_allocation(slice_dir, slice_rows, tmp_path, monkeypatch):
     a5 = allocations.celeba_ids(3, data_dir=slice_dir)
     assert a5.name == "celeba_ids_min3" and a5.num_classes == KEEP_BIG + KEEP_SMALL
     assert "same" not in a5.aux  # nobody below the cut-off
+    assert [p.dataset for p in a5.aux["public"].parts] == ["celeba", "celeba_wild", "utkface",
+                                                           "fer2013"]
     with pytest.raises(ConfigError, match="min_images=31 leaves 0 identities"):
         allocations.celeba_ids(31, data_dir=slice_dir)
     with pytest.raises(ConfigError, match="min_images=1; expected an integer >= 2"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 from tfminv import io_utils, paths
 from tfminv.data import preprocess, records
-from tfminv.errors import ConfigError, DataError, TfminvError
+from tfminv.errors import ConfigError, DataError, TfminvError, first_line
 
 DATASETS = {
     "mnist": "tfminv.data.sources.mnist",
@@ -30,11 +31,15 @@ DATASETS = {
     "att_faces": "tfminv.data.sources.att_faces",
     "celeba_identities": "tfminv.data.sources.celeba_identities",
     "celeba_reframed": "tfminv.data.sources.celeba_reframed",
+    "celeba_wild": "tfminv.data.sources.celeba_wild",
+    "utkface": "tfminv.data.sources.utkface",
+    "fer2013": "tfminv.data.sources.fer2013",
 }
 SOURCES = ("raw", "tfds")
 # Bump when preprocessing changes so old records are rebuilt.
 PREPROCESS_VERSION = 1
 HASH_CACHE = ".source_hashes.json"
+log = logging.getLogger("tfminv")
 
 
 def source_module(dataset: str):
@@ -185,29 +190,35 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
         a = dict(meta.get("settings") or {}, skip_corrupt=None)
         return a == dict(settings, skip_corrupt=None)
 
-    def complete(meta):
+    def complete(meta, rebuild=True):
         """All shards present and matching their checksums (a damaged folder is rebuilt)."""
         try:
             for s in meta["splits"]:
                 records.split_files(out, meta, s)
+            bad = records.damaged_shards(out, meta)
         except TfminvError:
             return False
-        bad = records.damaged_shards(out, meta)
-        if bad:
-            print(f"warning: {out}: damaged shards ({', '.join(bad[:3])}"
-                  f"{' ...' if len(bad) > 3 else ''}); rebuilding them", file=sys.stderr)
-            return False
-        return True
+        if bad and rebuild:
+            log.warning("%s: damaged shards (%s%s); rebuilding them from the raw files", out,
+                        ", ".join(bad[:3]), " ..." if len(bad) > 3 else "")
+        return not bad
 
     _clean_stale(out)
     try:
         found, mod, base = _locate(dataset, source, data_dir, tfds_data_dir)
-    except DataError:
+    except DataError as missing:
         # Raw files gone but complete records built with the same settings: use them.
         if old and not force and same(old):
-            if complete(old):
+            if complete(old, rebuild=False):
                 return _summary(old, out, time.time() - t0, True)
-            records.verify(out, old)  # damaged and nothing to rebuild from: name the shards
+            # damaged and nothing to rebuild from: say both (--force cannot help)
+            bad = records.damaged_shards(out, old)
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise DataError(f"{out}: damaged records ({', '.join(bad[:3]) or 'shards'}{more} "
+                            "missing, truncated or not matching their checksum) and no raw files "
+                            f"to rebuild them from ({first_line(missing)}); put the raw files "
+                            "back and rerun (the records are rebuilt), or restore the records "
+                            "folder") from None
         if download and source == "raw":
             from tfminv.data import download as dl
 
@@ -262,8 +273,12 @@ def _clean_stale(out: Path) -> None:
         print(f"note: removed {tmp}, left by a build that did not finish", file=sys.stderr)
 
 
-def _write(out, dataset, size, loaded, found, settings, sources, t0, progress) -> dict:
-    """Write shards, min/max and metadata.json into a temp folder renamed onto `out`."""
+def _write(out, dataset, size, loaded, found, settings, sources, t0, progress, *,
+           extra: dict | None = None, before_metadata=None) -> dict:
+    """Write shards, min/max and metadata.json into a temp folder renamed onto `out`.
+
+    extra: more top-level metadata entries; before_metadata(tmp): writes side files (and may
+    add to `extra`) before metadata.json, the file that marks the folder complete."""
     with io_utils.atomic_dir(out) as tmp:
         splits_meta = {}
         for name, s in loaded.splits.items():
@@ -295,6 +310,10 @@ def _write(out, dataset, size, loaded, found, settings, sources, t0, progress) -
             "sources": sources,
             "build_seconds": round(time.time() - t0, 2),
         }
+        if before_metadata is not None:
+            before_metadata(tmp)
+        meta.update(extra or {})
+        meta["build_seconds"] = round(time.time() - t0, 2)
         io_utils.write_json(tmp / records.METADATA, meta)
     return meta
 

@@ -13,7 +13,9 @@
                           metadata.json; SPLIT defaults to all splits)
 
 Images are kept as stored: no resizing, no colour conversion (the target sees what the user
-has). Every problem (empty folder, unreadable file, mixed sizes or channel counts, a missing
+has). Sizes are checked before decoding (`tfminv.data.limits`: image headers, npz array headers,
+the decoded total), and `limit` (the budget caps, e.g. --max_aux) applies before loading: only
+the first `limit` files / rows are read. Every problem (empty folder, unreadable file, mixed sizes or channel counts, a missing
 key) raises a DataError/ConfigError naming the spec, the file and what was expected.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import ConfigError, DataError
+from tfminv.errors import ConfigError, DataError, first_line
 
 SCHEMES = ("folder", "npz", "tfds", "records")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".webp")
@@ -51,21 +53,28 @@ def is_spec(value: str) -> bool:
     return bool(sep) and scheme in SCHEMES
 
 
-def load(spec: str, *, what: str = "images", tfds_data_dir=None) -> UserImages:
-    """Load the image set `spec` names; `what` (e.g. '--victims') prefixes every error."""
+def load(spec: str, *, what: str = "images", tfds_data_dir=None,
+         limit: int | None = None) -> UserImages:
+    """Load the image set `spec` names; `what` (e.g. '--victims') prefixes every error.
+
+    limit: keep only the first `limit` images (file order; None or 0: all), read no others."""
     scheme, sep, rest = (spec or "").partition(":")
     if not sep or scheme not in SCHEMES or not rest:
         raise ConfigError(f"{what}={spec!r}: expected folder:DIR, npz:FILE, tfds:NAME:SPLIT or "
                           "records:DIR[:SPLIT]")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 0):
+        raise ConfigError(f"{what}: limit={limit!r}; expected a non-negative integer (0: all)")
+    limit = int(limit) if limit else None
     where = f"{what}={spec}"
     if scheme == "folder":
-        out = _folder(Path(rest), where)
+        out = _folder(Path(rest), where, limit)
     elif scheme == "npz":
-        out = _npz(Path(rest), where)
+        out = _npz(Path(rest), where, limit)
     elif scheme == "tfds":
-        out = _tfds(rest, where, tfds_data_dir)
+        out = _tfds(rest, where, tfds_data_dir, limit)
     else:
-        out = _records(rest, where)
+        out = _records(rest, where, limit)
     out.source = spec
     _check_stack(out.images, where)
     return out
@@ -78,9 +87,20 @@ def _check_stack(images, where):
 
 
 def _read_image(path: Path) -> np.ndarray:
+    """One image file as stored; its header is checked against the pixel limit first."""
     import cv2
 
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    from tfminv.data.limits import check_image_header
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    check_image_header(data, str(path))
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as e:
+        raise DataError(f"{path}: cannot decode this image ({first_line(e)})") from None
     if arr is None or arr.size == 0:
         raise DataError(f"{path}: cannot read this image; expected a valid "
                         f"{'/'.join(e[1:] for e in IMAGE_EXTS)} file")
@@ -100,7 +120,7 @@ def _image_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _folder(root: Path, where: str) -> UserImages:
+def _folder(root: Path, where: str, limit=None) -> UserImages:
     if not root.is_dir():
         raise DataError(f"{where}: {root} is not a folder")
     top = _image_files(root)
@@ -114,9 +134,14 @@ def _folder(root: Path, where: str) -> UserImages:
                         "sub-folders")
     files = [(f, -1) for f in top] if top else [
         (f, i) for i, d in enumerate(classes) for f in _image_files(d)]
+    files = files[:limit] if limit else files
+    from tfminv.data.limits import DecodeBudget
+
+    budget = DecodeBudget(where)
     images, first = [], None
     for f, _ in files:
         img = _read_image(f)
+        budget.add(img.nbytes, str(f))
         if first is None:
             first = (f, img.shape)
         elif img.shape != first[1]:
@@ -132,18 +157,17 @@ def _hwc(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _npz(path: Path, where: str) -> UserImages:
+def _npz(path: Path, where: str, limit=None) -> UserImages:
+    from tfminv.data import limits
+
     if not path.is_file():
         raise DataError(f"{where}: {path} not found")
-    try:
-        z = np.load(path, allow_pickle=False)
-        keys = set(z.files)
-    except Exception as e:  # noqa: BLE001 - any failure means not a readable .npz
-        raise DataError(f"{where}: {path} is not a readable .npz "
-                        f"({type(e).__name__}: {e})") from None
+    keys = limits.npz_keys(path, what=f"{where}: {path}")
     if "images" not in keys:
         raise DataError(f"{where}: {path} has keys {sorted(keys)}; expected 'images' (and "
                         "optionally 'labels')")
+    z = limits.read_npz(path, [k for k in ("images", "labels", "label_names") if k in keys],
+                        rows=limit, row_keys=("images", "labels"), what=f"{where}: {path}")
     images = np.asarray(z["images"])
     if images.ndim == 3:
         images = images[..., None]
@@ -161,7 +185,7 @@ def _npz(path: Path, where: str) -> UserImages:
     return UserImages(images, labels, names)
 
 
-def _tfds(rest: str, where: str, tfds_data_dir) -> UserImages:
+def _tfds(rest: str, where: str, tfds_data_dir, limit=None) -> UserImages:
     name, sep, split = rest.partition(":")
     if not sep or not name or not split:
         raise ConfigError(f"{where}: expected tfds:NAME:SPLIT, e.g. tfds:mnist:test")
@@ -191,6 +215,8 @@ def _tfds(rest: str, where: str, tfds_data_dir) -> UserImages:
         raise DataError(f"{where}: {name} has no split {split!r}; expected one of "
                         f"{sorted(info.splits.keys())}")
     ds = builder.as_dataset(split=split, shuffle_files=False)
+    if limit:
+        ds = ds.take(limit)
     if "image" not in info.features:
         raise DataError(f"{where}: {name} has no 'image' feature (features: "
                         f"{sorted(info.features.keys())})")
@@ -212,7 +238,7 @@ def _tfds(rest: str, where: str, tfds_data_dir) -> UserImages:
                       np.array(labels, np.int64) if has_label else None, names)
 
 
-def _records(rest: str, where: str) -> UserImages:
+def _records(rest: str, where: str, limit=None) -> UserImages:
     from tfminv.data import records
 
     path, _, split = rest.partition(":")
@@ -222,6 +248,8 @@ def _records(rest: str, where: str) -> UserImages:
                         "`python -m tfminv.data.build`")
     meta = records.read_metadata(path)
     images, labels, _, meta = records.read_arrays(path, split or "all")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
     names = tuple(meta.get("label_names") or ())
     labels = None if len(labels) and labels.min() < 0 else labels  # unlabelled (e.g. CelebA)
     return UserImages(images[..., None], labels, names)

@@ -61,18 +61,19 @@ class StreamedImages:
         """The rows a `tfminv.data.allocations.SplitRef` names, in record order (the in-memory
         `materialize` returns the same rows in the ref's shuffled order). Reads only the labels
         to select them; `repeat` > 1 repeats the records (for benchmarks at larger sizes)."""
-        from tfminv.data import allocations, build, records
+        from tfminv.data import allocations, records
 
-        path = build.ensure(ref.dataset, ref.image_size, data_dir=data_dir,
-                            records_dir=records_dir)
+        path = allocations.records_for(ref, data_dir=data_dir, records_dir=records_dir)
         meta = records.read_metadata(path)
         labels = _labels(path, meta, ref.split)
         labels = np.tile(labels, repeat)
         idx = allocations.select(len(labels), labels, ref)
+        allocations.check_selected(ref, labels, idx, f"SplitRef {ref.label}/{ref.split}")
         mask = np.zeros(len(labels), bool)
         mask[idx] = True
+        name = f"{ref.dataset}/{ref.split}" if ref.parts is None else f"pool({ref.label})"
         return cls(path, ref.split, mask=mask, repeat=repeat, normalize=normalize,
-                   name=f"{ref.dataset}/{ref.split}(streamed)")
+                   name=f"{name}(streamed)")
 
     def __len__(self) -> int:
         return self._len

@@ -164,8 +164,11 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
     from tfminv.data import specs
     from tfminv.leakage import run_audit as door
 
-    aux = specs.load(config.aux, what="--aux", tfds_data_dir=config.tfds_data_dir)
-    victims = specs.load(config.victims, what="--victims", tfds_data_dir=config.tfds_data_dir)
+    # the caps apply before loading: only the first max_aux / max_victims images are read
+    aux = specs.load(config.aux, what="--aux", tfds_data_dir=config.tfds_data_dir,
+                     limit=config.max_aux)
+    victims = specs.load(config.victims, what="--victims", tfds_data_dir=config.tfds_data_dir,
+                         limit=config.max_victims)
     cut = lambda a, n: a if a is None or not n else a[:n]  # noqa: E731 - the budget caps
     result = door(target_spec(config.target), cut(aux.images, config.max_aux),
                   cut(victims.images, config.max_victims),
@@ -233,7 +236,7 @@ def audit_sets(oracle, aux, victims, policies: str | Sequence, *, config, width:
 def aux_name(allocation, aux: str) -> str:
     """The allocation's name for --aux: one of its auxiliary set names (e.g. 'generic') or the
     dataset exactly one of them uses (e.g. 'celeba' -> 'generic' for FaceScrub)."""
-    if aux in allocation.aux:
+    if aux in allocation.aux or "+" in aux:  # a union 'a + b' is resolved by the allocation
         return aux
     matches = [name for name, ref in allocation.aux.items() if ref.dataset == aux]
     if len(matches) != 1:

@@ -22,8 +22,8 @@ COLUMNS = ["dataset", "aux", "aux_data", "k", "mse", "psnr", "ssim", "attack_acc
 
 @dataclasses.dataclass
 class AuxiliaryConfig(base.ScenarioConfig):
-    """aux_sets: names of the allocation's auxiliary sets to compare; k: released top-k
-    (0: the full vector)."""
+    """aux_sets: names of the allocation's auxiliary sets to compare, or unions of them and
+    the public face sets ('generic+celeba_wild'); k: released top-k (0: the full vector)."""
 
     aux_sets: tuple = setting(("same", "generic", "distinct"), "auxiliary sets to compare",
                               flag_type="str_list")
@@ -31,9 +31,13 @@ class AuxiliaryConfig(base.ScenarioConfig):
 
     def preflight(self):
         alloc = super().preflight()
-        if [a for a in self.aux_sets if a not in alloc.aux] or not self.aux_sets:
-            raise ConfigError(f"--aux_sets={','.join(self.aux_sets)}: expected names among "
-                              f"{sorted(alloc.aux)}")
+        if not self.aux_sets:
+            raise ConfigError(f"--aux_sets=: expected names among {sorted(alloc.aux)}")
+        for a in self.aux_sets:  # a name or a union 'a+b' (alloc.aux_ref)
+            try:
+                alloc.aux_ref(a)
+            except ConfigError as e:
+                raise ConfigError(f"--aux_sets={','.join(self.aux_sets)}: {e}") from None
         if self.k > alloc.num_classes:
             raise ConfigError(f"--k={self.k}: expected 0 (full vector) to {alloc.num_classes}")
         return alloc

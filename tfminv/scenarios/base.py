@@ -210,14 +210,11 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
     seconds = {}
     alloc = budgeted_allocation(config)
     aux_name = aux_name or config.aux or alloc.default_aux
-    if aux_name not in alloc.aux:
-        raise ConfigError(f"--aux={aux_name!r}: allocation {alloc.name!r} has auxiliary sets "
-                          f"{sorted(alloc.aux)}")
+    aux_ref = limited(alloc.aux_ref(aux_name), config.max_aux)  # a name or a union 'a + b'
     kw = config.data_kwargs()
     train_set = allocations.materialize(alloc.target_train, **kw)
     test_set = allocations.materialize(alloc.target_test, **kw)
     victims = allocations.materialize(alloc.victims, **kw)
-    aux_ref = limited(alloc.aux[aux_name], config.max_aux)
     if config.stream_aux:
         from tfminv.data.streaming import StreamedImages
 
@@ -240,6 +237,9 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
         oracle = from_spec(config.target, **remote)
         # before any classifier is trained: a target that cannot take these images fails now
         check_image_shape(oracle.input_shape, victims.images.shape, config.target)
+        # one score per class of the allocation, checked on the victims' (cached) answers
+        allocations.check_num_outputs(
+            alloc, query_cached(oracle, victims, config.cache_dir).shape[1], config.target)
         target_info = {"identity": oracle.identity(), "spec": config.target}
     else:
         model, target_info = targets.get_or_train_classifier(
@@ -466,8 +466,21 @@ def setup_extra(setup: Setup, t_start: float, **more) -> dict:
     """run.json content shared by the attack scenarios: target, evaluation classifier, queries,
     `more`, timings (the binary adds the command line in front)."""
     return {"target": setup.target_info, "eval_classifier": setup.eval_info,
-            "oracle_queries": setup.oracle.num_queries, **more,
+            "oracle_queries": setup.oracle.num_queries, **aux_extra(setup), **more,
             "seconds": seconds_since(t_start, setup)}
+
+
+def aux_extra(setup: Setup) -> dict:
+    """run.json's `aux_set`: the auxiliary set's name and size, and for a pooled set the
+    images each source contributes (`tfminv.data.pool.summary`)."""
+    from tfminv.data import pool
+
+    info = {"name": setup.aux_name, "data": getattr(setup.aux_set, "name", ""),
+            "images": len(setup.aux_set)}
+    pooled = pool.summary(setup.aux_set)
+    if pooled:
+        info.update(sources=pooled["sources"], parts=pooled["parts"])
+    return {"aux_set": info}
 
 
 @dataclasses.dataclass

@@ -85,7 +85,7 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     name = f"truncation_{alloc.name}"
     fig = base.Figure(f"{name}.png", fig_rows)
     extra = {"target": s.target_info, "eval_classifier": s.eval_info, "baselines_mse": b,
-             "oracle_queries": s.oracle.num_queries,
+             "oracle_queries": s.oracle.num_queries, **base.aux_extra(s),
              "seconds": base.seconds_since(t_start, s, **timings), "figure": fig.filename}
     notes = [f"![reconstructions]({fig.filename})",
              "mse is per-pixel MSE on the victims; mse_mean_aux = the mean auxiliary image "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import DataError
+from tfminv.errors import DataError, first_line
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -56,10 +56,21 @@ def find_folder(data_dir: Path, folders, expected: str) -> Path:
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Decode image bytes with OpenCV to an RGB uint8 [h, w, 3] (or grey [h, w]) array."""
+    """Decode image bytes with OpenCV to an RGB uint8 [h, w, 3] (or grey [h, w]) array.
+
+    The header is read first: an image above `limits.max_image_pixels()` is refused before a
+    pixel is decoded; an OpenCV failure is a DataError naming `where`."""
     import cv2
 
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    from tfminv.data.limits import check_image_header
+
+    if data:
+        check_image_header(data, where)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as e:
+        raise DataError(f"{where}: cannot decode image ({first_line(e)}); expected a valid "
+                        "JPEG/PNG/PGM file") from None
     if arr is None or arr.size == 0:
         raise DataError(f"{where}: cannot decode image ({len(data)} bytes); expected a valid "
                         "JPEG/PNG/PGM file")
@@ -108,9 +119,51 @@ class Skipper:
         if not self.allowed:
             raise DataError(f"{err} (pass skip_corrupt=True / --skip_corrupt to skip such images "
                             "and count them)") from err
-        self.skipped.append((where, str(err)))
+        reason = str(err)
+        if reason.startswith(f"{where}: "):  # the error names the file already: name it once
+            reason = reason[len(where) + 2:]
+        self.skipped.append((where, reason))
 
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTS)
 
+
+
+def int_labels(values, where: str) -> np.ndarray:
+    """Labels as int64 [N]; DataError (naming `where`) for non-integer values such as 0.5, which
+    a cast would silently truncate, for booleans, strings and non-finite numbers."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64).reshape(-1)
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) \
+            and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64).reshape(-1)
+    if arr.dtype.kind == "f" and arr.size == 0:
+        return arr.astype(np.int64).reshape(-1)
+    bad = ""
+    if arr.dtype.kind == "f":
+        off = arr[~np.isfinite(arr) | (arr != np.round(arr))]
+        bad = f" (e.g. {off.reshape(-1)[0]:g})"
+    raise DataError(f"{where}: labels of type {arr.dtype}{bad}; expected whole-number class "
+                    "labels (they are never rounded or truncated)")
+
+
+def read_npz(path, keys, *, what=None, rows=None, row_keys=None) -> dict:
+    """The arrays `keys` of a raw npz, headers checked first (`tfminv.data.limits.read_npz`);
+    DataError naming the file and the missing keys."""
+    from tfminv.data import limits
+
+    out = limits.read_npz(path, keys, rows=rows, what=what, row_keys=row_keys)
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise DataError(f"{what or path}: missing keys {missing}; has "
+                        f"{sorted(limits.npz_keys(path))}")
+    return out
+
+
+def npz_keys(path) -> set:
+    """Array names of an npz (read from the zip directory and .npy headers only)."""
+    from tfminv.data import limits
+
+    return limits.npz_keys(path)

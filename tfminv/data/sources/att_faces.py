@@ -12,7 +12,8 @@ import re
 import numpy as np
 
 from tfminv.data import preprocess
-from tfminv.data.sources import Found, Loaded, Skipper, SplitData, decode_image, find_folder
+from tfminv.data.sources import (Found, Loaded, Skipper, SplitData, decode_image, find_folder,
+                                 int_labels, read_npz)
 from tfminv.errors import DataError
 
 NAME = "att_faces"
@@ -48,11 +49,8 @@ def load(found: Found, size: int, *, limit=None, skip_corrupt=False, progress=Fa
     skip = Skipper(skip_corrupt)
     if found.fmt == "npz":
         p = found.files[0]
-        try:
-            with np.load(p) as z:
-                images, labels = z["images"], z["labels"].astype(np.int64)
-        except KeyError as e:
-            raise DataError(f"{p}: missing key {e}; expected images [N, 112, 92] and labels") from e
+        z = read_npz(p, ["images", "labels"])
+        images, labels = z["images"], int_labels(z["labels"], f"{p}:labels")
         if len(images) != len(labels):
             raise DataError(f"{p}: {len(labels)} labels but {len(images)} images; expected one "
                             "label per image")

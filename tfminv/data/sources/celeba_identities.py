@@ -16,7 +16,6 @@ One split, `all`; label i is the i-th smallest CelebA identity id present, label
 from __future__ import annotations
 
 import re
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from tfminv.data import preprocess
 from tfminv.data.sources import (Found, Loaded, Skipper, SplitData, decode_image, find_folder,
-                                 is_image_name, read_tar_members)
+                                 int_labels, is_image_name, npz_keys, read_npz, read_tar_members)
 from tfminv.errors import DataError
 
 NAME = "celeba_identities"
@@ -38,13 +37,7 @@ NPZ_KEYS = ("images_grey", "labels", "identity_ids")
 _ARCHIVE = re.compile(r"\.(tar|tar\.gz|tgz)$")
 
 
-def _npz_keys(p: Path) -> set:
-    try:
-        with np.load(p) as z:
-            return set(z.files)
-    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError
-        raise DataError(f"{p}: cannot read npz ({type(e).__name__}: {e}); expected a complete "
-                        "numpy .npz archive") from e
+_npz_keys = npz_keys
 
 
 def _identity_file(folder: Path):
@@ -84,15 +77,12 @@ def _label_names(ids) -> tuple:
 
 
 def _load_npz(p: Path, limit):
-    try:
-        with np.load(p) as z:
-            images = z["images_grey"]
-            labels = z["labels"].astype(np.int64)
-            ids = z["identity_ids"].astype(np.int64)
-            official = z["celeba_identity"] if "celeba_identity" in z.files else None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, KeyError) as e:
-        raise DataError(f"{p}: corrupt npz ({type(e).__name__}: {e}); expected a complete numpy "
-                        f".npz with {', '.join(NPZ_KEYS)}") from e
+    keys = list(NPZ_KEYS) + (["celeba_identity"] if "celeba_identity" in _npz_keys(p) else [])
+    z = read_npz(p, keys)
+    images = z["images_grey"]
+    labels = int_labels(z["labels"], f"{p}:labels")
+    ids = int_labels(z["identity_ids"], f"{p}:identity_ids")
+    official = z.get("celeba_identity")
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{p}:images_grey is {images.dtype} {images.shape}; expected uint8 "
                         "[N, H, W] grey")
@@ -172,12 +162,12 @@ def identity_counts(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     found = find(paths.data_dir(data_dir))
     if found.fmt == "npz":
         p = found.files[0]
-        try:
-            with np.load(p) as z:
-                labels, ids = z["labels"].astype(np.int64), z["identity_ids"].astype(np.int64)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{p}: corrupt npz ({type(e).__name__}: {e}); expected a complete "
-                            "numpy .npz") from e
+        z = read_npz(p, ["labels", "identity_ids"])
+        labels = int_labels(z["labels"], f"{p}:labels")
+        ids = int_labels(z["identity_ids"], f"{p}:identity_ids")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(ids)):
+            raise DataError(f"{p}: label values {labels.min()}..{labels.max()} but {len(ids)} "
+                            f"identity_ids; expected labels in 0..{len(ids) - 1}")
         return ids, np.bincount(labels, minlength=len(ids))
     from tfminv.data.sources.celeba import _table
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tfminv.data import preprocess
 from tfminv.data.sources import (Found, Loaded, Skipper, SplitData, decode_image, find_folder,
-                                 is_image_name)
+                                 int_labels, is_image_name, npz_keys, read_npz)
 from tfminv.errors import DataError
 
 NAME = "facescrub"
@@ -48,13 +48,7 @@ def find(data_dir) -> Found:
     raise DataError(f"{folder}: no FaceScrub npz and no <identity>/<image> folders; {EXPECTED}")
 
 
-def _npz_keys(p: Path) -> set:
-    try:
-        with np.load(p) as z:
-            return set(z.files)
-    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError
-        raise DataError(f"{p}: cannot read npz ({type(e).__name__}: {e}); expected a numpy .npz "
-                        "archive") from e
+_npz_keys = npz_keys
 
 
 def _grey_stack(images: np.ndarray, where: str) -> np.ndarray:
@@ -79,29 +73,32 @@ def load(found: Found, size: int, *, limit=None, skip_corrupt=False, progress=Fa
     prep = {"grey": preprocess.GREY}
     if found.fmt in ("npz", "authors_npz"):
         p = found.files[0]
-        with np.load(p) as z:
-            if found.fmt == "npz":
-                key = "images_rgb" if "images_rgb" in z.files else "images"
-                images = _grey_stack(z[key], f"{p}:{key}")
-                labels = z["labels"].astype(np.int64)
-                names = tuple(str(n) for n in z["names"]) if "names" in z.files else ()
-                where = f"{p}:labels"
-            else:
-                a_img = _grey_stack(z["actor_images"], f"{p}:actor_images")
-                b_img = _grey_stack(z["actress_images"], f"{p}:actress_images")
-                a_lab = z["actor_labels"].astype(np.int64).reshape(-1)
-                b_lab = z["actress_labels"].astype(np.int64).reshape(-1)
-                for img, lab, k in ((a_img, a_lab, "actor"), (b_img, b_lab, "actress")):
-                    if len(img) != len(lab):
-                        raise DataError(f"{p}: {len(lab)} {k}_labels but {len(img)} {k}_images; "
-                                        "expected one label per image")
-                if len(a_lab) and len(b_lab) and b_lab.min() <= a_lab.max():
-                    b_lab = b_lab + a_lab.max() + 1  # keep actress identities distinct
-                    prep["labels"] = "actress labels offset by max(actor_labels)+1"
-                images = np.concatenate([a_img, b_img])
-                labels = np.concatenate([a_lab, b_lab])
-                names = ()
-                where = f"{p}:actor_labels/actress_labels"
+        keys = _npz_keys(p)
+        if found.fmt == "npz":
+            key = "images_rgb" if "images_rgb" in keys else "images"
+            z = read_npz(p, [key, "labels"] + (["names"] if "names" in keys else []),
+                         rows=limit, row_keys=[key, "labels"])
+            images = _grey_stack(z[key], f"{p}:{key}")
+            labels = int_labels(z["labels"], f"{p}:labels")
+            names = tuple(str(n) for n in z["names"]) if "names" in z else ()
+            where = f"{p}:labels"
+        else:
+            z = read_npz(p, AUTHORS_KEYS)
+            a_img = _grey_stack(z["actor_images"], f"{p}:actor_images")
+            b_img = _grey_stack(z["actress_images"], f"{p}:actress_images")
+            a_lab = int_labels(z["actor_labels"], f"{p}:actor_labels")
+            b_lab = int_labels(z["actress_labels"], f"{p}:actress_labels")
+            for img, lab, k in ((a_img, a_lab, "actor"), (b_img, b_lab, "actress")):
+                if len(img) != len(lab):
+                    raise DataError(f"{p}: {len(lab)} {k}_labels but {len(img)} {k}_images; "
+                                    "expected one label per image")
+            if len(a_lab) and len(b_lab) and b_lab.min() <= a_lab.max():
+                b_lab = b_lab + a_lab.max() + 1  # keep actress identities distinct
+                prep["labels"] = "actress labels offset by max(actor_labels)+1"
+            images = np.concatenate([a_img, b_img])
+            labels = np.concatenate([a_lab, b_lab])
+            names = ()
+            where = f"{p}:actor_labels/actress_labels"
         if len(images) != len(labels):
             raise DataError(f"{where}: {len(labels)} labels but {len(images)} images; expected "
                             "one label per image")
