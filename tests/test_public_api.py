@@ -356,7 +356,9 @@ def test_binary_user_data_errors(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tfminv.experiments.audit", "--aux_val_fraction=1.5"],
         capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "--aux_val_fraction must be in (0, 1)" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--aux_val_fraction=1.5: expected a share in (0, 1)" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 # ----------------------------------------------------------------------------- callback
