@@ -136,7 +136,7 @@ def _confidence(model, x):
 
 def test_label_smoothing_sign_moves_confidence(tmp_path):
     x, y = _data()
-    cfg = _config(epochs=12)
+    cfg = _config(epochs=6)
     conf = {}
     for spec in ("none", "ls:0.3", "ls:-0.3"):
         model, info = defences.fit_defended(spec, _build(), x, y, config=cfg,
@@ -254,6 +254,14 @@ def test_dpsgd_per_example_gradients_clip_and_noise():
     assert np.all(after <= 0.05 * (1 + 1e-4)), after
     small = norms.numpy() <= 0.05
     assert np.allclose(after[small], norms.numpy()[small], rtol=1e-5)
+    # in chunks (a loop over 3 + 3 + 2 examples): the same sum of clipped gradients
+    model.dp_chunk = 3
+    sums, _, losses3, norms3 = model.clipped_sum(tf.constant(x), tf.constant(y))
+    assert norms3.shape == (len(x),) and losses3.shape == (len(x),)
+    for total, c in zip(sums, clipped):
+        assert np.allclose(total.numpy(), c.numpy().sum(0), atol=1e-5)
+    assert np.allclose(norms3.numpy(), norms.numpy(), rtol=1e-5)
+    model.dp_chunk = None
     # noise 0: the update direction is the mean clipped gradient; noise > 0 changes it by
     # about NOISE * CLIP / B per coordinate
     quiet, _, _, _ = model.private_gradients(x, y)
@@ -321,6 +329,7 @@ def test_every_wrapped_defence_trains_a_face_classifier(spec):
     x = rng.random((8, 64, 64, 3)).astype("float32")
     y = np.arange(8) % 5
     model = _wrapper(spec, build=_build(5, (64, 64, 3), 0.02))
+    model.dp_chunk = 3  # DP-SGD: the chunked loop inside the compiled training step
     before = [w.copy() for w in model.served.get_weights()]
     logs = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
     assert np.isfinite(logs["loss"][-1])

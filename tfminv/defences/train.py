@@ -31,8 +31,10 @@ HSIC_EPSILON = 1e-5
 #: initial bias of MID's log-variance head: sigma = exp(-5) ~ 0.0067, the authors'
 #: softplus(x - 5) standard deviation at x = 0, so training starts near the plain classifier
 MID_LOGVAR_INIT = -10.0
-#: per-example gradients above this many bytes get a warning (they live in memory at once)
-DP_MEMORY_WARN_BYTES = 4 << 30
+#: DP-SGD holds the per-example gradients of at most this many bytes at once (a chunk of the
+#: batch; the chunks run one after another): 1 GiB keeps the face classifier at width 1 and 471
+#: classes (about 40 M parameters) to ~6 examples a chunk on a shared 24 GB machine
+DP_CHUNK_BYTES = 1 << 30
 
 
 def head_layer(classifier) -> keras.layers.Dense:
@@ -228,16 +230,51 @@ class DefendedClassifier(keras.Model):
                    for g in grads]
         return clipped, norms
 
+    def chunk_size(self) -> int:
+        """Examples whose per-example gradients are held at once: as many as fit in
+        DP_CHUNK_BYTES (float32), at least 1; `dp_chunk` overrides it."""
+        if getattr(self, "dp_chunk", None):
+            return int(self.dp_chunk)
+        params = sum(int(np.prod(v.shape)) for v in self.train_variables())
+        return max(1, DP_CHUNK_BYTES // (4 * max(params, 1)))
+
+    def clipped_sum(self, x, y):
+        """(sum over the batch of the clipped per-example gradients, logits, per-example losses,
+        norms before clipping), vectorised over chunks of `chunk_size()` examples (a
+        tf.while_loop over the chunks bounds the memory to one chunk's gradients)."""
+        c = self.chunk_size()
+        static_b = x.shape[0]
+        if static_b is not None and static_b <= c:
+            grads, logits, losses = self.per_example_gradients(x, y)
+            clipped, norms = self.clip_gradients(grads)
+            return [tf.reduce_sum(g, 0) for g in clipped], logits, losses, norms
+        variables = self.train_variables()
+        b = tf.shape(x)[0]
+        steps = (b + c - 1) // c
+        arrays = [tf.TensorArray(tf.float32, size=steps, infer_shape=False) for _ in range(3)]
+
+        def body(i, sums, logits_a, losses_a, norms_a):
+            xs, ys = x[i * c:(i + 1) * c], y[i * c:(i + 1) * c]
+            grads, logits, losses = self.per_example_gradients(xs, ys)
+            clipped, norms = self.clip_gradients(grads)
+            sums = [s + tf.reduce_sum(g, 0) for s, g in zip(sums, clipped)]
+            return (i + 1, sums, logits_a.write(i, tf.cast(logits, tf.float32)),
+                    losses_a.write(i, losses), norms_a.write(i, norms))
+
+        zeros = [tf.zeros(v.shape, v.dtype) for v in variables]
+        _, sums, logits_a, losses_a, norms_a = tf.while_loop(
+            lambda i, *_: i < steps, body, (tf.constant(0), zeros, *arrays))
+        return (sums, tf.reshape(logits_a.concat(), [-1, self.num_classes]),
+                tf.reshape(losses_a.concat(), [-1]), tf.reshape(norms_a.concat(), [-1]))
+
     def private_gradients(self, x, y):
         """(DP-SGD gradient: (sum of clipped per-example gradients + N(0, (NOISE * CLIP)^2))
         / B per variable, logits, per-example losses, per-example norms)."""
         noise, clip = self.strengths[0], self.strengths[1]
-        grads, logits, losses = self.per_example_gradients(x, y)
-        clipped, norms = self.clip_gradients(grads)
+        sums, logits, losses, norms = self.clipped_sum(x, y)
         b = tf.cast(tf.shape(norms)[0], tf.float32)
         out = []
-        for g in clipped:
-            total = tf.reduce_sum(g, axis=0)
+        for total in sums:
             if noise > 0:
                 total += tf.cast(noise * clip * keras.random.normal(
                     tf.shape(total), seed=self.seed_gen), total.dtype)
@@ -360,7 +397,6 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
                      "steps": int(config.epochs) * (n // b), "sampling_rate": b / n,
                      "accountant": "dp_accounting RdpAccountant, Poisson-subsampled Gaussian, "
                                    "add-or-remove-one"})
-        _warn_memory(build_fn, b, d)
     else:
         info["strengths"] = list(d.params)
     wrapped = fit(lambda: DefendedClassifier(build_fn(), str(d), seed=config.seed), x, y,
@@ -395,10 +431,3 @@ def _load_served(workdir: Path, config, run_meta: dict):
         return None
 
 
-def _warn_memory(build_fn, batch_size: int, spec) -> None:
-    params = sum(int(np.prod(v.shape)) for v in build_fn().trainable_weights)
-    need = params * batch_size * 4
-    if need > DP_MEMORY_WARN_BYTES:
-        log.warning("defence %s: per-example gradients take about %.1f GiB per batch (%d "
-                    "parameters x batch %d); lower --batch_size or the width if memory runs out",
-                    spec, need / 2**30, params, batch_size)
