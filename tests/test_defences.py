@@ -122,6 +122,10 @@ def test_epsilon_from_dp_accounting():
     # the same event composed by another of dp_accounting's accountants agrees closely
     event = dp_accounting.SelfComposedDpEvent(
         dp_accounting.PoissonSampledDpEvent(0.05, dp_accounting.GaussianDpEvent(1.1)), 100)
+    from dp_accounting import rdp
+
+    same = rdp.RdpAccountant().compose(event).get_epsilon(1e-4)
+    assert eps[1] == pytest.approx(same, rel=1e-12)
     other = pld.PLDAccountant().compose(event).get_epsilon(1e-4)
     assert other <= eps[1] <= 1.3 * other, (other, eps[1])
 
@@ -144,6 +148,11 @@ def test_label_smoothing_sign_moves_confidence(tmp_path):
                                             val=(x[:15], y[:15]))
         assert info["defence"] == spec
         conf[spec] = _confidence(model, x)
+    # 'none' is today's plain training: same run record, no wrapper folder
+    assert json.loads((tmp_path / "none" / "run.json").read_text())["meta"] == {}
+    assert not (tmp_path / "none" / "defended").exists()
+    assert json.loads((tmp_path / "ls_0.3" / "run.json").read_text())["meta"] == {
+        "defence": "ls:0.3"}
     assert conf["ls:0.3"] < conf["none"] < conf["ls:-0.3"], conf
     # the smoothed loss itself, against the closed form, also for a negative strength
     from tfminv.defences.train import smoothed_cross_entropy

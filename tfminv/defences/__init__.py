@@ -31,7 +31,8 @@ can check it before anything starts):
   customary approximation (as in TensorFlow Privacy's compute_dp_sgd_privacy). Batch
   normalisation would mix examples (and its moving statistics would leak outside the
   accounting), so under DP-SGD the classifier runs in inference mode: BatchNorm layers are
-  per-channel affine maps on their initial statistics (mean 0, variance 1), dropout is off.
+  per-channel affine maps on their initial statistics (mean 0, variance 1), dropout and any
+  augmentation layers are off.
   The epsilon covers the training rows only: the model selection on the validation rows (also
   private) is outside it.
 - ``tl:N``: transfer learning (TL-DMI, Ho et al., CVPR 2024): pre-train the same classifier, with
@@ -63,6 +64,9 @@ NAMES = ("none", "ls", "mid", "bido", "dpsgd", "tl")
 WRAPPED = ("ls", "mid", "bido", "dpsgd")
 SYNTAX = ("none | ls:S (-1 < S < 1) | mid:BETA (>= 0) | bido:A,B (>= 0) | "
           "dpsgd:NOISE,CLIP[,DELTA] (NOISE >= 0, CLIP > 0, 0 < DELTA < 1/N) | tl:N (N >= 1)")
+
+#: the one-line help of a `defence` setting (for `tfminv.settings.setting`)
+HELP = f"training-time defence of the target classifier: {SYNTAX}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,5 +247,5 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
                 meta=meta, monitor=monitor)
 
 
-__all__ = ["Defence", "NAMES", "parse", "check", "cache_key_part", "dp_epsilon", "dp_delta",
+__all__ = ["Defence", "NAMES", "HELP", "SYNTAX", "parse", "check", "cache_key_part", "dp_epsilon", "dp_delta",
            "default_delta", "fit_defended"]
