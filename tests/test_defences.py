@@ -140,12 +140,11 @@ def _confidence(model, x):
 
 def test_label_smoothing_sign_moves_confidence(tmp_path):
     x, y = _data()
-    cfg = _config(epochs=6)
-    conf = {}
+    cfg = _config(epochs=10, learning_rate=1e-2)  # near convergence: seeds 1-3 all order
+    conf = {}                                      # ls:0.3 ~0.5 < none ~0.9 < ls:-0.3 ~1.0
     for spec in ("none", "ls:0.3", "ls:-0.3"):
         model, info = defences.fit_defended(spec, _build(), x, y, config=cfg,
-                                            workdir=tmp_path / spec.replace(":", "_"),
-                                            val=(x[:15], y[:15]))
+                                            workdir=tmp_path / spec.replace(":", "_"))
         assert info["defence"] == spec
         conf[spec] = _confidence(model, x)
     # 'none' is today's plain training: same run record, no wrapper folder
