@@ -196,6 +196,15 @@ def test_mid_kl_in_loss_and_deterministic_inference(tmp_path):
                                          workdir=tmp_path / "mid", val=(x[:15], y[:15]))
     assert info2 == info and np.allclose(again.predict(x, verbose=0), p1, atol=1e-5)
     assert (tmp_path / "mid" / "defended" / "history.csv").stat().st_mtime_ns == before
+    # killed after training but before the served copy was written: the wrapper run is
+    # reloaded (its class is registered) and only the served copy is written again
+    (tmp_path / "mid" / "model.keras").unlink()
+    (tmp_path / "mid" / "run.json").unlink()
+    again, info3 = defences.fit_defended("mid:0.01", _build(), x, y, config=_config(),
+                                         workdir=tmp_path / "mid", val=(x[:15], y[:15]))
+    assert info3 == info and np.allclose(again.predict(x, verbose=0), p1, atol=1e-5)
+    assert (tmp_path / "mid" / "defended" / "history.csv").stat().st_mtime_ns == before
+    assert (tmp_path / "mid" / "model.keras").exists()
     with pytest.raises(ConfigError, match="different settings"):
         defences.fit_defended("mid:0.01", _build(), x, y, config=_config(epochs=4),
                               workdir=tmp_path / "mid", val=(x[:15], y[:15]))

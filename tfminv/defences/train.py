@@ -113,6 +113,7 @@ class DefendedClassifier(keras.Model):
         inputs, feats = classifier.inputs, self.head.input
         inputs = inputs[0] if len(inputs) == 1 else inputs
         if self.kind == "mid":
+            self.head.trainable = False  # bypassed by the bottleneck: no variable left idle
             k = max(1, int(feats.shape[-1]) // 2)
             self.vib_mu = keras.layers.Dense(k, name="vib_mu")
             self.vib_logvar = keras.layers.Dense(
@@ -157,9 +158,9 @@ class DefendedClassifier(keras.Model):
         return cls(classifier, **config)
 
     def train_variables(self) -> list:
-        """The trainable variables the defence's loss depends on (MID bypasses the base head)."""
-        skip = {id(v) for v in self.head.weights} if self.kind == "mid" else set()
-        return [v for v in self.trainable_variables if id(v) not in skip]
+        """The trainable variables the defence's loss depends on (for MID the base head is
+        bypassed and frozen)."""
+        return list(self.trainable_variables)
 
     def _logs(self, y, logits, loss, **extra):
         self.loss_tracker.update_state(loss)
