@@ -229,15 +229,20 @@ def test_bido_terms():
     assert float(e1["hsic_xz"]) > 0 and float(e1["hsic_yz"]) > 0
     assert np.isclose(float(l1) - float(l0),
                       0.5 * float(e1["hsic_xz"]) - 2.0 * float(e1["hsic_yz"]), rtol=1e-4)
-    # training on -B * HSIC(y, z) alone raises the label dependence of the latents more than
-    # plain cross-entropy does over the same steps from the same start
-    h = {}
-    for spec in ("bido:0,0", "bido:0,20"):
+    # over the same steps from the same start, the A term lowers the input dependence of the
+    # latents in the training steps (seeds 1-3: 14.4 -> 13.1, 14.2 -> 12.8, 13.6 -> 12.1) and
+    # the B term raises their label dependence at inference (there the training steps' value
+    # sits at its ceiling, about 2 per latent layer for 3 classes; seeds 1-3 at B = 20: 1.83 ->
+    # 1.96, 3.18 -> 3.29, 2.74 -> 2.81)
+    last, label_dep = {}, {}
+    for spec in ("bido:0,0", "bido:5,0", "bido:0,20"):
         m = _wrapper(spec)
         m.set_weights(plain.get_weights())
-        m.fit(x, y, batch_size=20, epochs=4, verbose=0)
-        h[spec] = _hsic_y(m, x, y)
-    assert h["bido:0,20"] > h["bido:0,0"], h
+        hist = m.fit(x, y, batch_size=20, epochs=4, verbose=0).history
+        last[spec] = hist["hsic_xz"][-1]
+        label_dep[spec] = _hsic_y(m, x, y)
+    assert last["bido:5,0"] < last["bido:0,0"] - 0.5, last
+    assert label_dep["bido:0,20"] > label_dep["bido:0,0"] + 0.03, label_dep
 
 
 def _hsic_y(model, x, y):
