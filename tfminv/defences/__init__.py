@@ -247,5 +247,5 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
                 meta=meta, monitor=monitor)
 
 
-__all__ = ["Defence", "NAMES", "HELP", "SYNTAX", "parse", "check", "cache_key_part", "dp_epsilon", "dp_delta",
-           "default_delta", "fit_defended"]
+__all__ = ["Defence", "NAMES", "HELP", "SYNTAX", "parse", "check", "cache_key_part",
+           "dp_epsilon", "dp_delta", "default_delta", "fit_defended"]
