@@ -125,13 +125,13 @@ def test_truncation_function_rows_figure_and_cache_reuse(data_dir, tmp_path):
     assert result.name == "truncation_mnist"
     refs = [r["method"] for r in result.rows if r["k"] == 0]
     assert refs == ["reference: real_victims", "reference: mean_aux",
-                    "reference: class_mean_oracle"]
+                    "reference: class_mean"]
     result.rows = [r for r in result.rows if r["k"] > 0]
     assert [(r["k"], r["method"]) for r in result.rows] == [
         (1, "truncation"), (1, "previous"), (5, "truncation"), (5, "previous")]
     for r in result.rows:
         assert 0 <= r["attack_acc"] <= 1 and r["n_victims"] == 20 and r["n_aux"] == 108
-        assert r["mse_class_mean_oracle"] < r["mse_zeros"]
+        assert r["mse_class_mean"] < r["mse_zeros"]
     assert result.rows[2]["mse"] == pytest.approx(result.rows[3]["mse"], rel=1e-6)  # k = m
     written = result.write(tmp_path / "out", command="python -m x --k=1,5")
     run = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -156,7 +156,7 @@ def test_auxiliary_and_joint_functions(data_dir):
     assert "classes=[5, 6, 7, 8, 9]" in res.rows[0]["aux_data"]
     for r in res.rows:
         assert r["k"] == 5 and r["n_aux"] == 108 and np.isfinite(r["mse"])
-        assert r["mse_class_mean_oracle"] < r["mse_zeros"]
+        assert r["mse_class_mean"] < r["mse_zeros"]
     assert len(res.figures[0].rows) == 3
 
     res = run_joint(_cfg(JointConfig, data_dir, dataset="mnist", k=2))

@@ -12,7 +12,7 @@ def _write(d, name, rows, command="python -m tfminv.experiments.x --flag=1"):
 
 
 def test_render_reads_numbers_and_applies_rules(tmp_path):
-    base = {"k": 5, "ssim": 0.3, "attack_acc": 0.5, "mse_class_mean_oracle": 0.04, "n_aux": 10,
+    base = {"k": 5, "ssim": 0.3, "attack_acc": 0.5, "mse_class_mean": 0.04, "n_aux": 10,
             "epochs": 2}
     _write(tmp_path, "auxiliary_mnist", [
         {**base, "aux": "same", "aux_data": "a", "mse": 0.0423, "mse_mean_aux": 0.06},
@@ -78,7 +78,7 @@ def test_paper_scale_claims(tmp_path):
     from tfminv.reporting.reproduction import render
 
     b = {"ssim": 0.4, "attack_acc": 0.02, "eval_acc": 0.45, "nn_acc": 0.05, "nn_acc_top5": 0.15,
-         "knn_dist": 20.0, "mse_class_mean_oracle": 0.0345, "epochs": 10}
+         "knn_dist": 20.0, "mse_class_mean": 0.0345, "epochs": 10}
     rows = [{**b, "k": 1, "method": "truncation", "mse": float("nan"), "attack_acc_top5": 0.1},
             {**b, "k": 1, "method": "previous", "mse": 0.09, "attack_acc_top5": 0.02},
             {**b, "k": 10, "method": "truncation", "mse": 0.0240, "attack_acc_top5": 0.25},
@@ -86,7 +86,7 @@ def test_paper_scale_claims(tmp_path):
             {**b, "k": 10, "method": "previous_logzero", "mse": 0.1300, "attack_acc_top5": 0.01},
             {**b, "k": 471, "method": "truncation", "mse": 0.0200, "attack_acc_top5": 0.3},
             {**b, "k": 471, "method": "previous", "mse": 0.0200, "attack_acc_top5": 0.3},
-            {**b, "k": 0, "method": "reference: class_mean_oracle", "mse": 0.0345,
+            {**b, "k": 0, "method": "reference: class_mean", "mse": 0.0345,
              "attack_acc_top5": 0.1}]
     (tmp_path / "truncation_celeba_ids").mkdir()
     (tmp_path / "truncation_celeba_ids" / "results.json").write_text(json.dumps(rows))

@@ -43,30 +43,36 @@ class LeakageCallback(_keras_callback_base()):
     inverter's budget per measurement; learning_rate: its Adam step (higher than the authors'
     2e-4, which needs ~100 epochs). budget: the callback's time as a share of training time.
     input_range: the model's input scale, as in `run_inversion`. outputs: 'auto',
-    'probabilities' or 'logits' (auto: softmax-ending models are probabilities; otherwise the
-    outputs are read as probabilities only when rows are non-negative and sum to 1)."""
+    'probabilities' or 'logits', read by the door's rule (`tfminv.target.read_outputs`): auto
+    takes softmax-ending models as probabilities, else rows with a negative entry or summing
+    above 1 as logits and rows summing to 1 as probabilities; non-negative rows summing below 1
+    raise OracleError at the measurement (declare `outputs=`), as `run_inversion` does."""
 
     def __init__(self, aux_images, probe_images, probe_labels=None, *, every: int = 1,
                  k: int | None = None, epochs: int = 5, width: float = 0.125,
-                 batch_size: int = 32, learning_rate: float = 1e-3, budget: float = 0.25, input_range=(0.0, 1.0),
+                 batch_size: int = 32, learning_rate: float = 1e-3, budget: float = 0.25,
+                 input_range=(0.0, 1.0),
                  outputs: str = "auto", log_dir=None, seed: int = 0, verbose: int = 0):
         super().__init__()
+        from tfminv.attacks import core
         from tfminv.errors import ConfigError
-        from tfminv.leakage import InversionInputs, parse_input_range
+        from tfminv.inputs import InversionInputs
+        from tfminv.target import check_outputs, parse_input_range
 
         data = InversionInputs(aux_images, probe_images, probe_labels)
         self.aux, self.probe, self.labels = data.aux_images, data.victim_images, data.victim_labels
         if int(every) < 1 or int(epochs) < 1 or not 0 < float(budget):
             raise ConfigError(f"LeakageCallback: expected every >= 1, epochs >= 1 and budget > 0, "
                               f"got every={every}, epochs={epochs}, budget={budget}")
-        if outputs not in ("auto", "probabilities", "logits"):
-            raise ConfigError(f"outputs={outputs!r}: expected auto, probabilities or logits")
         self.every, self.k, self.max_epochs = int(every), k, int(epochs)
         self.width, self.batch_size, self.budget = float(width), int(batch_size), float(budget)
         self.learning_rate = float(learning_rate)
         self.lo, self.hi = parse_input_range(input_range)
-        self.outputs, self.log_dir, self.seed, self.verbose = outputs, log_dir, seed, verbose
-        self.mse_mean_aux = float(np.mean((self.probe - self.aux.mean(0)) ** 2))
+        self.outputs = check_outputs(outputs)
+        self.log_dir, self.seed, self.verbose = log_dir, seed, verbose
+        # the inverter trains on every auxiliary image: they are its training rows
+        self.mse_mean_aux = core.baselines(self.probe, self.aux).mean_aux
+        self.outputs_read = None  # (kind, how) of the last measurement (target.read_outputs)
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.callback_seconds = 0.0
@@ -92,30 +98,38 @@ class LeakageCallback(_keras_callback_base()):
         return self.callback_seconds / self.train_seconds if self.train_seconds else 0.0
 
     # ------------------------------------------------------------------ measurement
-    def _predict(self, images):
-        from tfminv.export import ends_in_softmax
-        from tfminv.oracles.base import softmax_np
+    def _scores(self, images) -> np.ndarray:
+        """The model's raw answers on [0, 1] images (its input scale applied); finite."""
+        from tfminv.target import check_answers
 
         x = self.lo + images * (self.hi - self.lo)
         out = np.concatenate([np.asarray(self.model.predict_on_batch(x[i:i + 256]), np.float32)
                               for i in range(0, len(x), 256)])
-        if not np.all(np.isfinite(out)):
-            from tfminv.errors import OracleError
-
-            raise OracleError("LeakageCallback: the model answered NaN or infinite values")
-        if self.outputs == "logits" or (
-                self.outputs == "auto" and not ends_in_softmax(self.model)
-                and (out.min() < 0 or np.abs(out.sum(1) - 1).max() > 1e-3)):
-            out = softmax_np(out)
+        check_answers(out, len(images), "LeakageCallback: the model being trained",
+                      f"{len(images)} images")
         return out
+
+    def _released(self, aux_raw, probe_raw):
+        """Both answer sets as probabilities, by the door's rule (`tfminv.target.read_outputs`,
+        decided on the auxiliary answers): logits are softmaxed once, probabilities pass, and
+        rows that look like neither raise OracleError asking for `outputs=`."""
+        from tfminv.export import ends_in_softmax
+        from tfminv.oracles.base import softmax_np
+        from tfminv.target import read_outputs
+
+        self.outputs_read = read_outputs(aux_raw, self.outputs, ends_in_softmax(self.model),
+                                         "LeakageCallback: the model being trained")
+        if self.outputs_read[0] == "logits":
+            return softmax_np(aux_raw), softmax_np(probe_raw)
+        return aux_raw, probe_raw
 
     def _measure(self, epochs: int) -> dict:
         import keras
 
-        from tfminv import metrics
+        from tfminv.attacks import core
         from tfminv.models import build_inverter
 
-        aux_p, probe_p = self._predict(self.aux), self._predict(self.probe)
+        aux_p, probe_p = self._released(self._scores(self.aux), self._scores(self.probe))
         m = aux_p.shape[1]
         if self._inv is None:  # built and traced once; later measurements restart from scratch
             k = min(self.k or m, m)
@@ -132,11 +146,13 @@ class LeakageCallback(_keras_callback_base()):
         inv.fit(aux_p, self.aux, batch_size=self.batch_size, epochs=epochs, shuffle=True,
                 verbose=0)
         recon = np.asarray(inv.predict(probe_p, batch_size=256, verbose=0), np.float32)
-        out = {"leak_mse": metrics.mse(recon, self.probe), "leak_mse_mean_aux": self.mse_mean_aux,
+        # the model judges its own inversions (biased upward, as in run_inversion); its argmax
+        # only, so its raw answers serve
+        scores = core.score(recon, self.probe, self.labels, core.ScoresJudge(self._scores))
+        out = {"leak_mse": scores["mse"], "leak_mse_mean_aux": self.mse_mean_aux,
                "leak_inverter_epochs": float(epochs), "leak_skipped": 0.0}
         if self.labels is not None:
-            out["leak_attack_acc"] = metrics.topk_accuracy(self._predict(recon),
-                                                           self.labels)["top1"]
+            out["leak_attack_acc"] = scores["attack_acc"]
         return out
 
     def on_epoch_end(self, epoch, logs=None):

@@ -73,23 +73,19 @@ def class_mean_guess(train_images, train_labels, victim_labels) -> np.ndarray:
 
 def baselines(victims, aux_images, *, train_images=None, train_labels=None,
               victim_labels=None) -> dict:
-    """Reference MSEs on the victims.
+    """Reference MSEs on the victims as a dict {zeros, mean_aux, class_mean (with the
+    target's training images and labels)}: `tfminv.attacks.core.baselines`, the one home of
+    the rule (aux_images: the attacker's auxiliary training rows, an array or a
+    `tfminv.data.streaming.StreamedImages`)."""
+    from tfminv.attacks import core
 
-    zeros: an all-black guess. mean_aux: the mean auxiliary image (free for any attacker);
-    aux_images may be an array or a `tfminv.data.streaming.StreamedImages` (averaged streaming).
-    class_mean_oracle (when the target's training images and labels are given): each victim
-    guessed as the mean training image of its true class, a floor for label-only release that
-    a real attacker cannot compute.
-    """
-    victims = np.asarray(victims, dtype=np.float32)
-    aux_mean = mean_image(aux_images)
-    out = {"zeros": mse(np.zeros_like(victims), victims),
-           "mean_aux": mse(np.broadcast_to(aux_mean, victims.shape), victims)}
-    if train_images is not None:
-        if train_labels is None or victim_labels is None:
-            raise DataError("class_mean_oracle needs train_labels and victim_labels")
-        guess = class_mean_guess(train_images, train_labels, victim_labels)
-        out["class_mean_oracle"] = mse(guess, victims)
+    if train_images is not None and (train_labels is None or victim_labels is None):
+        raise DataError("the class-mean floor needs train_labels and victim_labels")
+    b = core.baselines(victims, aux_images, train_images=train_images, train_labels=train_labels,
+                       victim_labels=victim_labels if train_images is not None else None)
+    out = {"zeros": b.zeros, "mean_aux": b.mean_aux}
+    if b.class_mean is not None:
+        out["class_mean"] = b.class_mean
     return out
 
 
@@ -202,10 +198,10 @@ class IdentityJudge:
                    train_labels) -> dict:
         """The same scores for the reference points: the real victim images (the judge's
         ceiling), the mean auxiliary image and the per-class mean of the target's training
-        images (oracle), each guessed for every victim. {name: scores}."""
+        images (the class-mean floor), each guessed for every victim. {name: scores}."""
         victims = np.asarray(victims, np.float32)
         labels = np.asarray(victim_labels).astype(np.int64)
         mean_aux = np.broadcast_to(mean_image(aux_images), victims.shape)
         class_mean = class_mean_guess(train_images, train_labels, labels)
         return {"real_victims": self(victims, labels), "mean_aux": self(mean_aux, labels),
-                "class_mean_oracle": self(class_mean, labels)}
+                "class_mean": self(class_mean, labels)}

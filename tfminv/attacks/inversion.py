@@ -156,13 +156,9 @@ def evaluate(inverter, victim_preds, victim_images, victim_labels=None, eval_mod
     """(metrics dict, reconstructions): mse, psnr, ssim and, with an evaluation classifier,
     attack_acc (top-1) and attack_acc_top5 of G(victim predictions) against the victims; with
     a `metrics.IdentityJudge` also nn_acc, nn_acc_top5 and knn_dist (feature-space identity)."""
-    from tfminv import metrics
+    from tfminv.attacks import core
 
+    if judge is None and eval_model is not None:
+        judge = core.ScoresJudge(lambda x: eval_model.predict(x, batch_size=256, verbose=0))
     recon = invert(inverter, victim_preds)
-    out = metrics.reconstruction_metrics(recon, victim_images)
-    if judge is not None and victim_labels is not None:
-        out.update(judge(recon, victim_labels))
-    elif eval_model is not None and victim_labels is not None:
-        acc = metrics.attack_accuracy(eval_model, recon, victim_labels)
-        out["attack_acc"], out["attack_acc_top5"] = acc["top1"], acc["top5"]
-    return out, recon
+    return core.score(recon, victim_images, victim_labels, judge), recon

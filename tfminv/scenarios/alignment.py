@@ -20,7 +20,7 @@ from tfminv.scenarios import base
 from tfminv.settings import setting
 
 COLUMNS = ["dataset", "aux_subset", "k", "mse", "psnr", "ssim", "attack_acc", "attack_acc_top5",
-           "mse_mean_aux", "mse_class_mean_oracle", "n_aux", "n_victims", "width", "epochs",
+           "mse_mean_aux", "mse_class_mean", "n_aux", "n_victims", "width", "epochs",
            "train_seconds"]
 
 
@@ -75,12 +75,14 @@ def run_alignment(config: AlignmentConfig) -> base.ScenarioResult:
     pick = base.figure_victims(s.victims.labels, config.figure_n)
     fig_rows = [("ground truth", s.victims.images[pick])]
     rows = []
-    refs = base.reference_mses(s)
+    # one reference for every row: the mean of the whole training part ('all'), which the
+    # frontal and random attackers are drawn from
+    refs = base.reference_mses(s, s.aux_set.images[tr_idx])
     for subset, idx in subsets:
-        res, recon, _ = base.blackbox_attack(s, s.aux_preds[idx], s.aux_set.images[idx], val,
-                                             k=k)
-        fig_rows.append((f"aux {subset}", recon[pick]))
-        rows.append({"dataset": config.dataset, "aux_subset": subset, "k": k, **res, **refs,
+        attack = base.blackbox_attack(s, s.aux_preds[idx], s.aux_set.images[idx], val, k=k)
+        fig_rows.append((f"aux {subset}", attack.reconstructions[pick]))
+        rows.append({"dataset": config.dataset, "aux_subset": subset, "k": k,
+                     **base.attack_row(attack), **refs,
                      "n_aux": len(idx), "n_victims": len(s.victims), "width": config.width,
                      "epochs": config.epochs, "selection": "aux_val (same for all rows)"})
     name = f"alignment_{s.allocation.name}"

@@ -184,6 +184,7 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
 
 
 def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
+    from tfminv.attacks import core
     from tfminv.data import allocations
 
     t0 = time.perf_counter()
@@ -191,11 +192,11 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
     aux = aux_name(alloc, config.aux or alloc.default_aux)
     target = target_spec(config.target)
     s = base.prepare(dataclasses.replace(config, target=target), aux)
-    ident = s.target_info["identity"].replace(":", "_").replace("/", "_")
     result = audit_sets(
         s.oracle, s.aux_set, s.victims, policies, config=config.train_config(),
         width=config.width, eval_model=s.eval_model, train_set=s.train_set,
-        cache_dir=config.cache_dir, workdir=config.cache() / "audit_inverters" / ident,
+        cache_dir=config.cache_dir,
+        workdir=core.run_folder(config.cache(), "audit_inverters", s.target_info["identity"]),
         val_fraction=config.aux_val_fraction, seed=config.audit_seed,
         aux_augment=config.aux_augment, progress=print)
     described = (target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "

@@ -16,7 +16,8 @@ from tfminv.scenarios import base
 from tfminv.settings import setting
 
 COLUMNS = ["dataset", "aux", "aux_data", "k", "mse", "psnr", "ssim", "attack_acc",
-           "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux", "mse_class_mean_oracle", "mse_zeros", "n_aux",
+           "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux",
+           "mse_class_mean", "mse_zeros", "n_aux",
            "n_victims", "width", "epochs", "selection", "train_seconds"]
 
 
@@ -54,13 +55,14 @@ def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
         s = base.prepare(config, aux_name)
         setups[aux_name] = s
         tr_preds, tr_images, val, selection = base.selection_data(s)
-        res, recon, _ = base.blackbox_attack(s, tr_preds, tr_images, val, k=k)
+        attack = base.blackbox_attack(s, tr_preds, tr_images, val, k=k)
+        recon = attack.reconstructions
         if not fig_rows:
             pick = base.figure_victims(s.victims.labels, config.figure_n)
             fig_rows.append(("ground truth", s.victims.images[pick]))
         fig_rows.append((f"aux {aux_name}", recon[pick]))
         rows.append({"dataset": config.dataset, "aux": aux_name, "aux_data": s.aux_set.name,
-                     "k": k, **res, "eval_acc": s.eval_info.get("test_accuracy"),
+                     "k": k, **base.attack_row(attack), "eval_acc": s.eval_info.get("test_accuracy"),
                      **base.reference_mses(s), "selection": selection,
                      "width": config.width, "epochs": config.epochs, "n_aux": len(tr_images),
                      "n_victims": len(s.victims)})
@@ -68,8 +70,8 @@ def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
     fig = base.Figure(f"{name}.png", fig_rows)
     extra = base.setup_extra(setups[config.aux_sets[0]], t_start, figure=fig.filename)
     notes = [f"![reconstructions per auxiliary set]({fig.filename})",
-             "mse_mean_aux is the mean image of *that row's* auxiliary set; "
-             "mse_class_mean_oracle the per-class mean of the target's training images "
+             "mse_mean_aux is the mean image of *that row's* auxiliary training rows; "
+             "mse_class_mean the per-class mean of the target's training images "
              "(unreachable for a real attacker)."]
     return base.ScenarioResult(name, f"Auxiliary set distribution: {config.dataset}", rows,
                                COLUMNS, extra, notes, [fig])

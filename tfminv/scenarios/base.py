@@ -1,7 +1,8 @@
 """What every attack scenario shares: its settings (`ScenarioConfig`), the prepared target and
 data (`Setup`, from `prepare`), the inverter's training data per selection rule
-(`selection_data`), one black-box attack (`blackbox_attack`) and the result a scenario returns
-(`ScenarioResult`, written by its `write`).
+(`selection_data`), one black-box attack (`blackbox_attack`, on `tfminv.attacks.core`), the
+references (`reference_baselines`) and the result a scenario returns (`ScenarioResult`,
+written by its `write`).
 
 No absl flags here: a scenario is `run_<name>(config) -> ScenarioResult`, and the binaries in
 `tfminv.experiments` only turn flags into the config. Trained classifiers, predictions and
@@ -12,7 +13,6 @@ binaries have always used, so a library call and a binary run reuse each other's
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from pathlib import Path
 
@@ -343,28 +343,52 @@ def require_in_memory_aux(config: ScenarioConfig, scenario: str, why: str):
                           "without --aux_augment")
 
 
-def selection_data(setup: Setup):
-    """(train_preds, train_images, val, label) for inverter training per `select_on`.
-
-    aux_val: a seeded `aux_val_fraction` of the auxiliary set is held out
-    (`tfminv.data.splits.holdout`). With stream_aux, train_images is a StreamedImages of the
-    remaining rows and at most STREAM_VAL_MAX held-out rows are read into memory (the rest of
-    the held-out share goes back to training); rows of a stream are in record order, those of
-    an in-memory set in the allocation's shuffled order, so the two modes hold out different
-    (equally random) rows. target_train: the target is queried on (up to 2,000 of) its own
-    training images - the authors' choice, which a real attacker cannot make; results are
-    labelled with it.
-    """
-    from tfminv.attacks.predictions import query_cached
+def aux_split(setup: Setup):
+    """(train rows, held-out rows) of the auxiliary set for select_on='aux_val' (a seeded
+    `aux_val_fraction`, `tfminv.data.splits.holdout`; with stream_aux at most STREAM_VAL_MAX
+    held-out rows, the rest back to training, both sorted: a stream yields record order), or
+    None for select_on='target_train' (every auxiliary image trains)."""
     from tfminv.data.splits import holdout
 
     config = setup.config
-    if config.select_on == "aux_val":
-        tr_idx, val_idx = holdout(len(setup.aux_set), config.aux_val_fraction, config.seed)
+    if config.select_on != "aux_val":
+        return None
+    tr_idx, val_idx = holdout(len(setup.aux_set), config.aux_val_fraction, config.seed)
+    if config.stream_aux:
+        return (np.sort(np.concatenate([tr_idx, val_idx[STREAM_VAL_MAX:]])),
+                np.sort(val_idx[:STREAM_VAL_MAX]))
+    return tr_idx, val_idx
+
+
+def aux_train_images(setup: Setup):
+    """The auxiliary images the inverter trains on (no mirrors): the `aux_split` train rows,
+    or the whole set with select_on='target_train'; an array, or a StreamedImages subset."""
+    split = aux_split(setup)
+    if split is None:
+        return aux_images(setup)
+    if setup.config.stream_aux:
+        return setup.aux_set.subset(split[0])
+    return setup.aux_set.images[split[0]]
+
+
+def selection_data(setup: Setup):
+    """(train_preds, train_images, val, label) for inverter training per `select_on`.
+
+    aux_val: the `aux_split` held-out rows select the model. With stream_aux, train_images is
+    a StreamedImages of the remaining rows and at most STREAM_VAL_MAX held-out rows are read
+    into memory (the rest of the held-out share goes back to training); rows of a stream are
+    in record order, those of an in-memory set in the allocation's shuffled order, so the two
+    modes hold out different (equally random) rows. target_train: the target is queried on (up
+    to 2,000 of) its own training images - the authors' choice, which a real attacker cannot
+    make; results are labelled with it.
+    """
+    from tfminv.attacks.predictions import query_cached
+
+    config = setup.config
+    split = aux_split(setup)
+    if split is not None:
+        tr_idx, val_idx = split
         if config.stream_aux:
-            # a stream yields its rows in record order: sorted positions keep preds aligned
-            tr_idx = np.sort(np.concatenate([tr_idx, val_idx[STREAM_VAL_MAX:]]))
-            val_idx = np.sort(val_idx[:STREAM_VAL_MAX])
             val = (setup.aux_preds[val_idx], setup.aux_set.subset(val_idx).to_array())
             return setup.aux_preds[tr_idx], setup.aux_set.subset(tr_idx), val, "aux_val"
         val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
@@ -391,42 +415,49 @@ def augmented(setup: Setup, preds, images):
 
 
 def inverter_workdir(setup: Setup) -> Path:
-    """Cache folder of the inverters trained against this setup's target (one per target)."""
-    ident = re.sub(r"[^A-Za-z0-9_.-]+", "_", setup.target_info["identity"])[:100]
-    return setup.config.cache() / "inverters" / ident
+    """Cache folder of the inverters trained against this setup's target (one per target;
+    `tfminv.attacks.core.run_folder`)."""
+    from tfminv.attacks import core
+
+    return core.run_folder(setup.config.cache(), "inverters", setup.target_info["identity"])
 
 
-def reference_mses(setup: Setup) -> dict:
-    """The reference MSEs printed beside every inversion MSE (see tfminv.metrics.baselines)."""
-    from tfminv import metrics
+def reference_baselines(setup: Setup, aux_train=None):
+    """`tfminv.attacks.core.Baselines` of the victims: the mean of the auxiliary images the
+    inverter trains on (`aux_train`, default `aux_train_images`), the class-mean floor of the
+    target's training images."""
+    from tfminv.attacks import core
 
-    b = metrics.baselines(setup.victims.images, aux_images(setup),
-                          train_images=setup.train_set.images,
-                          train_labels=setup.train_set.labels,
-                          victim_labels=setup.victims.labels)
-    return {"mse_mean_aux": b["mean_aux"], "mse_class_mean_oracle": b["class_mean_oracle"],
-            "mse_zeros": b["zeros"]}
+    return core.baselines(setup.victims.images,
+                          aux_train_images(setup) if aux_train is None else aux_train,
+                          victim_labels=setup.victims.labels, train_images=setup.train_set.images,
+                          train_labels=setup.train_set.labels)
+
+
+def reference_mses(setup: Setup, aux_train=None) -> dict:
+    """The reference MSEs printed beside every inversion MSE, under their column names
+    (`reference_baselines(...).mses()`: mse_zeros, mse_mean_aux, mse_class_mean)."""
+    return reference_baselines(setup, aux_train).mses()
 
 
 def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "truncation",
                     epochs: int | None = None, workdir=None):
-    """Train (or reuse) a black-box inverter on (preds, images) and evaluate it on the victims.
+    """Train (or reuse) a black-box inverter on (preds, images) and score it on the victims
+    with the setup's judge: `tfminv.attacks.core.run_attack`, returning its `Attack`
+    (inverter, reconstructions, scores: mse/psnr/ssim/attack_acc/attack_acc_top5/nn_acc/...,
+    train_seconds: this call's wall time, near 0 when cached)."""
+    from tfminv.attacks import core
 
-    Returns (metrics dict with mse/psnr/ssim/attack_acc/attack_acc_top5/train_seconds,
-    reconstructions, inverter). train_seconds is this call's wall time (near 0 when cached).
-    """
-    from tfminv.attacks.inversion import evaluate, train_inverter
+    return core.run_attack(preds, images, setup.victim_preds, setup.victims.images, k=k,
+                           method=method, config=setup.config.train_config(epochs),
+                           workdir=workdir or inverter_workdir(setup), val=val,
+                           width=setup.config.width, victim_labels=setup.victims.labels,
+                           judge=setup.judge)
 
-    t = time.perf_counter()
-    g = train_inverter(preds, images, k=k, method=method,
-                       config=setup.config.train_config(epochs),
-                       workdir=workdir or inverter_workdir(setup), val=val,
-                       width=setup.config.width)
-    seconds = time.perf_counter() - t
-    res, recon = evaluate(g, setup.victim_preds, setup.victims.images, setup.victims.labels,
-                          setup.eval_model, judge=setup.judge)
-    res["train_seconds"] = round(seconds, 1)
-    return res, recon, g
+
+def attack_row(attack) -> dict:
+    """A results row's attack part: the scores and train_seconds of a `core.Attack`."""
+    return {**attack.scores, "train_seconds": attack.train_seconds}
 
 
 def target_model(setup: Setup):

@@ -78,7 +78,7 @@ def _limit(idx, n):
 def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     """One row per feature set and victim group; figure: each group's faces, then their
     reconstructions per feature set."""
-    from tfminv import metrics
+    from tfminv.attacks import core
     from tfminv.attacks.predictions import query_cached
     from tfminv.data import allocations, load_split
     from tfminv.data.splits import holdout
@@ -125,16 +125,17 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     group_feats = [query_cached(oracle, g, config.cache_dir) for _, g in groups]
     seconds["queries"] = time.perf_counter() - t
 
-    eval_model = None
+    judge = None
     if config.eval_identity:
         from tfminv.training import targets
 
         eval_model, _ = targets.get_or_train_classifier(
             fs_alloc, role="eval", width=config.width, config=config.classifier_config(),
             cache_dir=config.cache_dir, **kw)
+        judge = core.ScoresJudge(lambda x: eval_model.predict(x, batch_size=256, verbose=0))
     names = schema.names()
     tr, va = holdout(len(aux), config.aux_val_fraction, config.seed)
-    workdir = config.cache() / "api_inverters" / oracle.identity().split("|")[0].replace(":", "_")
+    workdir = core.run_folder(config.cache(), "api_inverters", oracle.identity())
     rows, fig_rows, recons = [], [], {}
     for fs in config.feature_sets:
         cols = [i for i, nm in enumerate(names) if fs == "all" or not nm.startswith("Landmark.")]
@@ -148,13 +149,12 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
         for (gname, gset), feats in zip(groups, group_feats):
             recon = np.asarray(g.predict(std(feats[:, cols]), batch_size=256, verbose=0))
             recons[(fs, gname)] = recon
+            # only the allocation's victims have identities the evaluation classifier knows
+            labels = gset.labels if gset is fs_victims else None
             row = {"features": fs, "n_features": len(cols), "victims": gname,
-                   **metrics.reconstruction_metrics(recon, gset.images),
-                   "mse_mean_aux": metrics.baselines(gset.images, aux.images)["mean_aux"],
+                   **core.score(recon, gset.images, labels, judge),
+                   "mse_mean_aux": core.baselines(gset.images, aux.images[tr]).mean_aux,
                    "n_victims": len(gset)}
-            if eval_model is not None and gset is fs_victims:
-                acc = metrics.attack_accuracy(eval_model, recon, gset.labels)
-                row["attack_acc"], row["attack_acc_top5"] = acc["top1"], acc["top5"]
             row.update(n_aux=len(tr), width=config.width, epochs=config.epochs,
                        train_seconds=round(train_seconds, 1))
             rows.append(row)
@@ -177,7 +177,8 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
     notes = [f"![reconstructions from API features]({fig.filename})",
              "Features: " + ", ".join(names) + ". Landmarks are box-relative ratios; all "
              "features standardised with the auxiliary queries' mean and std. "
-             "mse_mean_aux: the mean auxiliary (CelebA) image as the guess. Victims: "
+             "mse_mean_aux: the mean of the auxiliary (CelebA) training images as the guess. "
+             "Victims: "
              f"{fs_alloc.name} = the {fs_alloc.name} allocation's victims (individuals unknown "
              "to API and attacker); celeba_heldout = CelebA images outside the API's and the "
              "attacker's parts; celeba_known_id = those of them whose identity also has images "

@@ -22,7 +22,7 @@ from tfminv.scenarios import base
 from tfminv.settings import setting
 
 COLUMNS = ["dataset", "setting", "classifier_acc", "mse", "psnr", "ssim", "attack_acc",
-           "attack_acc_top5", "mse_mean_aux", "mse_class_mean_oracle", "inverter_data",
+           "attack_acc_top5", "mse_mean_aux", "mse_class_mean", "inverter_data",
            "n_inverter", "n_victims", "k", "recon_weight", "width", "epochs", "joint_epochs",
            "train_seconds"]
 
@@ -42,7 +42,7 @@ class JointConfig(base.ScenarioConfig):
 
 def run_joint(config: JointConfig) -> base.ScenarioResult:
     """Rows blackbox, joint, blackbox_aug; figure: ground truth then one row per setting."""
-    from tfminv import metrics
+    from tfminv.attacks import core
     from tfminv.attacks.predictions import query_cached
     from tfminv.data import allocations
     from tfminv.data.splits import holdout
@@ -64,23 +64,24 @@ def run_joint(config: JointConfig) -> base.ScenarioResult:
     val = (train_preds[va], x[va])
     pick = base.figure_victims(s.victims.labels, config.figure_n)
     fig_rows = [("ground truth", s.victims.images[pick])]
-    refs = base.reference_mses(s)
+    refs = base.reference_mses(s, base.aux_images(s))  # blackbox_aug trains on every aux image
     row0 = {"dataset": config.dataset, "k": k}
     clf_acc = s.target_info.get("test_accuracy")
     rows = []
 
-    res, recon, _ = base.blackbox_attack(s, train_preds[tr], x[tr], val, k=k)
-    rows.append({**row0, "setting": "blackbox", "classifier_acc": clf_acc, **res,
-                 "inverter_data": "target train", "n_inverter": len(tr)})
-    fig_rows.append(("blackbox", recon[pick]))
+    attack = base.blackbox_attack(s, train_preds[tr], x[tr], val, k=k)
+    rows.append({**row0, "setting": "blackbox", "classifier_acc": clf_acc,
+                 **base.attack_row(attack), "inverter_data": "target train",
+                 "n_inverter": len(tr)})
+    fig_rows.append(("blackbox", attack.reconstructions[pick]))
 
     aug_preds = np.concatenate([train_preds[tr], s.aux_preds])
     aug_images = np.concatenate([x[tr], s.aux_set.images])
-    res, recon, _ = base.blackbox_attack(s, aug_preds, aug_images, val, k=k)
-    rows.append({**row0, "setting": "blackbox_aug", "classifier_acc": clf_acc, **res,
-                 "inverter_data": f"target train + aux {s.aux_name}",
+    attack = base.blackbox_attack(s, aug_preds, aug_images, val, k=k)
+    rows.append({**row0, "setting": "blackbox_aug", "classifier_acc": clf_acc,
+                 **base.attack_row(attack), "inverter_data": f"target train + aux {s.aux_name}",
                  "n_inverter": len(aug_images)})
-    fig_rows.append((f"blackbox + {s.aux_name}", recon[pick]))
+    fig_rows.append((f"blackbox + {s.aux_name}", attack.reconstructions[pick]))
 
     t = time.perf_counter()
     epochs = config.joint_epochs or max(config.clf_epochs, config.epochs)
@@ -95,10 +96,8 @@ def run_joint(config: JointConfig) -> base.ScenarioResult:
     released = np.exp(v_logits - v_logits.max(1, keepdims=True))
     released = (released / released.sum(1, keepdims=True)).astype(np.float32)
     recon = np.asarray(jm.inverter_of(joint, k).predict(released, batch_size=256, verbose=0))
-    res = metrics.reconstruction_metrics(recon, s.victims.images)
-    acc = metrics.attack_accuracy(s.eval_model, recon, s.victims.labels)
+    res = core.score(recon, s.victims.images, s.victims.labels, s.judge)
     rows.append({**row0, "setting": "joint", "classifier_acc": joint_acc, **res,
-                 "attack_acc": acc["top1"], "attack_acc_top5": acc["top5"],
                  "train_seconds": round(joint_seconds, 1), "inverter_data": "target train "
                  "(joint)", "n_inverter": len(x)})
     fig_rows.append(("joint", recon[pick]))

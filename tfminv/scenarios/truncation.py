@@ -17,7 +17,7 @@ from tfminv.settings import setting
 
 COLUMNS = ["dataset", "k", "method", "mse", "psnr", "ssim", "attack_acc", "attack_acc_top5",
            "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist", "mse_mean_aux",
-           "mse_class_mean_oracle", "mse_zeros", "selection", "width", "epochs", "n_aux",
+           "mse_class_mean", "mse_zeros", "selection", "width", "epochs", "n_aux",
            "n_victims", "train_seconds"]
 
 
@@ -43,8 +43,6 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     """Rows (one per k and method): mse, psnr, ssim, attack_acc(_top5), the reference MSEs,
     train_seconds (of the session that trained the cached inverter); figure: ground truth, then
     one row per k and method."""
-    from tfminv import metrics
-    from tfminv.attacks.inversion import evaluate, train_inverter
     from tfminv.training import load_run
 
     t_start = time.perf_counter()
@@ -58,39 +56,36 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     if max(ks) > m:
         raise ConfigError(f"--k={k_text}: k must be at most the target's {m} classes")
     tr_preds, tr_images, val, selection = base.selection_data(s)
-    cfg = config.train_config()
     row0 = dict(dataset=config.dataset, aux=s.aux_name, width=config.width, epochs=config.epochs,
                 selection=selection, n_aux=len(tr_images), n_victims=len(s.victims))
     rows = []
-    b = metrics.baselines(s.victims.images, base.aux_images(s), train_images=s.train_set.images,
-                          train_labels=s.train_set.labels, victim_labels=s.victims.labels)
+    refs = base.reference_baselines(s)
     pick = base.figure_victims(s.victims.labels, config.figure_n)
     fig_rows = [("ground truth", s.victims.images[pick])]
     timings = {}
     for k in ks:
         for method in config.methods:
             t = time.perf_counter()
-            g = train_inverter(tr_preds, tr_images, k=k, method=method, config=cfg,
-                               workdir=base.inverter_workdir(s), val=val, width=config.width)
-            res, recon = evaluate(g, s.victim_preds, s.victims.images, s.victims.labels,
-                                  s.eval_model, judge=s.judge)
+            attack = base.blackbox_attack(s, tr_preds, tr_images, val, k=k, method=method)
             timings[f"{method}_k{k}"] = round(time.perf_counter() - t, 1)
-            train_s = load_run(g.run_dir).get("train_seconds")
-            rows.append({**row0, "k": k, "method": method, **res, "train_seconds": train_s,
-                         "eval_acc": s.eval_info.get("test_accuracy"),
-                         "mse_mean_aux": b["mean_aux"], "mse_zeros": b["zeros"],
-                         "mse_class_mean_oracle": b["class_mean_oracle"]})
-            fig_rows.append((f"{method} k={k}", recon[pick]))
-    rows += reference_rows(s, row0)
+            # train_seconds of the session that trained the (cached) inverter
+            train_s = load_run(attack.inverter.run_dir).get("train_seconds")
+            rows.append({**row0, "k": k, "method": method, **attack.scores,
+                         "train_seconds": train_s, "eval_acc": s.eval_info.get("test_accuracy"),
+                         **refs.mses()})
+            fig_rows.append((f"{method} k={k}", attack.reconstructions[pick]))
+    rows += reference_rows(s, row0, refs)
     name = f"truncation_{alloc.name}"
     fig = base.Figure(f"{name}.png", fig_rows)
-    extra = {"target": s.target_info, "eval_classifier": s.eval_info, "baselines_mse": b,
+    extra = {"target": s.target_info, "eval_classifier": s.eval_info,
+             "baselines_mse": {**refs.mses(), "class_mean_from": refs.class_mean_from},
              "oracle_queries": s.oracle.num_queries, **base.aux_extra(s),
              "seconds": base.seconds_since(t_start, s, **timings), "figure": fig.filename}
     notes = [f"![reconstructions]({fig.filename})",
-             "mse is per-pixel MSE on the victims; mse_mean_aux = the mean auxiliary image "
-             "(free for any attacker), mse_class_mean_oracle = per-class mean of the target's "
-             "training images (a floor a real attacker cannot compute), mse_zeros = black image. "
+             "mse is per-pixel MSE on the victims; mse_mean_aux = the mean of the auxiliary "
+             "images the inverters train on (free for any attacker), mse_class_mean = per-class "
+             "mean of the target's training images (a floor a real attacker cannot compute), "
+             "mse_zeros = black image. "
              "attack_acc = top-1 of the independent evaluation classifier on reconstructions"
              + (f" (top-5 is 1.0 by construction with {m} classes)." if m <= 5 else ".")
              + " 'previous' = inverter trained on full vectors (k = m) and fed what is released "
@@ -109,25 +104,21 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
                                extra, notes, [fig])
 
 
-def reference_rows(setup, base_row: dict) -> list[dict]:
-    """Rows (k = 0) scoring the reference points with the same judge as the inversions."""
+def reference_rows(setup, base_row: dict, refs=None) -> list[dict]:
+    """Rows (k = 0) scoring the reference guesses (`base.reference_baselines`: the mean of the
+    inverters' auxiliary training rows, the per-class mean of the target's training images) and
+    the real victims with the same judge as the inversions."""
     import numpy as np
 
-    from tfminv import metrics
+    from tfminv.attacks import core
 
     if setup.judge is None:
         return []
+    refs = refs or base.reference_baselines(setup)
     v = setup.victims
-    mean_aux = metrics.mean_image(base.aux_images(setup))[None]
-    refs = setup.judge.references(v.images, v.labels, mean_aux,
-                                  setup.train_set.images, setup.train_set.labels)
     guesses = {"real_victims": v.images,
-               "mean_aux": np.broadcast_to(mean_aux[0], v.images.shape)}
-    guesses["class_mean_oracle"] = metrics.class_mean_guess(
-        setup.train_set.images, setup.train_set.labels, v.labels)
-    rows = []
-    for name, scores in refs.items():
-        rec = metrics.reconstruction_metrics(np.asarray(guesses[name], np.float32), v.images)
-        rows.append({**base_row, "k": 0, "method": f"reference: {name}", **rec, **scores,
-                     "eval_acc": setup.eval_info.get("test_accuracy")})
-    return rows
+               "mean_aux": np.broadcast_to(refs.mean_aux_image, v.images.shape),
+               "class_mean": refs.class_mean_images}
+    return [{**base_row, "k": 0, "method": f"reference: {name}",
+             **core.score(np.asarray(guess, np.float32), v.images, v.labels, setup.judge),
+             "eval_acc": setup.eval_info.get("test_accuracy")} for name, guess in guesses.items()]

@@ -1,0 +1,187 @@
+"""The attack core: the pieces every door assembles the black-box inversion from.
+
+    refs = core.baselines(victims, aux_train, victim_labels=labels, train_images=x, train_labels=y)
+    attack = core.run_attack(train_preds, train_images, victim_preds, victim_images, k=1,
+                             config=train_config, workdir=core.run_folder(root, "inverters",
+                             identity), width=0.25, val=(val_preds, val_images), judge=judge)
+    attack.scores["mse"], attack.reconstructions, attack.inverter
+
+`tfminv.run_inversion` (the public door, one `run_attack` per release policy), the scenarios
+(`tfminv.scenarios.base.blackbox_attack`), the audit and `tfminv.LeakageCallback` take the
+reference numbers from `baselines`, the run folder from `run_folder`, the scores from `score`
+and (all but the callback, which trains a throw-away inverter in memory every few epochs) the
+train -> invert -> score body from `run_attack`. The target probe is `tfminv.target.make_target`
+(`read_outputs`: the probabilities/logits rule). Pattern: tensorflow/privacy's `run_attacks ->
+_run_attack -> _run_threshold_attack`, small functions returning typed values.
+
+The reference rule, decided once (see DESIGN.md, "The attack core"): the mean auxiliary image is
+the mean of the auxiliary images the attacker's inverter TRAINS on (its training rows; the
+held-out model-selection rows and any mirror images are not part of it), because that is the
+free guess of the same data the attack learns from. The class-mean floor is each victim guessed
+as its class's mean image: of the target's training images when the door has them, else of the
+other victims of the class (leave-one-out, so the guess never contains the victim);
+`Baselines.class_mean_from` says which. NumPy at import; TensorFlow only inside the functions
+that train or score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tfminv.errors import DataError
+
+CLASS_MEAN_FROM_TRAIN = "target training images"
+CLASS_MEAN_FROM_VICTIMS = "the other victims of the class (leave-one-out)"
+
+
+# ----------------------------------------------------------------------------- references
+@dataclasses.dataclass(frozen=True)
+class Baselines:
+    """The reference MSEs printed beside every inversion MSE (module docstring: the rule).
+
+    zeros: an all-black guess. mean_aux: the mean of the attacker's auxiliary training rows
+    guessed for every victim (free for any attacker). class_mean: each victim guessed as its
+    class's mean image (a floor no real attacker can compute; None without victim labels);
+    class_mean_from: CLASS_MEAN_FROM_TRAIN or CLASS_MEAN_FROM_VICTIMS. The guesses themselves
+    (`mean_aux_image` [H, W, C], `class_mean_images` [N, H, W, C]) are kept for judges that
+    score the references like reconstructions.
+    """
+
+    zeros: float
+    mean_aux: float
+    class_mean: float | None = None
+    class_mean_from: str | None = None
+    mean_aux_image: np.ndarray | None = dataclasses.field(default=None, repr=False,
+                                                          compare=False)
+    class_mean_images: np.ndarray | None = dataclasses.field(default=None, repr=False,
+                                                             compare=False)
+
+    def mses(self) -> dict:
+        """{column: MSE}: mse_mean_aux, mse_zeros and (with labels) mse_class_mean, the names
+        every results.json and `InversionResults.baselines` use."""
+        out = {"mse_zeros": self.zeros, "mse_mean_aux": self.mean_aux}
+        if self.class_mean is not None:
+            out["mse_class_mean"] = self.class_mean
+        return out
+
+
+def baselines(victims, aux_train, *, victim_labels=None, train_images=None,
+              train_labels=None) -> Baselines:
+    """`Baselines` of victims [N, H, W, C] in [0, 1].
+
+    aux_train: the auxiliary images the attacker's inverter trains on (an array, or a
+    `tfminv.data.streaming.StreamedImages`, averaged chunk by chunk). With victim_labels the
+    class-mean floor: of train_images/train_labels when given (a victim class without training
+    images raises DataError), else leave-one-out over the victims.
+    """
+    from tfminv import metrics
+
+    victims = np.asarray(victims, dtype=np.float32)
+    aux_mean = np.asarray(metrics.mean_image(aux_train), np.float32)
+    zeros = metrics.mse(np.zeros_like(victims), victims)
+    mean_aux = metrics.mse(np.broadcast_to(aux_mean, victims.shape), victims)
+    if victim_labels is None:  # no floor without the victims' classes
+        return Baselines(zeros, mean_aux, mean_aux_image=aux_mean)
+    if train_images is not None:
+        if train_labels is None:
+            raise DataError("the class-mean floor needs train_labels with train_images")
+        guess = metrics.class_mean_guess(train_images, train_labels, victim_labels)
+        source = CLASS_MEAN_FROM_TRAIN
+    else:
+        guess = loo_class_means(victims, np.asarray(victim_labels))
+        source = CLASS_MEAN_FROM_VICTIMS
+    return Baselines(zeros, mean_aux, metrics.mse(guess, victims), source,
+                     mean_aux_image=aux_mean, class_mean_images=guess)
+
+
+def loo_class_means(images, labels) -> np.ndarray:
+    """Each image guessed as the mean of the *other* images of its class (of all other images
+    when it is alone in its class): a class-mean floor that never contains the image itself."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    total, n = flat.sum(0), len(flat)
+    out = np.empty_like(flat)
+    for c in np.unique(labels):
+        sel = labels == c
+        cnt = int(sel.sum())
+        if cnt > 1:
+            out[sel] = (flat[sel].sum(0) - flat[sel]) / (cnt - 1)
+        else:
+            out[sel] = (total - flat[sel]) / max(n - 1, 1)
+    return out.reshape(images.shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- scoring
+class ScoresJudge:
+    """A judge from any function answering scores [N, m] (probabilities or logits) for images:
+    called on (images, labels) it returns attack_acc (top-1) and attack_acc_top5, as
+    `tfminv.metrics.IdentityJudge` does (which adds the feature-space identity check)."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray]):
+        self.predict = predict
+
+    def __call__(self, images, labels) -> dict:
+        from tfminv import metrics
+
+        acc = metrics.topk_accuracy(self.predict(np.asarray(images, np.float32)), labels)
+        return {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"]}
+
+
+def score(recon, truth, labels=None, judge=None) -> dict:
+    """mse, psnr, ssim of reconstructions against the truth and, with labels and a judge
+    (`ScoresJudge`, `metrics.IdentityJudge`), the judge's scores (attack_acc, ...)."""
+    from tfminv import metrics
+
+    out = metrics.reconstruction_metrics(recon, truth)
+    if judge is not None and labels is not None:
+        out.update(judge(recon, labels))
+    return out
+
+
+# ----------------------------------------------------------------------------- the body
+@dataclasses.dataclass
+class Attack:
+    """One trained attacker and what it made of the victims: the inverter (a Keras model with
+    `run_dir`), reconstructions [N, H, W, C], scores (`score`), and the wall time of training
+    (or reusing) the inverter in this call."""
+
+    inverter: object
+    reconstructions: np.ndarray
+    scores: dict
+    train_seconds: float
+
+
+def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int, config,
+               workdir, width: float, val=None, method: str = "truncation", victim_labels=None,
+               judge=None) -> Attack:
+    """Release -> aligned inverter -> inversion -> scores, the one body every door runs.
+
+    train_preds / train_images: the attacker's released auxiliary vectors and the images
+    (array or StreamedImages); victim_preds: the victims' released vectors; k / method /
+    config / workdir / width / val: `tfminv.attacks.inversion.train_inverter` (cached and
+    resumable: an identical request reuses the trained model).
+    """
+    from tfminv.attacks.inversion import invert, train_inverter
+
+    t = time.perf_counter()
+    inverter = train_inverter(train_preds, train_images, k=k, method=method, config=config,
+                              workdir=workdir, val=val, width=width)
+    seconds = time.perf_counter() - t
+    recon = invert(inverter, victim_preds)
+    return Attack(inverter, recon, score(recon, victim_images, victim_labels, judge),
+                  round(seconds, 1))
+
+
+# ----------------------------------------------------------------------------- run folders
+def run_folder(root, kind: str, identity: str) -> Path:
+    """The cache folder of the attacks of `kind` (e.g. 'inverters') against the target
+    `identity`: root / kind / the identity with every run of characters outside
+    [A-Za-z0-9_.,=-] replaced by '_', cut at 100 characters. One rule for every door, so one
+    target's inverters are found again whoever trains them (a folder shared by two long
+    identities is harmless: the trained model's own key hashes the predictions it learns)."""
+    return Path(root) / kind / re.sub(r"[^A-Za-z0-9_.,=-]+", "_", str(identity))[:100]
