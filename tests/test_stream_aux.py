@@ -31,8 +31,21 @@ def test_truncation_streamed_matches_in_memory(data_dir, tmp_path, monkeypatch):
     assert mem.extra["oracle_queries"] == st.extra["oracle_queries"] == 300 + 20
     rm, rs = mem.rows[0], st.rows[0]
     assert rm["n_aux"] == rs["n_aux"] == 270  # 10% held out
-    # the same 300 images, averaged in another order: the same mean-image baseline
-    assert rs["mse_mean_aux"] == pytest.approx(rm["mse_mean_aux"], rel=1e-5)
+    # the mean-image baseline is the mean of the rows the inverter trains on (attacks.core):
+    # the two modes hold out different random rows (record vs shuffled order), so their
+    # baselines differ a little (0.4% here) and each matches its own training rows
+    from tfminv import metrics
+
+    for stream, row in ((False, rm), (True, rs)):
+        s = base.prepare(TruncationConfig(data_dir=str(data_dir), cache_dir=str(tmp_path),
+                                          stream_aux=stream, **TINY))
+        rows = base.selection_data(s)[1]
+        rows = rows.to_array() if stream else rows
+        assert len(rows) == 270
+        expected = metrics.mse(np.broadcast_to(rows.mean(0), s.victims.images.shape),
+                               s.victims.images)
+        assert row["mse_mean_aux"] == pytest.approx(expected, rel=1e-5)
+    assert rs["mse_mean_aux"] == pytest.approx(rm["mse_mean_aux"], rel=0.02)
     assert rs["mse_zeros"] == rm["mse_zeros"]
     # the inverters train on the same images in another order (record vs shuffled) with
     # different random rows held out, so they differ by training noise only; at this budget
