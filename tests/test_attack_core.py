@@ -179,3 +179,4 @@ def test_public_names_stay_importable_from_the_door():
 
     assert door.InversionInputs is InversionInputs and door.make_target is make_target
     assert tfminv.InversionInputs is InversionInputs
+    assert tfminv.InversionConfig is door.InversionConfig

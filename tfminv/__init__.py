@@ -7,14 +7,15 @@ the public entry points below are attributes loaded on first use:
     tfminv.run_inversion(target, aux_images, victim_images, victim_labels, k=1)
     tfminv.run_audit(target, aux_images, victim_images, victim_labels, policies="identity;label")
       (the audit scenario, tfminv.scenarios.run_audit(AuditConfig), calls this one)
-    tfminv.InversionInputs, tfminv.InversionResults, tfminv.InversionRow
+    tfminv.InversionInputs, tfminv.InversionConfig, tfminv.InversionResults, tfminv.InversionRow
     tfminv.LeakageCallback (a Keras callback that measures leakage while a model trains)
 """
 
 __version__ = "0.1.0"
 
 _LAZY = {"run_inversion": "tfminv.leakage", "run_audit": "tfminv.leakage",
-         "InversionInputs": "tfminv.leakage", "InversionResults": "tfminv.results",
+         "InversionInputs": "tfminv.leakage", "InversionConfig": "tfminv.leakage",
+         "InversionResults": "tfminv.results",
          "InversionRow": "tfminv.results", "LeakageCallback": "tfminv.callbacks"}
 
 __all__ = ["__version__", *_LAZY]
