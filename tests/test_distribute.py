@@ -214,8 +214,9 @@ SLOW_COMMIT_SCRIPT = textwrap.dedent("""
     import numpy as np
     from tfminv import training
     from tfminv.attacks.inversion import train_inverter
+    from tfminv.training import commit
     if distribute.is_chief():  # the chief commits late: the other worker finishes first
-        training._commit_point = lambda step: time.sleep(4) if step == "model.keras" else None
+        commit._commit_point = lambda step: time.sleep(4) if step == "model.keras" else None
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(128, 32, 32, 1)).astype(np.float32)
     p = rng.dirichlet(np.ones(3), size=128).astype(np.float32)

@@ -234,7 +234,7 @@ class _FlakyLoss(keras.losses.Loss):
         return tf.where(self.bad(self.calls), tf.constant(float("nan")), mse)
 
 
-def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, capsys):
+def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, caplog):
     from tfminv.errors import TrainingError
 
     p, imgs = _data()
@@ -243,7 +243,7 @@ def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, capsys):
     # 4 training calls and 1 validation call per epoch: call 6 is epoch 2's first batch
     once = _FlakyLoss(lambda n: n == 6)
     model = fit(_build, p, imgs, config=cfg, workdir=tmp_path / "once", val=val, loss=once)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "non-finite" in err and "epoch 2, batch 1" in err and "attempt 2 of 3" in err
     run = load_run(tmp_path / "once")
     assert run["epochs_run"] == 3 and np.isfinite(run["best"]["value"])
@@ -256,8 +256,12 @@ def test_nonfinite_loss_resumes_from_last_epoch_then_gives_up(tmp_path, capsys):
         fit(_build, p, imgs, config=cfg, workdir=tmp_path / "always", val=val, loss=always)
     assert not (tmp_path / "always" / "model.keras").exists()
     # faults spread over the run are each resumed from: more than 3 in all, never 3 in a row
-    spread = _FlakyLoss(lambda n: (n == 3) | (n == 7) | (n == 12) | (n == 17))
+    # calls 3, 10, 17, 24 are training batches of epochs 1, 2, 3, 4 (each attempt resumes
+    # past the epoch that failed before)
+    spread = _FlakyLoss(lambda n: (n == 3) | (n == 10) | (n == 17) | (n == 24))
+    caplog.clear()
     fit(_build, p, imgs, config=cfg.replace(epochs=4), workdir=tmp_path / "spread", val=val,
         loss=spread)
     assert load_run(tmp_path / "spread")["epochs_run"] == 4
-    assert capsys.readouterr().err.count("training loss non-finite") == 4
+    assert caplog.text.count("training loss non-finite") == 4
+    assert [f"at epoch {e}," in caplog.text for e in (1, 2, 3, 4)] == [True] * 4

@@ -11,7 +11,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import tfminv.training as training  # noqa: E402
+from tfminv.training import commit  # noqa: E402
 from tfminv.models import build_inverter  # noqa: E402
 from tfminv.training import TrainConfig, fit, load_run  # noqa: E402
 
@@ -73,7 +73,7 @@ def test_kill_at_each_commit_step_resumes_without_redoing_epochs(tmp_path, monke
         if at == step:
             raise KeyboardInterrupt(f"killed after {at}")
 
-    monkeypatch.setattr(training, "_commit_point", killed)
+    monkeypatch.setattr(commit, "_commit_point", killed)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path)
     monkeypatch.undo()
@@ -107,14 +107,14 @@ def _tear(path):
     path.write_bytes(b[: len(b) // 3])
 
 
-def test_torn_backup_falls_back_to_previous_then_fresh(tmp_path, capsys):
+def test_torn_backup_falls_back_to_previous_then_fresh(tmp_path, caplog):
     cfg = CFG.replace(epochs=3)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path, cfg, callbacks=[KillAt(1)])  # backups of epochs 1 (.bkp) and 2 (latest)
     _tear(tmp_path / "backup" / "latest.weights.h5")
     seen = Epochs()
     _fit(tmp_path, cfg, callbacks=[seen])           # before: h5py traceback on every rerun
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "latest checkpoint unreadable (latest.weights.h5: " in err
     assert "resuming from the previous one (epoch 1)" in err
     assert seen.epochs == [1, 2] and _history_epochs(tmp_path) == [0, 1, 2]
@@ -126,19 +126,20 @@ def test_torn_backup_falls_back_to_previous_then_fresh(tmp_path, capsys):
     _tear(other / "backup" / "latest.weights.h5")
     _tear(other / "backup" / "latest.weights.h5.bkp")
     seen = Epochs()
+    caplog.clear()
     _fit(other, cfg, callbacks=[seen])
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "checkpoint unreadable (latest.weights.h5: " in err and "run afresh" in err
     assert seen.epochs == [0, 1, 2] and _history_epochs(other) == [0, 1, 2]
     assert load_run(other)["epochs_run"] == 3
 
 
-def test_corrupt_cached_model_is_discarded_and_retrained(tmp_path, capsys, reference):
+def test_corrupt_cached_model_is_discarded_and_retrained(tmp_path, caplog, reference):
     _fit(tmp_path)
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not a keras zip")
     seen = Epochs()
     model = _fit(tmp_path, callbacks=[seen])       # before: a zipfile/Keras traceback
-    assert "model.keras does not load (" in capsys.readouterr().err
+    assert "model.keras does not load (" in caplog.text
     assert seen.epochs == [0, 1] and _history_epochs(tmp_path) == [0, 1]
     np.testing.assert_allclose(model.predict(_data()[0][:4], verbose=0), reference, atol=1e-6)
     again = Epochs()
@@ -146,7 +147,7 @@ def test_corrupt_cached_model_is_discarded_and_retrained(tmp_path, capsys, refer
     assert again.epochs == []                      # the recomputed run is cached again
 
 
-def test_corrupt_cached_classifier_is_retrained(tmp_path, capsys):
+def test_corrupt_cached_classifier_is_retrained(tmp_path, caplog):
     from tfminv.data import ImageSet
     from tfminv.training import targets
 
@@ -162,7 +163,7 @@ def test_corrupt_cached_classifier_is_retrained(tmp_path, capsys):
     path = tmp_path / "classifiers" / f"tiny-target-{info['key']}" / "train" / "model.keras"
     path.write_bytes(b"garbage")
     model2, info2 = targets.get_or_train_classifier(alloc, **kw)
-    assert "cached classifier does not load" in capsys.readouterr().err
+    assert "cached classifier does not load" in caplog.text
     assert info2["key"] == info["key"]
     np.testing.assert_allclose(model2.predict(imgs[:4], verbose=0),
                                model.predict(imgs[:4], verbose=0), atol=1e-6)

@@ -159,6 +159,8 @@ def start(name: str = "default", *, cluster_timeout: float = DEFAULT_CLUSTER_TIM
     task = cluster_task() if name == "multi-worker" else None  # bad TF_CONFIG: before TF
     if cluster_timeout is None or not cluster_timeout > 0:
         raise ConfigError(f"--cluster_timeout must be > 0 seconds, got {cluster_timeout}")
+    if task is not None:
+        check_own_port(task)
     import tensorflow as tf
 
     if name == "default":
@@ -209,6 +211,10 @@ def _multi_worker(tf, task: ClusterTask | None, timeout: float):
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
             tf.errors.AbortedError, tf.errors.InternalError) as e:
         raise cluster_failure(e, task, timeout) from None
+    except tf.errors.UnknownError as e:
+        if task is not None and "gRPC server" in str(e):  # the port was taken since the check
+            raise ClusterError(_port_in_use(task, _first_line(e))) from None
+        raise
     finally:
         if watchdog is not None:
             watchdog.stdin.close()  # end of input: the watchdog exits quietly
@@ -216,6 +222,25 @@ def _multi_worker(tf, task: ClusterTask | None, timeout: float):
                 watchdog.wait(timeout=5)
             except Exception:  # noqa: BLE001 - it exits on its own
                 pass
+
+
+def check_own_port(task: ClusterTask) -> None:
+    """ClusterError when this task's TF_CONFIG port cannot be listened on (another program holds
+    it): TensorFlow would stop with a traceback ending in 'Could not start gRPC server'."""
+    port = int(task.address.rpartition(":")[2])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR as gRPC sets it: a port left in TIME_WAIT is usable, a listening one not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", port))
+        except OSError as e:
+            raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
+
+
+def _port_in_use(task: ClusterTask, why: str) -> str:
+    return (f"{task.name}: cannot listen on port {task.address.rpartition(':')[2]} given to "
+            f"this task in {TF_CONFIG} ({why}); stop the program that holds it or give this "
+            "task another port (the same TF_CONFIG cluster on every worker)")
 
 
 _WATCHDOG = r"""
@@ -368,6 +393,26 @@ def broadcast_from_chief(array):
         raise
     return np.asarray(out.numpy(), dtype=a.dtype)
 
+def all_true(flag: bool) -> bool:
+    """Whether `flag` is true on every worker (each replica contributes its worker's flag and
+    the mean is 1 only when all do); `flag` itself outside multi-worker runs. Every worker must
+    call it at the same point of the program."""
+    import numpy as np
+
+    if not is_multi_worker():
+        return bool(flag)
+    import tensorflow as tf
+
+    s = _state["strategy"]
+    value = np.array([1.0 if flag else 0.0], np.float32)
+    try:
+        per_replica = s.experimental_distribute_values_from_function(lambda ctx: value)
+        out = s.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+    except Exception as e:  # noqa: BLE001 - only cluster failures are translated
+        if is_tf_cluster_error(e):
+            raise cluster_failure(e) from None
+        raise
+    return bool(np.asarray(out.numpy()).reshape(-1)[0] > 0.999)
 
 
 def barrier() -> None:

@@ -96,7 +96,7 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
         x, y = inverter_dataset(preds, images, config.batch_size, seed=config.seed), None
     model = fit_cached(lambda: build_inverter(m, shape, width, k=train_k, name=f"inverter_{name}"),
                        x, y, config=config, workdir=workdir, name=name, meta=meta,
-                       val=val, loss="mse", reuse=reuse)
+                       code="inverter", val=val, loss="mse", reuse=reuse)
     run_dir = model.run_dir
     if train_k != k and method == "previous":
         model = with_release(model, m, k, name=f"previous_inverter_k{k}")

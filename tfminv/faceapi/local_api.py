@@ -168,7 +168,7 @@ def train_local_api(train_set, *, config, workdir, width: float = 0.25, val_frac
             "landmarks_found": int(np.isfinite(marks[:, 0]).sum())}
     model = fit_cached(lambda: build_attribute_model(len(names), x.shape[1], width), x[tr],
                        {"attributes": y_attr[tr], "landmarks": marks[tr]}, config=config,
-                       workdir=workdir, name="local_api", meta=meta,
+                       workdir=workdir, name="local_api", meta=meta, code="local_api",
                        val=(x[va], {"attributes": y_attr[va], "landmarks": marks[va]}),
                        loss=losses)
     run_dir = Path(model.run_dir)
@@ -230,4 +230,4 @@ def train_feature_inverter(features, images, *, config, workdir, val=None, width
     return fit_cached(lambda: build_decoder(features.shape[1], images.shape[1], width,
                                             name=f"{name}_inverter"),
                       features, images, config=config, workdir=workdir, name=name, meta=meta,
-                      val=val, loss="mse")
+                      code="local_api", val=val, loss="mse")

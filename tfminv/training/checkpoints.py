@@ -6,18 +6,23 @@ restores the previous one only when the latest raises OSError and gives a traceb
 and on every rerun. `prepare` reads both candidates fully with h5py first (every dataset, so a
 torn or truncated file fails here) and picks the newest readable one, or none: then the run
 starts fresh with a one-line warning and the partial history and best checkpoint of the lost
-attempt are dropped. The history kept covers exactly the epochs the backup holds.
+attempt are dropped. The history kept covers exactly the epochs the backup holds; a history.csv
+that does not read as one (random bytes, no epoch column) cannot be matched to the backup, so the
+run starts afresh, with a one-line warning, instead of failing on every rerun.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
-import sys
 from pathlib import Path
 
+from tfminv.errors import first_line
 from tfminv.io_utils import atomic_path
+
+log = logging.getLogger("tfminv")
 
 WEIGHTS = "latest.weights.h5"
 METADATA = "training_metadata.json"
@@ -61,45 +66,53 @@ def prepare(workdir: Path, backup: Path) -> int:
             try:
                 epoch = _readable(w, m)
             except Exception as e:  # noqa: BLE001 - h5py/json raise many kinds; all mean unusable
-                first = (str(e).splitlines() or [""])[0][:100]
-                problems.append(f"{w.name}: {type(e).__name__}: {first}")
+                problems.append(f"{w.name}: {type(e).__name__}: {first_line(e, 100)}")
                 continue
             if i == 1:  # the previous state is the good one: put it where Keras reads first
                 shutil.copyfile(w, cur[0])
                 shutil.copyfile(m, cur[1])
-                print(f"warning: {backup}: latest checkpoint unreadable ({problems[0]}); resuming "
-                      f"from the previous one (epoch {epoch})", file=sys.stderr, flush=True)
+                log.warning(f"{backup}: latest checkpoint unreadable ({problems[0]}); resuming "
+                            f"from the previous one (epoch {epoch})")
             break
         else:
             if problems:
-                print(f"warning: {backup}: checkpoint unreadable ({problems[0]}); starting the "
-                      "run afresh", file=sys.stderr, flush=True)
+                log.warning(f"{backup}: checkpoint unreadable ({problems[0]}); starting the "
+                            "run afresh")
             shutil.rmtree(backup, ignore_errors=True)
     best = workdir / "best.weights.h5"
     if epoch and best.exists():
         try:
             _readable(best, workdir / "best.json")
         except Exception as e:  # noqa: BLE001
-            print(f"warning: {best}: unreadable ({type(e).__name__}); model selection restarts "
-                  "from the next epoch", file=sys.stderr, flush=True)
+            log.warning(f"{best}: unreadable ({type(e).__name__}); model selection restarts "
+                        "from the next epoch")
             for name in ("best.json", "best.weights.h5"):
                 (workdir / name).unlink(missing_ok=True)
+    if epoch:
+        try:
+            trim_history(workdir / "history.csv", epoch)
+        except (UnicodeDecodeError, csv.Error, ValueError) as e:
+            log.warning(f"{workdir / 'history.csv'}: damaged ({type(e).__name__}: "
+                        f"{first_line(e, 100)}); starting the run afresh")
+            shutil.rmtree(backup, ignore_errors=True)
+            epoch = 0
     if epoch == 0:
         for name in ("history.csv", "best.json", "best.weights.h5"):
             (workdir / name).unlink(missing_ok=True)
-    else:
-        trim_history(workdir / "history.csv", epoch)
     return epoch
 
 
 def trim_history(path: Path, epochs: int) -> None:
     """Keep one row per epoch below `epochs` (rows of epochs a killed attempt ran after its
-    last backup would otherwise appear twice)."""
+    last backup would otherwise appear twice). Raises UnicodeDecodeError / csv.Error /
+    ValueError when the file is not a history."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fields, rows = reader.fieldnames, list(reader)
+    if fields and "epoch" not in fields:
+        raise ValueError(f"no epoch column (header {fields!r:.60})")
     keep = {}
     for r in rows:
         try:

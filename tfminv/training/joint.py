@@ -55,6 +55,6 @@ def train_joint(images, labels, *, num_classes: int, k: int | None, weight: floa
             "data": short_hash(images), "val_fraction": float(val_fraction)}
     return fit_cached(lambda: build_joint_model(m, size, k=k, width=width), images[tr],
                       joint_targets(images[tr], labels[tr]), config=config, workdir=workdir,
-                      name=f"joint_k{k}", meta=meta,
+                      name=f"joint_k{k}", meta=meta, code="joint",
                       val=(images[va], joint_targets(images[va], labels[va])),
                       loss=joint_losses(weight), metrics={LOGITS: ["accuracy"]}, reuse=reuse)

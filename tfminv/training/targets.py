@@ -1,16 +1,21 @@
 """Train the target classifier of an allocation once, and an independent evaluation classifier.
 
 Trained classifiers are cached under cache_dir()/classifiers/<allocation>-<role>-<hash>/,
-keyed by the allocation's target_train/target_test slices, the role, the width and the training
-config, so every experiment on the same target data reuses them (a lock makes concurrent
-processes wait for one training). The evaluation classifier (role 'eval', used
-only to score attacks) has a different seed and width from the target.
+keyed by the allocation's target_train/target_test slices, the role, the width, the training
+config and the code version of the classifier's builder, layers and training recipe
+(`tfminv.training.code_version`), so every experiment on the same target data and code reuses
+them (a lock makes concurrent processes wait for one training). The evaluation classifier (role
+'eval', used only to score attacks) has a different seed and width from the target. A damaged
+info.json is reported in one line and recomputed (the committed training is reused when it
+loads), never trusted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+
 import numpy as np
 
 from tfminv import paths
@@ -20,7 +25,11 @@ from tfminv.io_utils import write_json
 ROLES = ("target", "eval")
 EVAL_SEED_OFFSET = 101
 EVAL_WIDTH_FACTOR = 0.5
+#: what a cached info.json must hold to be used
+INFO_KEYS = ("path", "key", "role", "allocation", "width", "test_accuracy", "identity")
+CODE = "classifier"  # the kind in tfminv.training.code_version.KINDS
 
+log = logging.getLogger("tfminv")
 
 
 def _options(augment: str, monitor: str, init: str) -> dict:
@@ -61,16 +70,17 @@ def classifier_settings(allocation, role: str, width: float, config,
 def classifier_key(allocation, role: str = "target", width: float = 1.0, config=None,
                    val_fraction: float = 0.1, augment: str = "", monitor: str = "val_loss",
                    eval_width: float | None = None, init: str = "keras") -> str:
-    """Cache key of a classifier: its training data, role, width, training config, and the
-    augmentation, selection monitor and init when they differ from the defaults."""
+    """Cache key of a classifier: its training data, role, width, training config, the code
+    version of its builder and training recipe, and the augmentation, selection monitor and
+    init when they differ from the defaults."""
     from tfminv.hashing import digest
-    from tfminv.training import TrainConfig
+    from tfminv.training import TrainConfig, code_version
 
     width, config = classifier_settings(allocation, role, width, config or TrainConfig(),
                                         eval_width)
     d = {"allocation": _describe(allocation), "role": role, "width": width,
          "config": config.key(), "val_fraction": val_fraction,
-         **_options(augment, monitor, init)}
+         **_options(augment, monitor, init), "code": code_version.version(CODE)}
     return digest(d)
 
 
@@ -92,7 +102,7 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     import keras
 
     from tfminv.models import build_classifier
-    from tfminv.training import TrainConfig, fit
+    from tfminv.training import TrainConfig, code_version, fit
 
     config = config or TrainConfig()
     key = classifier_key(allocation, role, width, config, val_fraction, augment, monitor,
@@ -104,26 +114,22 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
 
     cached = None
     if distribute.is_chief() and info_path.exists() and model_path.exists():
-        from tfminv import custom_objects
-
-        custom_objects.register()
-        try:
-            info = json.loads(info_path.read_text())
-            cached = keras.models.load_model(folder / "train" / "model.keras"), info
-        except Exception as e:  # noqa: BLE001 - a cache that does not load is recomputed
-            import sys
-
-            print(f"warning: {folder}: cached classifier does not load ({type(e).__name__}); "
-                  "training it again", file=sys.stderr, flush=True)
-            info_path.unlink(missing_ok=True)
-            (folder / "train" / "model.keras").unlink(missing_ok=True)
-            (folder / "train" / "run.json").unlink(missing_ok=True)
+        cached = _load_cached(folder, key)
     if distribute.is_multi_worker():
         # all workers reuse or all train (in step): the chief decides, the others follow and
         # read its files only once it has
         use = bool(distribute.broadcast_from_chief(np.array([cached is not None], np.float32))[0])
+        problem = None
         if use and cached is None:
-            cached = _load_shared(folder)
+            try:
+                cached = _load_shared(folder)
+            except distribute.ClusterError as e:
+                problem = e
+        # every worker learns that one cannot follow (instead of waiting for it)
+        if use and not distribute.all_true(problem is None):
+            raise problem or distribute.ClusterError(
+                f"{folder}: the chief reuses this cached classifier but another worker cannot "
+                "load it; put --cache_dir on storage every worker shares")
     if cached is not None:
         return cached
 
@@ -149,7 +155,7 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
                                          augment=augment, init=init),
                 x, y, config=config, workdir=folder / "train", val=(xv, yv),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"], monitor=monitor, meta=meta)
+                metrics=["accuracy"], monitor=monitor, meta=meta, code=CODE)
     logits = model.predict(test_set.images, batch_size=256, verbose=0)
     test_acc = float((np.argmax(logits, axis=1) == test_set.labels).mean())
     vlogits = model.predict(xv, batch_size=256, verbose=0)
@@ -160,10 +166,60 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
             "test_size": int(len(test_set)),
             "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
             "test_accuracy": test_acc,
-            "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}"}
+            "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}",
+            "code": code_version.record(CODE)}
     if distribute.is_chief():  # the other workers of a multi-worker run only read the cache
-        write_json(info_path, info)
+        try:
+            write_json(info_path, info)
+        except OSError as e:
+            from tfminv.training.fit import unwritable
+
+            raise unwritable(folder, e) from None
     return model, info
+
+
+def read_info(folder, key: str) -> dict:
+    """The cached info.json of the classifier in `folder`; ValueError saying what is wrong when
+    it is not the record of this classifier (unreadable, not JSON, a missing field, another
+    key)."""
+    try:
+        info = json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"info.json does not parse ({type(e).__name__})") from None
+    if not isinstance(info, dict):
+        raise ValueError("info.json is not a JSON object")
+    missing = [k for k in INFO_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"info.json lacks {', '.join(missing)}")
+    if info["key"] != key:
+        raise ValueError(f"info.json is the record of classifier {info['key']!r}, not {key!r}")
+    return info
+
+
+def _load_cached(folder, key: str):
+    """(model, info) of the cached classifier in `folder`, or None after a one-line warning when
+    its info.json is damaged (recomputed: the committed training is reused if it loads) or its
+    model does not load (trained again)."""
+    import keras
+
+    from tfminv import custom_objects
+
+    try:
+        info = read_info(folder, key)
+    except ValueError as e:
+        log.warning(f"{folder}: {e}; recomputing it")
+        (folder / "info.json").unlink(missing_ok=True)
+        return None
+    custom_objects.register()
+    try:
+        return keras.models.load_model(folder / "train" / "model.keras"), info
+    except Exception as e:  # noqa: BLE001 - a cache that does not load is recomputed
+        log.warning(f"{folder}: cached classifier does not load ({type(e).__name__}); "
+                    "training it again")
+        (folder / "info.json").unlink(missing_ok=True)
+        for name in ("model.keras", "run.json"):
+            (folder / "train" / name).unlink(missing_ok=True)
+        return None
 
 
 def _load_shared(folder):
@@ -174,7 +230,7 @@ def _load_shared(folder):
 
     custom_objects.register()
     try:
-        info = json.loads((folder / "info.json").read_text())
+        info = read_info(folder, folder.name.rsplit("-", 1)[-1])
         return keras.models.load_model(folder / "train" / "model.keras"), info
     except Exception as e:  # noqa: BLE001 - any failure: this worker cannot follow the chief
         raise distribute.ClusterError(

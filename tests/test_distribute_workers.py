@@ -1,0 +1,113 @@
+"""Multi-worker edge cases: one worker (no TF_CONFIG, or a one-worker cluster), a TF_CONFIG port
+already in use, and per-worker cache folders (storage not shared): each trains, or stops with
+one line naming what is wrong, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from test_distribute import _env, _free_ports, _run_workers
+
+ONE_WORKER = textwrap.dedent("""
+    import json, sys
+    from tfminv import distribute
+    distribute.start("multi-worker", cluster_timeout=60)
+    import numpy as np
+    from tfminv.models import build_inverter
+    from tfminv.training import TrainConfig, fit, load_run
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6), size=32).astype(np.float32)
+    x = rng.random((32, 32, 32, 1)).astype(np.float32)
+    fit(lambda: build_inverter(6, 32, width=0.0625, k=2), p, x,
+        config=TrainConfig(epochs=2, batch_size=8, verbose=0, strategy="multi-worker",
+                           precision="float32"),
+        workdir=sys.argv[1], val=(p[:8], x[:8]))
+    run = load_run(sys.argv[1])
+    print(json.dumps({"epochs_run": run["epochs_run"], "best": run["best"]["value"],
+                      "history": open(sys.argv[1] + "/history.csv").read()}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["none", "one-worker"])
+def test_multi_worker_strategy_with_one_worker_trains(tmp_path, cluster):
+    """Before: TypeError 'only 0-dimensional arrays can be converted to Python scalars' in
+    the non-finite-loss guard (the step's logs were [1] vectors with one replica)."""
+    extra = {}
+    if cluster == "one-worker":
+        extra["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{_free_ports(1)[0]}"]},
+                                         "task": {"type": "worker", "index": 0}})
+    env = _env(**extra)
+    if cluster == "none":
+        env.pop("TF_CONFIG", None)
+    script = tmp_path / "one.py"
+    script.write_text(ONE_WORKER)
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["epochs_run"] == 2 and 0 < out["best"] < 1
+    rows = out["history"].strip().splitlines()
+    assert len(rows) == 3 and "[" not in out["history"]  # numbers, not '[0.09]' arrays
+
+
+def test_tf_config_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        cfg = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                          "task": {"type": "worker", "index": 0}})
+        res = subprocess.run(
+            [sys.executable, "-m", "tfminv.experiments.truncation", "--dataset=mnist",
+             "--strategy=multi-worker", "--cluster_timeout=20", f"--out_dir={tmp_path}"],
+            env=_env(TF_CONFIG=cfg), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]   # before: 'Could not start gRPC server'
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"cannot listen on port {port}" in lines[0], res.stderr[-2000:]
+    assert "TF_CONFIG" in lines[0] and "Traceback" not in res.stderr
+
+
+PER_WORKER = textwrap.dedent("""
+    import json, os, sys
+    from tfminv import distribute
+    distribute.start("multi-worker", cluster_timeout=120)
+    import numpy as np
+    from tfminv.attacks.inversion import train_inverter
+    from tfminv.errors import TfminvError
+    from tfminv.training import TrainConfig
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(64, 32, 32, 1)).astype(np.float32)
+    p = rng.dirichlet(np.ones(3), size=64).astype(np.float32)
+    cfg = TrainConfig(epochs=1, batch_size=32, verbose=0, strategy="multi-worker",
+                      precision="float32")
+    try:
+        train_inverter(p, x, k=3, method="truncation", config=cfg,
+                       workdir=f"{sys.argv[1]}/worker{index}", width=0.0625)
+    except TfminvError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    print("trained")
+""")
+
+
+@pytest.mark.slow
+def test_per_worker_cache_folders_stop_every_worker_with_one_line(tmp_path):
+    """Before: the other worker died with a raw FileNotFoundError on the chief's run.json and
+    the chief reported it unreachable."""
+    script = tmp_path / "per_worker.py"
+    script.write_text(PER_WORKER)
+    outs = _run_workers([sys.executable, str(script), str(tmp_path / "caches")], timeout=300)
+    for code, _, err in outs:
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1, err[-3000:]
+        assert "run folder is not shared" in lines[0] and "--cache_dir" in lines[0]
+        assert "/caches/worker0/" in lines[0] and "Traceback" not in err
+    assert "this worker cannot see it" in outs[1][2] and "another worker" in outs[0][2]
