@@ -105,9 +105,10 @@ def test_per_worker_cache_folders_stop_every_worker_with_one_line(tmp_path):
     script = tmp_path / "per_worker.py"
     script.write_text(PER_WORKER)
     outs = _run_workers([sys.executable, str(script), str(tmp_path / "caches")], timeout=300)
-    for code, _, err in outs:
+    for i, (code, _, err) in enumerate(outs):  # each names the folder it was given
         lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert code == 2 and len(lines) == 1, err[-3000:]
-        assert "run folder is not shared" in lines[0] and "--cache_dir" in lines[0]
-        assert "/caches/worker0/" in lines[0] and "Traceback" not in err
-    assert "this worker cannot see it" in outs[1][2] and "another worker" in outs[0][2]
+        assert "the run folder is not shared" in lines[0] and "--cache_dir" in lines[0]
+        assert f"/caches/worker{i}/" in lines[0] and "Traceback" not in err
+    assert "this worker does not see the chief's run" in outs[1][2]
+    assert "another worker does not see this run folder" in outs[0][2]

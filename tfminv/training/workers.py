@@ -28,9 +28,10 @@ def decide(chief: bool, finished: bool, resume: int, read_dir: Path) -> tuple[bo
         np.array([finished, resume], np.float32)))
     sees = chief or (read_dir / ".lock").exists()
     if not distribute.all_true(sees):
-        who = "this worker cannot see it" if not sees else "another worker cannot see it"
+        who = ("this worker does not see the chief's run there" if not sees else
+               "another worker does not see this run folder")
         raise distribute.ClusterError(
-            f"{read_dir}: the chief's run folder is not shared ({who}); {SHARED_STORAGE}")
+            f"{read_dir}: the run folder is not shared ({who}); {SHARED_STORAGE}")
     return bool(finished), resume
 
 
