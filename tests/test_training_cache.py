@@ -125,7 +125,8 @@ def test_classifier_key_includes_the_classifier_code(monkeypatch, tmp_path):
     assert classifier_key(alloc, "target", 0.25) not in (key, with_extra)
 
 
-def _tiny_classifier(tmp_path, **extra):
+def tiny_classifier(tmp_path, **extra):
+    """(allocation, keywords of get_or_train_classifier) of a 3-class, 30-image classifier."""
     from tfminv.data import ImageSet
     from tfminv.training import TrainConfig
 
@@ -151,7 +152,7 @@ def test_damaged_info_json_is_reported_and_recomputed_without_retraining(tmp_pat
     pytest.importorskip("keras")
     from tfminv.training import load_run, targets
 
-    alloc, kw = _tiny_classifier(tmp_path)
+    alloc, kw = tiny_classifier(tmp_path)
     model, info = targets.get_or_train_classifier(alloc, **kw)
     folder = tmp_path / "classifiers" / f"tiny-target-{info['key']}"
     before = load_run(folder / "train")
@@ -198,16 +199,23 @@ def test_damaged_history_csv_restarts_the_run_once(tmp_path, caplog):
     assert "damaged" not in caplog.text
 
 
-def test_run_json_that_is_not_a_run_record_is_retrained(tmp_path, caplog):
-    pytest.importorskip("keras")
+def _tiny_inverter():
+    """(build, predictions, images, config) of a one-epoch inverter run."""
     from tfminv.models import build_inverter
-    from tfminv.training import TrainConfig, fit, load_run
+    from tfminv.training import TrainConfig
 
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(6), size=16).astype(np.float32)
     imgs = rng.random((16, 32, 32, 1)).astype(np.float32)
     cfg = TrainConfig(epochs=1, batch_size=16, verbose=0, precision="float32")
-    build = lambda: build_inverter(6, 32, width=0.0625, k=3)  # noqa: E731
+    return (lambda: build_inverter(6, 32, width=0.0625, k=3)), p, imgs, cfg
+
+
+def test_run_json_that_is_not_a_run_record_is_retrained(tmp_path, caplog):
+    pytest.importorskip("keras")
+    from tfminv.training import fit, load_run
+
+    build, p, imgs, cfg = _tiny_inverter()
     fit(build, p, imgs, config=cfg, workdir=tmp_path)
     (tmp_path / "run.json").write_text("{}")       # before: 'holds a run with different settings'
     fit(build, p, imgs, config=cfg, workdir=tmp_path)
@@ -221,21 +229,16 @@ def test_run_json_that_is_not_a_run_record_is_retrained(tmp_path, caplog):
 
 def test_unwritable_or_full_cache_folder_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("keras")
-    from tfminv.models import build_inverter
-    from tfminv.training import TrainConfig, commit, fit, targets
+    from tfminv.training import commit, fit, targets
 
-    rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(6), size=16).astype(np.float32)
-    imgs = rng.random((16, 32, 32, 1)).astype(np.float32)
-    cfg = TrainConfig(epochs=1, batch_size=16, verbose=0, precision="float32")
-    build = lambda: build_inverter(6, 32, width=0.0625, k=3)  # noqa: E731
+    build, p, imgs, cfg = _tiny_inverter()
     a_file = tmp_path / "cache"
     a_file.write_text("not a folder")
     with pytest.raises(ConfigError, match=r"cannot write the run folder .*cache/run.*"
                        r"--cache_dir") as e:                 # before: NotADirectoryError
         fit(build, p, imgs, config=cfg, workdir=a_file / "run")
     assert "\n" not in str(e.value)
-    alloc, kw = _tiny_classifier(a_file)
+    alloc, kw = tiny_classifier(a_file)
     with pytest.raises(ConfigError, match="cannot write the run folder"):
         targets.get_or_train_classifier(alloc, **kw)
 

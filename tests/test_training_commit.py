@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import types
 
 import numpy as np
 import pytest
@@ -148,17 +147,12 @@ def test_corrupt_cached_model_is_discarded_and_retrained(tmp_path, caplog, refer
 
 
 def test_corrupt_cached_classifier_is_retrained(tmp_path, caplog):
-    from tfminv.data import ImageSet
+    from test_training_cache import tiny_classifier
+
     from tfminv.training import targets
 
-    rng = np.random.default_rng(0)
-    imgs = rng.random((30, 32, 32, 1)).astype(np.float32)
-    data = ImageSet(images=imgs, labels=np.arange(30) % 3, label_names=("a", "b", "c"),
-                    name="tiny")
-    alloc = types.SimpleNamespace(name="tiny", image_size=32, num_classes=3,
-                                  target_train="train[:30]", target_test="train[:30]")
-    cfg = TrainConfig(epochs=1, batch_size=16, verbose=0, precision="float32")
-    kw = dict(width=0.0625, config=cfg, cache_dir=tmp_path, train_set=data, test_set=data)
+    alloc, kw = tiny_classifier(tmp_path)
+    imgs = kw["train_set"].images
     model, info = targets.get_or_train_classifier(alloc, **kw)
     path = tmp_path / "classifiers" / f"tiny-target-{info['key']}" / "train" / "model.keras"
     path.write_bytes(b"garbage")

@@ -130,10 +130,10 @@ def _fit_locked(build_model, x, y, *, config, workdir, read_dir, val, loss, metr
     streak, failed_epoch = 0, 0
     while True:
         try:
-            model, policy, seconds = recipe.train_once(build_model, x, y, config=config, workdir=workdir,
-                                                   val=val, loss=loss, metrics=metrics,
-                                                   monitor=monitor, callbacks=callbacks,
-                                                   best_path=best_path, best_json=best_json)
+            model, policy, seconds = recipe.train_once(
+                build_model, x, y, config=config, workdir=workdir, val=val, loss=loss,
+                metrics=metrics, monitor=monitor, callbacks=callbacks, best_path=best_path,
+                best_json=best_json)
             break
         except NonFiniteLoss as e:
             # a run that got past the epoch that failed last time starts a new count
@@ -171,7 +171,8 @@ def run_dir_for(workdir, name: str, config: TrainConfig, meta: dict,
     version of `code`>` (the model's kind in `code_version.KINDS`)."""
     from tfminv.training import code_version
 
-    return Path(workdir) / f"{name}-{digest({'cfg': config.key(), **meta, 'code': code_version.version(code)})}"
+    key = {"cfg": config.key(), **meta, "code": code_version.version(code)}
+    return Path(workdir) / f"{name}-{digest(key)}"
 
 
 def fit_cached(build_model: Callable[[], "keras.Model"], x, y, *, config: TrainConfig, workdir,

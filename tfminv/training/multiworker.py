@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 def build(model, strategy, x, y) -> None:
-    """Work around Keras 3's two failures under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+    """Work around Keras 3's two failures under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585).
 
     Keras 3 (3.15 here) cannot run `fit` with that strategy: (1) before the first step it reduces
     the distributed (x, y) batch with `strategy.reduce`, which the strategy rejects for a tuple
