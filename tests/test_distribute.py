@@ -69,7 +69,7 @@ def _env(**extra):
 def test_binary_with_bad_tf_config_exits_2_with_one_line(tmp_path):
     t0 = time.monotonic()
     res = subprocess.run(
-        [sys.executable, "-m", "tfminv.experiments.truncation", "--dataset=mnist",
+        [sys.executable, "-m", "tfminv.experiments.truncation", "--dataset=mnist", "--k=1",
          "--strategy=multi-worker", f"--out_dir={tmp_path}"],
         env=_env(TF_CONFIG=json.dumps({**TWO, "task": {"type": "worker", "index": 5}})),
         capture_output=True, text=True, timeout=120)

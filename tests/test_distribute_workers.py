@@ -65,7 +65,7 @@ def test_tf_config_port_in_use_is_one_line(tmp_path):
         cfg = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
                           "task": {"type": "worker", "index": 0}})
         res = subprocess.run(
-            [sys.executable, "-m", "tfminv.experiments.truncation", "--dataset=mnist",
+            [sys.executable, "-m", "tfminv.experiments.truncation", "--dataset=mnist", "--k=1",
              "--strategy=multi-worker", "--cluster_timeout=20", f"--out_dir={tmp_path}"],
             env=_env(TF_CONFIG=cfg), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr[-2000:]   # before: 'Could not start gRPC server'

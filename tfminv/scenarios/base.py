@@ -87,7 +87,8 @@ class ScenarioConfig:
                              "(honest default) or the target's training data (the authors' "
                              "choice)", choices=SELECT_ON)
     aux_val_fraction: float = setting(0.1, "share of the auxiliary set held out for selection")
-    verbose: int = setting(1, "Keras fit verbosity (1: progress bar, 2: one line/epoch)")
+    verbose: int = setting(1, "training output (0: none, 1: one line per epoch and Keras' bar "
+                                 "on a terminal, 2: one line per epoch)")
     figure_n: int = setting(10, "victims shown in the figure", minimum=0)
     concurrency: int = setting(1, "remote --target: requests in flight at once", minimum=1)
     rate_limit: float = setting(0.0, "remote --target: at most this many requests per second "
