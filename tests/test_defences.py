@@ -148,10 +148,13 @@ def test_label_smoothing_sign_moves_confidence(tmp_path):
         assert info["defence"] == spec
         conf[spec] = _confidence(model, x)
     # 'none' is today's plain training: same run record, no wrapper folder
-    assert json.loads((tmp_path / "none" / "run.json").read_text())["meta"] == {}
+    from tfminv.training import code_version
+
+    assert json.loads((tmp_path / "none" / "run.json").read_text())["meta"] == {
+        "code": code_version.version(None)}
     assert not (tmp_path / "none" / "defended").exists()
     assert json.loads((tmp_path / "ls_0.3" / "run.json").read_text())["meta"] == {
-        "defence": "ls:0.3"}
+        "defence": "ls:0.3", "code": code_version.version("defended")}
     assert conf["ls:0.3"] < conf["none"] < conf["ls:-0.3"], conf
     # the smoothed loss itself, against the closed form, also for a negative strength
     from tfminv.defences.train import smoothed_cross_entropy

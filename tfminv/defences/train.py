@@ -382,7 +382,10 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
                      "pretrain_val_accuracy": round(pre_acc, 4)})
         return model, info
 
-    run_meta = {**meta, **cache_key_part(d)}
+    from tfminv.training import code_version
+
+    # the defence's code is part of the key (fit adds the same entry to its run.json's meta)
+    run_meta = {**meta, **cache_key_part(d), "code": code_version.version("defended")}
     served_path, run_path = workdir / "model.keras", workdir / "run.json"
     if served_path.exists() and run_path.exists():
         model = _load_served(workdir, config, run_meta)
@@ -401,7 +404,7 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
     else:
         info["strengths"] = list(d.params)
     wrapped = fit(lambda: DefendedClassifier(build_fn(), str(d), seed=config.seed), x, y,
-                  workdir=workdir / "defended", meta=run_meta, **kw)
+                  workdir=workdir / "defended", meta=run_meta, code="defended", **kw)
     served = wrapped.served
     from tfminv.io_utils import atomic_path, write_json
     from tfminv.training import load_run

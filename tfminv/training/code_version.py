@@ -37,6 +37,7 @@ KINDS = {
     "inverter": ("tfminv.models.inverter",),
     "joint": ("tfminv.models.joint", "tfminv.training.joint"),
     "local_api": ("tfminv.faceapi.local_api",),
+    "defended": ("tfminv.models.classifier", "tfminv.defences", "tfminv.defences.train"),
 }
 #: imports followed from a defining module (the builders and layers)
 FOLLOW = ("tfminv.models",)
