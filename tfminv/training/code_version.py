@@ -34,7 +34,7 @@ RECIPE = ("tfminv.training.config", "tfminv.training.recipe", "tfminv.training.c
 #: `FOLLOW` modules they import are added, transitively
 KINDS = {
     "classifier": ("tfminv.models.classifier", "tfminv.training.targets"),
-    "inverter": ("tfminv.models.inverter",),
+    "inverter": ("tfminv.models.inverter", "tfminv.attacks.inversion"),
     "joint": ("tfminv.models.joint", "tfminv.training.joint"),
     "local_api": ("tfminv.faceapi.local_api",),
     "defended": ("tfminv.models.classifier", "tfminv.defences", "tfminv.defences.train"),
