@@ -50,19 +50,3 @@ class ImageSet:
             attributes=None if self.attributes is None else self.attributes[idx],
             name=self.name if name is None else name,
         )
-
-    def concat(self, other: "ImageSet", name: str | None = None) -> "ImageSet":
-        """Rows of self followed by rows of other (same image shape)."""
-        if self.images.shape[1:] != other.images.shape[1:]:
-            raise ValueError(f"cannot concatenate {self.name!r} {self.images.shape[1:]} with "
-                             f"{other.name!r} {other.images.shape[1:]}")
-        attrs = None
-        if self.attributes is not None and other.attributes is not None:
-            attrs = np.concatenate([self.attributes, other.attributes])
-        return dataclasses.replace(
-            self,
-            images=np.concatenate([self.images, other.images]),
-            labels=np.concatenate([self.labels, other.labels]),
-            attributes=attrs,
-            name=self.name if name is None else name,
-        )

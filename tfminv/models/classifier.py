@@ -15,19 +15,13 @@ import keras
 
 from tfminv.errors import ConfigError
 from tfminv.models import fast_layers
+from tfminv.models.shapes import image_shape, scaled  # noqa: F401 (scaled re-exported)
 
 FACE_CHANNELS = (128, 256, 512, 1024)
 DIGIT_CHANNELS = (128, 256, 512)
 
 
-def scaled(channels: int, width: float) -> int:
-    """Channel count after the width multiplier (at least 1)."""
-    return max(1, int(round(channels * width)))
-
-
 def _check(num_classes, image_size, width):
-    from tfminv.models.inverter import image_shape
-
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if not float(width) > 0:

@@ -16,37 +16,13 @@ sigmoid). 32x32 and 64x64 give exactly the authors' models (no crop layer); 28x2
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from tfminv.errors import ConfigError
 from tfminv.models import fast_layers
-from tfminv.models.classifier import scaled
+from tfminv.models.shapes import MIN_SIDE, image_shape, scaled  # noqa: F401 (re-exported)
 from tfminv.models.truncation import TopK, Truncation, _check_k
 
-FACE_CHANNELS = (1024, 512, 256, 128)
-DIGIT_CHANNELS = (512, 256, 128)
-
-
-MIN_SIDE = 8
 MAX_CHANNELS = 1024
-
-
-def image_shape(image_size) -> tuple[int, int, int]:
-    """(H, W, C) from an int S (S x S greyscale, the paper's form), (H, W) or (H, W, C)."""
-    if isinstance(image_size, (int, np.integer)):
-        shape = (int(image_size), int(image_size), 1)
-    else:
-        dims = tuple(int(d) for d in image_size)
-        if len(dims) == 2:
-            dims = (*dims, 1)
-        if len(dims) != 3:
-            raise ConfigError(f"image shape must be S, (H, W) or (H, W, C), got {image_size!r}")
-        shape = dims
-    h, w, c = shape
-    if min(h, w) < MIN_SIDE or c < 1:
-        raise ConfigError(f"image shape {shape}: expected height and width >= {MIN_SIDE} and at "
-                          "least one channel")
-    return shape
 
 
 def decoder_plan(image_size) -> tuple[tuple[int, ...], tuple[int, int]]:

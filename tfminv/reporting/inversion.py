@@ -8,10 +8,12 @@ No TensorFlow; OpenCV draws the figures.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tfminv.results import COLUMNS, InversionResults
+if TYPE_CHECKING:  # the results module calls this one; no import back at runtime
+    from tfminv.results import InversionResults
 
 
 def grid_indices(labels, count: int, n: int | None = None) -> np.ndarray:
@@ -101,7 +103,8 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     nums = {k: v for k, v in refs.items() if isinstance(v, float)}
     notes = ["Baselines: " + ", ".join(f"{k} = {v:.4f}" for k, v in nums.items()),
              "See report.html (self-contained) or report.md for figures and findings."]
-    json_path, md_path = write_results(rows, out_dir, columns=list(COLUMNS), title=title,
+    columns = list(rows[0]) if rows else []  # InversionRow's fields, in its order
+    json_path, md_path = write_results(rows, out_dir, columns=columns, title=title,
                                        notes=notes, extra=settings)
     files = {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json"}
 
@@ -151,13 +154,13 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
         "the victims (ties count as a random pick among the tied classes); agreement: released "
         "argmax equals the unreleased argmax.")
     rep.heading("Results")
-    rep.table(list(COLUMNS), [[r[c] for c in COLUMNS] for r in rows],
+    rep.table(columns, [[r[c] for c in columns] for r in rows],
               caption=f"{st['victims']} victims of {'x'.join(map(str, st['image_shape']))}, "
                       f"{st['classes']} classes. k: attacker's truncation; released_entries: "
                       "mean non-zero entries per released vector; aux_val_mse: inverter MSE on "
                       "held-out auxiliary images; beats_mean_aux: MSE below the mean auxiliary "
                       "image's.",
-              formats=[_FORMATS.get(c) for c in COLUMNS])
+              formats=[_FORMATS.get(c) for c in columns])
     rep.table(["baseline", "value"], [[k, v] for k, v in refs.items()],
               caption="mse_mean_aux: MSE of the mean auxiliary image (free for any attacker); "
                       "mse_class_mean: each victim guessed as its class's mean image (a floor "

@@ -52,15 +52,6 @@ def write_results(rows, out_dir, *, columns=None, title: str | None = None,
     return json_path, md_path
 
 
-def publish(rows, out_dir, *, columns=None, title: str | None = None, notes=(),
-            extra: dict | None = None, figures=()) -> int:
-    """An experiment binary's last step: write the results, print the table and what was written."""
-    write_results(rows, out_dir, columns=columns, title=title, notes=notes, extra=extra)
-    print(markdown_table(rows, columns))
-    print(f"wrote {out_dir}/" + ", ".join(["results.json", "results.md", *figures]))
-    return 0
-
-
 def read_rows(path) -> list[dict]:
     """The rows of a results.json written by write_results."""
     return json.loads(Path(path).read_text())
