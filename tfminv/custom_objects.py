@@ -12,8 +12,7 @@ from __future__ import annotations
 
 def custom_objects() -> dict:
     """{registered name: class} of every custom layer and loss tfminv saves in a model."""
-    from tfminv.models import fast_layers, joint, truncation
-    from tfminv.training import losses
+    from tfminv.models import fast_layers, joint, losses, truncation
 
     classes = [truncation.Truncation, truncation.TopK, joint.RescaledTruncation, fast_layers.Conv2D,
                fast_layers.Conv2DTranspose, fast_layers.BatchNorm, losses.WeightedMSE,

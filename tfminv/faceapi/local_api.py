@@ -76,7 +76,7 @@ def derive_landmarks(images, upsample: int = 2) -> np.ndarray:
 
 
 def _losses():
-    from tfminv.training.losses import MaskedMSE
+    from tfminv.models.losses import MaskedMSE
 
     return {"attributes": keras.losses.BinaryCrossentropy(from_logits=True),
             "landmarks": MaskedMSE()}
