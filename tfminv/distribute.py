@@ -29,7 +29,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from tfminv.errors import ConfigError, TfminvError
+from tfminv.errors import ConfigError, TfminvError, first_line
 
 TF_CONFIG = "TF_CONFIG"
 CHOICES = ("default", "mirrored", "multi-worker")
@@ -301,8 +301,7 @@ def cluster_failure(err: BaseException, task: ClusterTask | None = None,
 
 
 def _first_line(err: BaseException) -> str:
-    msg = str(getattr(err, "message", None) or err).strip().splitlines()
-    return (msg[0] if msg else type(err).__name__)[:200]
+    return first_line(getattr(err, "message", None) or err, 200)
 
 
 def _reachable(address: str, timeout: float = 1.0) -> bool:

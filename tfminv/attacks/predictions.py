@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tfminv import paths
-from tfminv.errors import OracleError
+from tfminv.errors import OracleError, first_line
 from tfminv.hashing import content_hash
 from tfminv.io_utils import atomic_path, write_json
 
@@ -75,7 +75,7 @@ def _load_npy(path: Path, shape: tuple | None, what: str):
             raise ValueError("non-finite values")
         return a
     except (OSError, ValueError, EOFError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        reason = first_line(e, 120)
         log.warning("discarding corrupt cached %s %s (%s); querying its images again",
                     what, path, reason)
         path.unlink(missing_ok=True)

@@ -260,7 +260,7 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
         if other and same(other) and other.get("sources") == sources and complete(other):
             return _summary(other, out, time.time() - t0, True)
         reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
-        reason = (reason.splitlines() or [""])[0]
+        reason = first_line(reason)
         raise DataError(f"cannot write records to {out.parent}: {reason}; "
                         f"expected a writable folder with free space (--records_dir or "
                         f"${paths.RECORDS_DIR_ENV})") from None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import ConfigError, DataError
+from tfminv.errors import ConfigError, DataError, first_line
 
 FORMAT_VERSION = 2  # 2: shards carry SHA-256 checksums in metadata.json
 METADATA = "metadata.json"
@@ -289,7 +289,7 @@ def read_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         # damaged after the checksum check (or a shard whose checksum was forged): name it
         bad = damaged_shards(path, meta, split) or [Path(f).name for f in files]
-        first = (e.message.splitlines() or [""])[0]
+        first = first_line(e.message)
         raise DataError(_damaged_message(path, meta, bad) + f" [{first}]") \
             from None
     count = split_count(meta, split)

@@ -210,7 +210,7 @@ def _tfds(rest: str, where: str, tfds_data_dir, limit=None) -> UserImages:
         info = builder.info
     except Exception as e:  # noqa: BLE001 - a broken prepared folder
         raise DataError(f"{where}: cannot open the prepared dataset in {vdir} "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                        f"({type(e).__name__}: {first_line(e, 200)})") from None
     if split not in info.splits.keys():
         raise DataError(f"{where}: {name} has no split {split!r}; expected one of "
                         f"{sorted(info.splits.keys())}")
