@@ -1,8 +1,14 @@
 """REPRODUCTION.md rendering: numbers come from results.json, verdicts follow the stated rules."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from tfminv.reporting import reproduction
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+CLAIMS = EXPERIMENTS / "claims.py"  # this repository's claims, beside the results they judge
 
 
 def _write(d, name, rows, command="python -m tfminv.experiments.x --flag=1"):
@@ -25,7 +31,7 @@ def test_render_reads_numbers_and_applies_rules(tmp_path):
         {**jb, "setting": "blackbox", "classifier_acc": 0.90, "mse": 0.030},
         {**jb, "setting": "joint", "classifier_acc": 0.80, "mse": 0.020},
         {**jb, "setting": "blackbox_aug", "classifier_acc": 0.90, "mse": 0.022}])
-    text = reproduction.render(tmp_path)
+    text = reproduction.render(tmp_path, claims=CLAIMS)
     assert "| same | a | 5 | 0.0423 |" in text  # table rendered from the file
     assert "MSE same 0.0423, generic 0.0563, distinct 0.1667" in text
     summary = text.split("## Summary")[1].split("\n## ")[0]
@@ -53,11 +59,9 @@ def test_render_reads_numbers_and_applies_rules(tmp_path):
 def test_committed_report_is_rendered_from_the_claims_data():
     """experiments/REPRODUCTION.md is what the claims (with their rules) give on the committed
     results: every verdict and every number line comes from a Claim's check."""
-    from pathlib import Path
-
     from tfminv.reporting.reproduction import _verdict, evaluate, render
 
-    d = Path(__file__).resolve().parents[1] / "experiments"
+    d = EXPERIMENTS  # render(d) reads d/claims.py
     text = render(d)
     assert text == (d / "REPRODUCTION.md").read_text()  # the committed file is up to date
     outcomes = evaluate(d)
@@ -91,7 +95,7 @@ def test_paper_scale_claims(tmp_path):
     (tmp_path / "truncation_celeba_ids").mkdir()
     (tmp_path / "truncation_celeba_ids" / "results.json").write_text(json.dumps(rows))
     (tmp_path / "truncation_celeba_ids" / "run.json").write_text(json.dumps({"command": "x"}))
-    text = render(tmp_path)
+    text = render(tmp_path, claims=CLAIMS)
     got = {ln.split(" | ")[1]: ln.split(" | ")[3] for ln in text.splitlines()
            if ln.startswith("| truncation/celeba_ids")}
     verdict = {c.split(" at 471")[0].split(":")[0]: v for c, v in got.items()}
@@ -121,7 +125,7 @@ def test_paper_scale_aux_size_and_audit_claims(tmp_path):
                 "n_aux": n}
 
     def verdicts():
-        text = render(tmp_path)
+        text = render(tmp_path, claims=CLAIMS)
         return {ln.split(" | ")[1]: ln.split(" | ")[3] for ln in text.splitlines()
                 if ln.startswith("| truncation/celeba_ids") or ln.startswith("| audit/")}, text
 
@@ -151,3 +155,17 @@ def test_paper_scale_aux_size_and_audit_claims(tmp_path):
     (tmp_path / "audit_celeba_ids" / "results.json").write_text(json.dumps(rows))
     got, _ = verdicts()
     assert next(v for c, v in got.items() if "releasing less" in c).startswith("**does not hold")
+
+
+def test_claims_live_beside_the_results_not_in_the_package(tmp_path):
+    """The installed engine holds no claim of this repository; a folder without claims.py is
+    one ConfigError naming the file."""
+    from tfminv.errors import ConfigError
+
+    engine = Path(reproduction.__file__).read_text()
+    for repository_fact in ("0.8579", "FaceScrub", "celeba_ids", "truncation_"):
+        assert repository_fact not in engine
+    (tmp_path / "auxiliary_mnist").mkdir()
+    with pytest.raises(ConfigError, match=r"claims\.py: no claims file") as e:
+        reproduction.render(tmp_path)
+    assert "\n" not in str(e.value)

@@ -2,8 +2,10 @@
 
     python -m tfminv.experiments.reproduction --experiments_dir=experiments
 
-The claims, their rules and the rendering are data and code in `tfminv.reporting.reproduction`;
-this binary only reads the flags and writes the file (atomically).
+The claims and their rules are `<experiments_dir>/claims.py` (this repository's:
+experiments/claims.py, beside the results they judge); the engine that renders them is
+`tfminv.reporting.reproduction`. This binary only reads the flags and writes the file
+(atomically).
 """
 
 from __future__ import annotations
