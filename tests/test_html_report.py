@@ -84,3 +84,19 @@ def test_scatter_panels_draws_points_in_the_right_places(tmp_path):
     # the same label keeps the same colour in both panels: sample the centre pixel colours
     left_colours = {tuple(at(x, y)) for x, y in [(0.9, 0.8), (0.5, 0.4), (0.1, 0.2)]}
     assert len(left_colours) == 3
+
+
+def test_grid_labels_have_their_own_column(tmp_path):
+    """A label longer than label_width widens the label column: the first image column holds
+    the image's pixels only (the committed grids had 'previous_logzero k=100' over it)."""
+    from tfminv.reporting.figures import image_grid, label_column_width
+
+    imgs = np.full((2, 16, 16, 1), 0.5, np.float32)
+    label = "previous_logzero k=100"
+    grid = image_grid([("ground truth", imgs), (label, imgs)], tmp_path / "g.png", scale=2,
+                      label_width=40, pad=2)
+    width = label_column_width(["ground truth", label], 40)
+    assert width > 40 and grid.shape[1] == width + 2 + 2 * (32 + 2)
+    first_image = grid[2:2 + 32, width + 2:width + 2 + 32]
+    assert (first_image == round(255 * 0.5)).all()  # no text pixel inside the image
+    assert (grid[2:2 + 32, :width] < 128).any()  # the label is drawn, in its own column

@@ -78,13 +78,13 @@ def test_report_and_figure(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text()) == {"command": "run"}
     imgs = np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8, 1)
     grid = image_grid([("truth", imgs), ("k=1", imgs[:2])], tmp_path / "g.png", scale=2,
-                      label_width=40)
+                      label_width=60)  # wider than "truth" needs: exactly 60
     import cv2
 
     back = cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_GRAYSCALE)
     np.testing.assert_array_equal(back, grid)
-    assert grid.shape == (2 + 2 * 18, 40 + 2 + 3 * 18)
-    x0 = 40 + 2
+    assert grid.shape == (2 + 2 * 18, 60 + 2 + 3 * 18)
+    x0 = 60 + 2
     assert back[2, x0] == 0 and back[2 + 15, x0 + 15] == round(255 * imgs[0, 7, 7, 0])
     with pytest.raises(DataError, match="different image sizes"):
         image_grid([("a", imgs), ("b", np.zeros((1, 4, 4)))], tmp_path / "bad.png")

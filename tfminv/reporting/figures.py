@@ -1,4 +1,8 @@
-"""PNG image grids like the paper's: a ground-truth row, then one labelled row per method / k."""
+"""PNG image grids like the paper's: a ground-truth row, then one labelled row per method / k.
+
+The labels have a column of their own, as wide as the longest label needs: no label runs
+into the first image.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,26 @@ from tfminv.errors import DataError
 from tfminv.io_utils import atomic_path
 
 
+FONT_SCALE = 0.45  # cv2.FONT_HERSHEY_SIMPLEX, ~10 px capitals
+LABEL_MARGIN = 8  # px between the label column's edges and its text
+
+
+def label_column_width(labels, minimum: int = 0) -> int:
+    """Width in pixels of a label column that holds every label with a margin each side."""
+    import cv2
+
+    widest = max((cv2.getTextSize(str(s), cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, 1)[0][0]
+                  for s in labels), default=0)
+    return max(int(minimum), widest + 2 * LABEL_MARGIN)
+
+
 def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int = 2) -> np.ndarray:
     """Write a grid to `path` (PNG) and return it as uint8 [H, W] (greyscale) or [H, W, 3]
     (when the images are RGB, [n, h, w, 3]; stored in PNG's usual RGB order).
 
     rows: sequence of (label, images [n, h, w, 1], [n, h, w] or [n, h, w, 3] in [0, 1]); every
     row must have images of the same size; shorter rows are left blank on the right.
+    label_width: the label column's least width; it widens to fit the longest label.
     """
     import cv2
 
@@ -25,6 +43,7 @@ def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int =
         raise DataError(f"image_grid: rows have different image sizes {sorted(shapes)}")
     h, w = shapes.pop()
     h, w = h * scale, w * scale
+    label_width = label_column_width([label for label, _ in rows], label_width)
     colour = any(imgs.ndim == 4 and imgs.shape[-1] == 3 for _, imgs in rows)
     ncols = max(len(imgs) for _, imgs in rows)
     grid = np.full((len(rows) * (h + pad) + pad, label_width + ncols * (w + pad) + pad)
@@ -42,8 +61,8 @@ def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int =
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
             x = label_width + pad + c * (w + pad)
             grid[y:y + h, x:x + w] = img
-        cv2.putText(grid, label, (4, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (0, 0, 0) if colour else 0, 1, cv2.LINE_AA)
+        cv2.putText(grid, label, (LABEL_MARGIN, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    FONT_SCALE, (0, 0, 0) if colour else 0, 1, cv2.LINE_AA)
     with atomic_path(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), grid):
             raise DataError(f"could not write PNG {path}")

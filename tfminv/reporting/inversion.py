@@ -92,8 +92,6 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     from tfminv.reporting.plots import Panel, scatter_panels
     from tfminv.reporting.results import write_results
 
-    import cv2
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, refs, st = result.row_dicts(), result.baselines, result.settings
@@ -132,9 +130,8 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     idx = grid_indices(result.victim_labels, grid_count, len(result.victim_images))
     grid_rows = [("ground truth", result.victim_images[idx])]
     grid_rows += [(spec, rec[idx]) for spec, rec in result.reconstructions.items()]
-    label_w = max(cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for s, _ in grid_rows)
     grid_path = out_dir / "reconstructions.png"
-    image_grid(grid_rows, grid_path, label_width=label_w + 12)
+    image_grid(grid_rows, grid_path, label_width=0)  # the label column fits the policy names
     files["reconstructions.png"] = grid_path
 
     target = st.get("target", {})
