@@ -36,6 +36,15 @@ def _isolated_dirs(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _library_messages_on_stderr():
+    """Library messages (logger "tfminv") reach stderr, one line each, as every binary prints
+    them (`tfminv.cli.run` installs the same handler)."""
+    from tfminv.cli import install_log_handler
+
+    install_log_handler()
+
+
 @pytest.fixture(scope="session")
 def records_dir(_isolated_dirs):
     return _isolated_dirs / "records"

@@ -1,7 +1,9 @@
-"""One way to run an absl binary: user errors print one line and exit 2, never a traceback."""
+"""One way to run an absl binary: user errors print one line and exit 2, never a traceback;
+library messages (logger "tfminv") print one line each."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 USER_ERROR = 2  # exit status of every binary on a user error (bad flag, bad input, missing data)
@@ -9,6 +11,47 @@ INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT, as a shell reports 
 INTERRUPTED_LINE = "interrupted (Ctrl-C)"
 RESUME_HINT = ("interrupted: rerun the same command to resume (trained models, predictions and "
                "checkpoints are cached)")
+LOGGER = "tfminv"  # every library module logs under it (logging.getLogger(__name__))
+
+
+class _OneLine(logging.Formatter):
+    """`warning: <message>` (the level, lower case; INFO: the message alone), line breaks folded
+    so that every record is one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = " ".join(record.getMessage().split())
+        return msg if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {msg}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever sys.stderr is when a record is written (not when created)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(_OneLine())
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def install_log_handler(level: int = logging.INFO) -> logging.Handler:
+    """Send the "tfminv" logger's records at `level` and above to stderr, one line each, and
+    not on to the root logger (absl's handler would print them again, with its own prefix).
+    Idempotent: a second call returns the handler the first installed."""
+    logger = logging.getLogger(LOGGER)
+    for h in logger.handlers:
+        if isinstance(h, _StderrHandler):
+            return h
+    handler = _StderrHandler()
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
 
 
 def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED_LINE) -> None:
@@ -21,13 +64,15 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
     TensorFlow is imported. When the binary defines a `--strategy` flag, its tf.distribute
     strategy is created next, before `before()` and any other TensorFlow work (multi-worker
     collectives must be configured at program start; see tfminv.distribute). A multi-worker
-    peer that is lost mid-run is reported the same way, as one line naming it.
+    peer that is lost mid-run is reported the same way, as one line naming it. Library
+    messages go to stderr, one line each, through `install_log_handler`.
     """
     from absl import app, flags
 
     from tfminv.errors import TfminvError
 
     def wrapped(argv):
+        install_log_handler()
         try:
             if early is not None:
                 early()

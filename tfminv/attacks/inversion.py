@@ -18,9 +18,13 @@ out of an Oracle (see tfminv.attacks.predictions.query_cached).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from tfminv.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 METHODS = ("truncation", "previous", "previous_logzero")
 
@@ -135,16 +139,14 @@ def _recompute_nonfinite(inverter, preds, out, tries: int = 2):
     bad = _nonfinite_rows(out)
     if not len(bad):
         return out
-    import sys
-
+    
     first = len(bad)
     for _ in range(tries):
         out[bad] = np.asarray(inverter.predict_on_batch(preds[bad]), np.float32)
         bad = bad[_nonfinite_rows(out[bad])]
         if not len(bad):
-            print(f"warning: {inverter.name}: {first} of {len(out)} reconstructions came out "
-                  "non-finite and were recomputed (finite on the rerun)", file=sys.stderr,
-                  flush=True)
+            log.warning(f"{inverter.name}: {first} of {len(out)} reconstructions came out "
+                        "non-finite and were recomputed (finite on the rerun)")
             return out
     raise DataError(f"{inverter.name}: {len(bad)} of {len(out)} reconstructions stay non-finite "
                     f"when recomputed (prediction rows {bad[:5].tolist()}...): the inverter is "

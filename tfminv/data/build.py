@@ -270,7 +270,7 @@ def build(dataset: str, *, data_dir=None, records_dir=None, image_size=None, for
 def _clean_stale(out: Path) -> None:
     """Remove temporary folders left beside `out` by builds that died (kill -9, power cut)."""
     for tmp in io_utils.clean_stale(out):
-        print(f"note: removed {tmp}, left by a build that did not finish", file=sys.stderr)
+        log.info(f"note: removed {tmp}, left by a build that did not finish")
 
 
 def _write(out, dataset, size, loaded, found, settings, sources, t0, progress, *,
