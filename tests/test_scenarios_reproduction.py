@@ -169,3 +169,13 @@ def test_claims_live_beside_the_results_not_in_the_package(tmp_path):
     with pytest.raises(ConfigError, match=r"claims\.py: no claims file") as e:
         reproduction.render(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_no_attack_top5_for_five_class_tables():
+    """MNIST's scenarios have 5 classes: attack top-5 is 1.0 by construction, so not shown."""
+    text = reproduction.render(EXPERIMENTS)
+    section = text.split("(`class_inference_mnist/`)")[1].split("\n## ")[0]
+    assert "| method | attack_acc | target_confidence |" in section
+    assert "attack_acc_top5" not in section
+    facescrub = text.split("(`class_inference_facescrub/`)")[1].split("\n## ")[0]
+    assert "attack_acc_top5" in facescrub  # 12 classes: top-5 says something

@@ -12,15 +12,22 @@ from tfminv.errors import DataError
 from tfminv.io_utils import atomic_path
 
 
-FONT_SCALE = 0.45  # cv2.FONT_HERSHEY_SIMPLEX, ~10 px capitals
 LABEL_MARGIN = 8  # px between the label column's edges and its text
 
 
-def label_column_width(labels, minimum: int = 0) -> int:
+def font_scale(cell_height: int) -> float:
+    """cv2.FONT_HERSHEY_SIMPLEX scale for labels beside cells `cell_height` px tall: 0.45
+    (~10 px capitals) up to 110 px cells, growing with the cells to 0.8 (~17 px), so that a grid
+    shrunk to a page's width keeps readable labels."""
+    return float(min(0.8, max(0.45, cell_height / 240)))
+
+
+def label_column_width(labels, minimum: int = 0, cell_height: int = 0) -> int:
     """Width in pixels of a label column that holds every label with a margin each side."""
     import cv2
 
-    widest = max((cv2.getTextSize(str(s), cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, 1)[0][0]
+    scale = font_scale(cell_height)
+    widest = max((cv2.getTextSize(str(s), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
                   for s in labels), default=0)
     return max(int(minimum), widest + 2 * LABEL_MARGIN)
 
@@ -43,7 +50,9 @@ def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int =
         raise DataError(f"image_grid: rows have different image sizes {sorted(shapes)}")
     h, w = shapes.pop()
     h, w = h * scale, w * scale
-    label_width = label_column_width([label for label, _ in rows], label_width)
+    label_width = label_column_width([label for label, _ in rows], label_width, h)
+    fscale = font_scale(h)
+    text_h = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, fscale, 1)[0][1]
     colour = any(imgs.ndim == 4 and imgs.shape[-1] == 3 for _, imgs in rows)
     ncols = max(len(imgs) for _, imgs in rows)
     grid = np.full((len(rows) * (h + pad) + pad, label_width + ncols * (w + pad) + pad)
@@ -61,8 +70,8 @@ def image_grid(rows, path, *, scale: int = 2, label_width: int = 150, pad: int =
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
             x = label_width + pad + c * (w + pad)
             grid[y:y + h, x:x + w] = img
-        cv2.putText(grid, label, (LABEL_MARGIN, y + h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX,
-                    FONT_SCALE, (0, 0, 0) if colour else 0, 1, cv2.LINE_AA)
+        cv2.putText(grid, label, (LABEL_MARGIN, y + (h + text_h) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    fscale, (0, 0, 0) if colour else 0, 1, cv2.LINE_AA)
     with atomic_path(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), grid):
             raise DataError(f"could not write PNG {path}")

@@ -24,13 +24,15 @@ max-width:1180px;padding:0 1.2em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd;
 padding-bottom:.2em}h3{font-size:1.05em}
 .subtitle{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+.table{overflow-x:auto;margin:.8em 0}
+table{border-collapse:collapse;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left;font-family:monospace}
+td{white-space:nowrap}th{background:#f3f3f3;vertical-align:bottom;max-width:9em}
+td:first-child,th:first-child{text-align:left;font-family:monospace}
 p.caption{color:#555;font-size:.9em;margin-top:-.4em}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd;image-rendering:pixelated}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{color:#555;font-size:.9em}
-pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
+pre{background:#f6f6f6;padding:.6em;font-size:.85em;white-space:pre-wrap;overflow-wrap:anywhere}
 code{background:#f3f3f3;padding:0 .2em}
 .note{background:#fff8e1;border-left:4px solid #f0c040;padding:.5em .8em}
 """
@@ -147,7 +149,8 @@ class Report:
                 head = "".join(f"<th>{html.escape(c)}</th>" for c in d["columns"])
                 body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                                for row in d["cells"])
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                out.append(f'<div class="table"><table><thead><tr>{head}</tr></thead>'
+                           f"<tbody>{body}</tbody></table></div>")
                 if d["caption"]:
                     out.append(f'<p class="caption">{_inline_html(d["caption"])}</p>')
             elif b.kind == "figure":

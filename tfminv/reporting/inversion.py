@@ -27,6 +27,34 @@ def grid_indices(labels, count: int, n: int | None = None) -> np.ndarray:
     return np.array((firsts + rest)[:count], dtype=np.int64)
 
 
+TOP5_MIN_CLASSES = 6  # with 5 or fewer classes every label is in the top 5: top-5 is always 1.0
+
+# The report's two tables (column, header): what leaked, then what the release kept and cost.
+# Short headers and at most 9 columns each, so that they fit a laptop screen.
+LEAKAGE_TABLE = (("policy", "policy"), ("k", "k"), ("released_entries", "entries released"),
+                 ("mse", "MSE"), ("psnr", "PSNR"), ("ssim", "SSIM"),
+                 ("attack_acc", "attack top-1"), ("attack_acc_top5", "attack top-5"),
+                 ("beats_mean_aux", "beats mean image"))
+UTILITY_TABLE = (("policy", "policy"), ("utility", "utility"), ("agreement", "agreement"),
+                 ("aux_val_mse", "inverter held-out MSE"), ("seconds", "seconds"))
+
+
+def reported_columns(columns, classes) -> list[str]:
+    """`columns` less attack_acc_top5 when the target has fewer than TOP5_MIN_CLASSES classes
+    (top-5 is 1.0 by construction there and says nothing)."""
+    if classes is not None and int(classes) < TOP5_MIN_CLASSES:
+        return [c for c in columns if c != "attack_acc_top5"]
+    return list(columns)
+
+
+def target_name(target) -> str:
+    """What the report calls the target: its file or address (the oracle's name) when known,
+    else its identity (a content hash)."""
+    if not isinstance(target, dict):
+        return str(target)
+    return target.get("name") or target.get("identity", "")
+
+
 _FORMATS = {"released_entries": ".2f", "utility": ".3f", "agreement": ".3f", "mse": ".4f",
             "psnr": ".2f", "ssim": ".3f", "attack_acc": ".3f", "attack_acc_top5": ".3f",
             "aux_val_mse": ".4f", "seconds": ".0f"}
@@ -101,7 +129,11 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     nums = {k: v for k, v in refs.items() if isinstance(v, float)}
     notes = ["Baselines: " + ", ".join(f"{k} = {v:.4f}" for k, v in nums.items()),
              "See report.html (self-contained) or report.md for figures and findings."]
-    columns = list(rows[0]) if rows else []  # InversionRow's fields, in its order
+    # InversionRow's fields, in its order
+    columns = reported_columns(list(rows[0]) if rows else [], st.get("classes"))
+    if len(columns) < len(rows[0] if rows else ()):
+        notes.append(f"attack_acc_top5 is not reported: with {st.get('classes')} classes every "
+                     "label is in the top 5.")
     json_path, md_path = write_results(rows, out_dir, columns=columns, title=title,
                                        notes=notes, extra=settings)
     files = {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json"}
@@ -135,8 +167,7 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     files["reconstructions.png"] = grid_path
 
     target = st.get("target", {})
-    target_id = target.get("identity", "") if isinstance(target, dict) else str(target)
-    sub = f"target `{target_id}`"
+    sub = f"target `{target_name(target)}`"
     if st.get("aux_name"):
         sub += f"; auxiliary set `{st['aux_name']}`; victims `{st.get('victims_name', '')}`"
     rep = Report(title, subtitle=sub)
@@ -151,13 +182,23 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
         "the victims (ties count as a random pick among the tied classes); agreement: released "
         "argmax equals the unreleased argmax.")
     rep.heading("Results")
-    rep.table(columns, [[r[c] for c in columns] for r in rows],
-              caption=f"{st['victims']} victims of {'x'.join(map(str, st['image_shape']))}, "
-                      f"{st['classes']} classes. k: attacker's truncation; released_entries: "
-                      "mean non-zero entries per released vector; aux_val_mse: inverter MSE on "
-                      "held-out auxiliary images; beats_mean_aux: MSE below the mean auxiliary "
-                      "image's.",
-              formats=[_FORMATS.get(c) for c in columns])
+    top5_note = ("" if "attack_acc_top5" in columns else
+                 f" Attack top-5 is not shown: with {st['classes']} classes every label is in "
+                 "the top 5.")
+    for spec, caption in (
+            (LEAKAGE_TABLE, f"Leakage: {st['victims']} victims of "
+                            f"{'x'.join(map(str, st['image_shape']))}, {st['classes']} classes. "
+                            "k: attacker's truncation; entries released: mean non-zero entries "
+                            "per released vector; attack top-1 / top-5: share of "
+                            "reconstructions the judge puts in the victim's class; beats mean "
+                            "image: MSE below the mean auxiliary image's." + top5_note),
+            (UTILITY_TABLE, "Utility and cost: utility is the released vector's top-1 accuracy "
+                            "on the victims, agreement its argmax equal to the unreleased one; "
+                            "inverter held-out MSE: on held-out auxiliary images; seconds: wall "
+                            "time of the policy (queries, training or cache reuse, scoring).")):
+        cols = [(c, head) for c, head in spec if c in columns]
+        rep.table([head for _, head in cols], [[r[c] for c, _ in cols] for r in rows],
+                  caption=caption, formats=[_FORMATS.get(c) for c, _ in cols])
     rep.table(["baseline", "value"], [[k, v] for k, v in refs.items()],
               caption="mse_mean_aux: MSE of the mean auxiliary image (free for any attacker); "
                       "mse_class_mean: each victim guessed as its class's mean image (a floor "
