@@ -71,3 +71,6 @@ def test_no_top5_for_five_classes_or_fewer(tmp_path):
 def test_target_without_a_name_falls_back_to_its_identity(tmp_path):
     files = _result(12, name=None).write_report(tmp_path)
     assert "keras:3f9a0c1b2d4e5f60" in files["report.html"].read_text().split("<h2>")[0]
+    described = "bundled facescrub classifier (width 0.25, 20 epochs)"
+    files = _result(12, name=None).write_report(tmp_path / "b", extra={"target": described})
+    assert described in files["report.html"].read_text().split("<h2>")[0]

@@ -167,7 +167,8 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     files["reconstructions.png"] = grid_path
 
     target = st.get("target", {})
-    sub = f"target `{target_name(target)}`"
+    # a caller's description (extra={"target": ...}) names the target better than its oracle
+    sub = f"target `{target_name(settings.get('target', target))}`"
     if st.get("aux_name"):
         sub += f"; auxiliary set `{st['aux_name']}`; victims `{st.get('victims_name', '')}`"
     rep = Report(title, subtitle=sub)
