@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import DataError
+from tfminv.errors import DataError, first_line
 
 PIXELS_ENV = "TFMINV_MAX_IMAGE_PIXELS"
 BYTES_ENV = "TFMINV_MAX_DECODE_BYTES"
@@ -181,7 +181,7 @@ def _member_header(fp, where: str):
             shape, fortran, dtype = fmt._read_array_header(fp, version)  # 3.0: utf-8 names
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, SyntaxError) as e:
         raise DataError(f"{where}: unreadable .npy header ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:200] if str(e) else ''}); expected a complete "
+                        f"{first_line(str(e), 200)}); expected a complete "
                         "numpy .npz") from None
     return shape, fortran, dtype
 
@@ -219,7 +219,7 @@ class _guard:
             return False
         if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
                             NotImplementedError, RuntimeError)):
-            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            text = first_line(str(exc), 200)
             raise DataError(f"{self.where}: damaged npz member ({type(exc).__name__}: {text}); "
                             "expected a complete numpy .npz") from None
         return False
@@ -230,7 +230,7 @@ def _open_zip(path, what):
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        text = str(e).splitlines()[0][:200] if str(e) else ""
+        text = first_line(str(e), 200)
         raise DataError(f"{what or path}: cannot read npz ({type(e).__name__}: {text}); "
                         "expected a complete numpy .npz archive") from None
 
