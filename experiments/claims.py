@@ -62,7 +62,7 @@ def _aux_generic(dataset):
         ok = g["mse"] < g["mse_mean_aux"] and g["attack_acc"] >= 2.0 / m
         return Outcome(ok, f"generic MSE {g['mse']:.4f} vs mean-aux guess "
                        f"{g['mse_mean_aux']:.4f} (class-mean oracle "
-                       f"{g['mse_class_mean_oracle']:.4f}); evaluation-classifier accuracy "
+                       f"{g['mse_class_mean']:.4f}); evaluation-classifier accuracy "
                        f"{g['attack_acc']:.3f} (chance {1 / m:.3f})",
                        join(WHY_SMALL if dataset == "facescrub" else "short training",
                              WHY_BUDGET))
@@ -302,8 +302,8 @@ def _api_epochs_title(run) -> str:
 # ----------------------------------------------------------------------------- the document
 
 AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "mse_mean_aux",
-            "mse_class_mean_oracle", "n_aux", "epochs")
-TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "mse_mean_aux", "mse_class_mean_oracle",
+            "mse_class_mean", "n_aux", "epochs")
+TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "mse_mean_aux", "mse_class_mean",
               "epochs")
 CI_COLS = ("method", "attack_acc", "attack_acc_top5", "target_confidence", "mse_to_class_mean",
            "seconds_per_class", "train_seconds", "mean_steps", "access")
@@ -329,7 +329,7 @@ WHY_PAPER = ("CPU budget: width 0.25 classifiers (target 20 epochs, judge 40), i
              "CelebA faces, 100 epochs, full width); ~16 training images per identity "
              "(FaceScrub-530 has ~200)")
 PAPER_TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "attack_acc_top5", "eval_acc",
-                    "nn_acc", "nn_acc_top5", "knn_dist", "mse_class_mean_oracle", "epochs")
+                    "nn_acc", "nn_acc_top5", "knn_dist", "mse_class_mean", "epochs")
 PAPER_AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "attack_acc_top5",
                   "eval_acc", "nn_acc", "knn_dist", "mse_mean_aux", "n_aux", "epochs")
 PAPER_CI_COLS = ("method", "attack_acc", "attack_acc_top5", "eval_acc", "nn_acc", "knn_dist",
@@ -359,7 +359,7 @@ def _paper_prev(prev):
 def _paper_goal_mse(rows, run):
     by = {(r["k"], r["method"]): r for r in rows}
     t, p = by.get((10, "truncation")), by.get((10, "previous"))
-    cm = next((r for r in rows if r["method"] == "reference: class_mean_oracle"), None)
+    cm = next((r for r in rows if r["method"] == "reference: class_mean"), None)
     if not (t and p and cm):
         return Outcome(None)
     ok = t["mse"] <= 0.025 and t["mse"] < cm["mse"] and t["mse"] <= 0.5 * p["mse"]
@@ -375,7 +375,7 @@ def _paper_goal_mse(rows, run):
 
 def _paper_goal_acc(rows, run):
     t = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
-    cm = next((r for r in rows if r["method"] == "reference: class_mean_oracle"), None)
+    cm = next((r for r in rows if r["method"] == "reference: class_mean"), None)
     if not (t and cm):
         return Outcome(None)
     ev = t.get("eval_acc") or 0.0
@@ -612,7 +612,7 @@ were not recoverable, so the comparison is with its qualitative claims (see
 `REFERENCE.md`, "Numbers we have") and with a third-party run of the authors' code on the
 full 530-identity FaceScrub: classifier accuracy 0.8579, best inversion MSE 0.0091 (k = 530).
 MSE is always printed beside the free mean-auxiliary-image guess (`mse_mean_aux`) and the
-per-class training mean (`mse_class_mean_oracle`, unreachable for an attacker): an inverter
+per-class training mean (`mse_class_mean`, unreachable for an attacker): an inverter
 is only interesting where it beats the first clearly.
 """
 

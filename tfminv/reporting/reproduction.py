@@ -1,28 +1,30 @@
-"""experiments/REPRODUCTION.md from the scenario outputs' results.json files, claims as data.
+"""The claim engine behind experiments/REPRODUCTION.md: results.json files + claims -> markdown.
 
-Every claim of the paper is a `Claim`: the sentence the paper asserts, the rule (in words)
-that decides it on our numbers, and the `check` function that applies exactly that rule to the
-rows of one results.json and returns an `Outcome` (verdict, the numbers compared, and - shown
-only when the claim does not hold - context read from the data plus possible reasons, labelled
-as untested). The document is rendered from `SECTIONS` (one per results folder: title, table
-columns, facts read from run.json, claims) and `OBSERVATIONS` (comparisons across folders),
-so no sentence in it states a result that a rule did not compute. A scenario whose
-results.json is missing is listed as not run.
+Every claim is a `Claim`: the sentence asserted, the rule (in words) that decides it on our
+numbers, and the `check` function that applies exactly that rule to the rows of one
+results.json and returns an `Outcome` (verdict, the numbers compared, and - shown only when
+the claim does not hold - context read from the data plus possible reasons, labelled as
+untested). `render(d)` lays out the sections (one per results folder: title, table columns,
+facts read from run.json, claims) of a claims file, so no sentence in the document states a
+result that a rule did not compute. A folder whose results.json is missing is listed as not run.
+
+The claims themselves are data of the repository that holds the results, not of this package:
+`render(d)` reads `d/claims.py` (this repository's: experiments/claims.py), whose interface is
+described in `load_claims`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import math
+import sys
 from pathlib import Path
 from typing import Callable
 
-WHY_SMALL = ("our FaceScrub copy has 12 identities instead of 530, so a prediction vector "
-             "carries little more than the identity and every inverter drifts toward a "
-             "per-class average face")
-WHY_BUDGET = "CPU budgets (width 0.25 models, a few epochs, capped auxiliary sets)"
-WHY_CELEBA = "CelebA is a 10,000-image subset at half resolution (89x109), re-encoded"
-CHANCE_CLASSES = {"facescrub": 12, "mnist": 5}
+CLAIMS_FILE = "claims.py"  # beside the results folders it judges
+RERUNS = "reruns.md"  # hand-written section on rerun, seed and code-version variation
 
 
 @dataclasses.dataclass
@@ -64,7 +66,8 @@ def _verdict(ok) -> str:
             "na": "**not comparable**"}[ok]
 
 
-def _f(v, nd=4):
+def fmt(v, nd=4):
+    """A table cell: floats to `nd` decimals, None as n/a."""
     if v is None:
         return "n/a"
     if isinstance(v, float):
@@ -75,7 +78,7 @@ def _f(v, nd=4):
 def _table(rows, cols):
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(_f(r.get(c)) for c in cols) + " |")
+        out.append("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
     return "\n".join(out)
 
 
@@ -93,596 +96,40 @@ def load(d: Path, name: str):
     return rows, (json.loads(run.read_text()) if run.exists() else {})
 
 
-def _join(*parts) -> str:
+def join(*parts) -> str:
+    """The non-empty parts joined by '; ' (a context line)."""
     return "; ".join(p for p in parts if p)
 
-
-# ----------------------------------------------------------------------------- auxiliary
-
-def _aux_order(dataset):
-    def check(rows, run):
-        by = {r["aux"]: r for r in rows}
-        if not {"same", "generic", "distinct"} <= set(by):
-            return Outcome(None, "not all of same, generic, distinct were run")
-        s, g, d = (by[k]["mse"] for k in ("same", "generic", "distinct"))
-        acc = {k: by[k].get("attack_acc") for k in by}
-        numbers = (f"MSE same {s:.4f}, generic {g:.4f}, distinct {d:.4f}; evaluation-classifier "
-                   f"accuracy same {acc['same']:.3f}, generic {acc['generic']:.3f}, distinct "
-                   f"{acc['distinct']:.3f}; auxiliary images used: same {by['same']['n_aux']}, "
-                   f"generic {by['generic']['n_aux']}, distinct {by['distinct']['n_aux']}")
-        tiny = by["same"]["n_aux"] * 5 < by["generic"]["n_aux"]
-        context = _join(
-            f"the same-distribution set is under a fifth of the generic one here "
-            f"({by['same']['n_aux']} vs {by['generic']['n_aux']} images), so its inverter may "
-            "be data-starved" if tiny else "",
-            WHY_SMALL if dataset == "facescrub" else "", WHY_BUDGET)
-        return Outcome(s <= g < d, numbers, context)
-    return Claim(f"auxiliary/{dataset}", "the closer the auxiliary distribution to the training "
-                 "data, the better the inversion", "MSE same <= generic < distinct", check)
-
-
-def _aux_generic(dataset):
-    m = CHANCE_CLASSES.get(dataset, 10)
-
-    def check(rows, run):
-        by = {r["aux"]: r for r in rows}
-        if "generic" not in by:
-            return Outcome(None, "no generic row")
-        g = by["generic"]
-        ok = g["mse"] < g["mse_mean_aux"] and g["attack_acc"] >= 2.0 / m
-        return Outcome(ok, f"generic MSE {g['mse']:.4f} vs mean-aux guess "
-                       f"{g['mse_mean_aux']:.4f} (class-mean oracle "
-                       f"{g['mse_class_mean']:.4f}); evaluation-classifier accuracy "
-                       f"{g['attack_acc']:.3f} (chance {1 / m:.3f})",
-                       _join(WHY_SMALL if dataset == "facescrub" else "short training",
-                             WHY_BUDGET))
-    return Claim(f"auxiliary/{dataset}", "a generic auxiliary set suffices to reconstruct "
-                 "recognisably", "MSE below the free mean-auxiliary-image guess and "
-                 "evaluation-classifier accuracy at least twice chance", check)
-
-
-# ----------------------------------------------------------------------------- alignment
-
-def _alignment_facts(rows, run):
-    c = run.get("orientation_counts", {})
-    if not c:
-        return ""
-    return (f"OpenCV cascades: auxiliary {c.get('aux_frontal')} frontal / "
-            f"{c.get('aux_profile')} profile / {c.get('aux_none')} none; target training "
-            f"{c.get('target_train_frontal')} / {c.get('target_train_profile')} / "
-            f"{c.get('target_train_none')}.\n")
-
-
-def _alignment_check(rows, run):
-    by = {r["aux_subset"]: r for r in rows}
-    if not {"all", "frontal"} <= set(by):
-        return Outcome(None, "no all/frontal rows")
-    a, f = by["all"]["mse"], by["frontal"]["mse"]
-    rnd = by.get("random_same_size", {}).get("mse")
-    ok = f < a and (rnd is None or f < rnd)
-    numbers = (f"MSE all {a:.4f}, frontal {f:.4f}"
-               + (f", random subset of the same size {rnd:.4f}" if rnd is not None else "")
-               + "; evaluation-classifier accuracy "
-               + ", ".join(f"{k} {r['attack_acc']:.3f}" for k, r in by.items())
-               + "; one training seed")
-    c = run.get("orientation_counts", {})
-    n_aux = sum(v for k, v in c.items() if k.startswith("aux_"))
-    kept = (f"the cascades call {c['aux_frontal']} of {n_aux} auxiliary crops frontal, so "
-            "the selection keeps most faces and the two training sets differ little"
-            if n_aux and c.get("aux_frontal", 0) > n_aux / 2 else "")
-    return Outcome(ok, numbers, _join(kept, WHY_SMALL, WHY_BUDGET))
-
-
-ALIGNMENT = Claim("alignment", "training on frontal auxiliary faces only (aligned to the mostly "
-                  "frontal FaceScrub) improves inversion", "MSE frontal < MSE all, and < MSE "
-                  "of a random subset of the same size (when run)", _alignment_check)
-
-
-# ----------------------------------------------------------------------------- truncation
-
-def _truncation(dataset):
-    def check(rows, run):
-        ks = sorted({r["k"] for r in rows})
-        by = {(r["k"], r["method"]): r["mse"] for r in rows}
-        pairs = [(k, by.get((k, "truncation")), by.get((k, "previous"))) for k in ks]
-        pairs = [(k, t, p) for k, t, p in pairs if t is not None and p is not None]
-        strict = [(k, t, p) for k, t, p in pairs if k < max(ks)]
-        ok = all(t <= p for _, t, p in strict) if strict else None
-        return Outcome(ok, "MSE truncation vs previous: "
-                       + "; ".join(f"k={k}: {t:.4f} vs {p:.4f}" for k, t, p in pairs),
-                       _join(WHY_SMALL if dataset == "facescrub" else "", WHY_BUDGET))
-    return Claim(f"truncation/{dataset}", "truncation beats the previous approach for every "
-                 "k < m", "MSE truncation <= MSE previous at every k run below the largest",
-                 check)
-
-
-# ----------------------------------------------------------------------------- class inference
-
-def _ci_parts(rows):
-    by = {r["method"]: r for r in rows}
-    return by.get("truncation"), by.get("previous"), [r for k, r in by.items()
-                                                      if k.startswith("fredrikson")]
-
-
-def _ci_recognisable(dataset):
-    def check(rows, run):
-        t, p, mia = _ci_parts(rows)
-        if not (t and p and mia):
-            return Outcome(None, "not all of truncation, previous, fredrikson were run")
-        best_mia = max(r["attack_acc"] for r in mia)
-        ok = t["attack_acc"] >= p["attack_acc"] and t["attack_acc"] >= best_mia
-        lowest = all(t["mse_to_class_mean"] < r["mse_to_class_mean"] for r in [p] + mia)
-        numbers = (f"top-1 truncation {t['attack_acc']:.3f}, previous {p['attack_acc']:.3f}, "
-                   "MIA: " + ", ".join(f"{r['method']} {r['attack_acc']:.3f}" for r in mia)
-                   + f"; MSE to the class mean: truncation {t['mse_to_class_mean']:.4f}, "
-                   f"previous {p['mse_to_class_mean']:.4f}, MIA "
-                   f"{min(r['mse_to_class_mean'] for r in mia):.4f} (better MIA variant)")
-        if dataset == "mnist":
-            first = ("the generic auxiliary set holds digits 5-9, so the representative of a "
-                     "class can be a 5-9 digit that the target maps to it (see the figure), "
-                     "which an evaluation classifier of digits 0-4 need not recognise"
-                     + ("; the truncation inverter's MSE to the class mean is nonetheless the "
-                        "lowest" if lowest else "")
-                     + "; the paper runs this scenario on faces only")
-        else:
-            first = WHY_SMALL
-        context = _join(first, WHY_BUDGET, f"one image per class makes accuracy coarse (steps "
-                        f"of 1/{t.get('n_classes', 'm')})")
-        return Outcome(ok, numbers, context)
-    return Claim(f"class_inference/{dataset}", "representative images from the truncation "
-                 "inverter are more recognisable than Fredrikson's MIA and the previous "
-                 "training-based approach", "evaluation-classifier top-1 of truncation >= "
-                 "that of previous and of every MIA variant", check)
-
-
-def _ci_speed(dataset):
-    def check(rows, run):
-        t, _, mia = _ci_parts(rows)
-        if not (t and mia):
-            return Outcome(None, "truncation or fredrikson not run")
-        slow = min(r["seconds_per_class"] for r in mia)
-        steps = min(r.get("mean_steps", 0) for r in mia)
-        max_steps = (run.get("fredrikson") or {}).get("steps")
-        numbers = (f"{1000 * t['seconds_per_class']:.2f} ms per class (plus a one-off training, "
-                   f"{t['train_seconds']:.0f} s in this run, near 0 when cached) vs {slow:.2f} s "
-                   f"per class for MIA (all classes in one batch; {steps:.0f} gradient steps "
-                   "per class on average" + (f", at most {max_steps}" if max_steps else "") + ")")
-        early = max_steps and steps < max_steps
-        return Outcome(t["seconds_per_class"] * 10 < slow, numbers,
-                       "MIA stopped before its step limit here (threshold or patience)"
-                       if early else "")
-    return Claim(f"class_inference/{dataset}", "training-based inversion is one forward pass "
-                 "while the optimisation attack takes far longer per image", "at least 10x "
-                 "less time per class", check)
-
-
-# ----------------------------------------------------------------------------- joint
-
-def _joint_rows(rows):
-    by = {r["setting"]: r for r in rows}
-    return by.get("blackbox"), by.get("joint"), by.get("blackbox_aug")
-
-
-def _joint_better(dataset):
-    def check(rows, run):
-        b, j, _ = _joint_rows(rows)
-        if not (b and j):
-            return Outcome(None, "blackbox or joint not run")
-        return Outcome(j["mse"] < b["mse"], f"MSE joint {j['mse']:.4f} vs black-box "
-                       f"{b['mse']:.4f}", _join(
-                           WHY_BUDGET, f"with recon_weight {j.get('recon_weight')} the "
-                           "reconstruction term may push the classifier far less than "
-                           "cross-entropy does, so its logits keep little extra image "
-                           "information (a weight sweep was not run)", f"the joint decoder "
-                           f"trains {j.get('joint_epochs')} epochs while learning from a moving "
-                           "classifier"))
-    return Claim(f"joint/{dataset}", "the jointly trained inverter reconstructs better than the "
-                 "black-box one", "MSE joint < MSE black-box", check)
-
-
-def _joint_cost(dataset):
-    def check(rows, run):
-        b, j, _ = _joint_rows(rows)
-        if not (b and j):
-            return Outcome(None, "blackbox or joint not run")
-        drop = b["classifier_acc"] - j["classifier_acc"]
-        return Outcome(drop <= 0.05, f"accuracy black-box {b['classifier_acc']:.4f}, joint "
-                       f"{j['classifier_acc']:.4f} (drop {100 * drop:.1f} points)",
-                       _join(WHY_BUDGET, "the reconstruction loss competes with classification "
-                             "for the small network's capacity (not tested)"))
-    return Claim(f"joint/{dataset}", "at an acceptable accuracy cost", "the joint classifier's "
-                 "test accuracy at most 5 points below the black-box target's", check)
-
-
-def _joint_aug(dataset):
-    def check(rows, run):
-        b, j, a = _joint_rows(rows)
-        if not (b and j and a):
-            return Outcome(None, "not all of blackbox, joint, blackbox_aug were run")
-        if b["mse"] > j["mse"]:
-            ok = a["mse"] < b["mse"] and (a["mse"] - j["mse"]) <= 0.5 * (b["mse"] - j["mse"])
-        else:
-            ok = a["mse"] <= j["mse"] * 1.05
-        return Outcome(ok, f"MSE black-box+aux {a['mse']:.4f}, black-box {b['mse']:.4f}, "
-                       f"joint {j['mse']:.4f}", WHY_BUDGET)
-    return Claim(f"joint/{dataset}", "augmenting the inverter's training data with the generic "
-                 "auxiliary set brings black-box close to joint", "closes at least half the "
-                 "MSE gap; where joint is not better, matches joint within 5%", check)
-
-
-# ----------------------------------------------------------------------------- face API
-
-def _api_facts(rows, run):
-    acc = run.get("api_field_accuracy_heldout")
-    maj = run.get("api_field_majority_heldout", {})
-    if not acc:
-        return ""
-    return ("Local API field accuracy on held-out CelebA (in brackets: always answering the "
-            "more common value): " + ", ".join(
-                f"{k} {v:.3f}" + (f" [{maj[k]:.3f}]" if k in maj else "")
-                for k, v in acc.items()) + ".\n")
-
-
-def _why_api(failing) -> str:
-    if failing == ["facescrub"]:
-        return ("it fails on the FaceScrub victims only, whose crops are cut by FaceScrub's "
-                "boxes rather than aligned like the CelebA faces the API and the inverter were "
-                "trained on, so the API's answers for them may be off-distribution")
-    return ""
-
-
-def _api_claim(name, text, rule, other, numbers, why):
-    """A face-API claim: for every victim group, MSE with all features < other(by, group)."""
-    def check(rows, run):
-        by = {(r["features"], r["victims"]): r for r in rows}
-        groups = sorted({g for f, g in by if f == "all"})
-        pairs = {g: (by[("all", g)]["mse"], other(by, g)) for g in groups}
-        if not groups or any(o is None for _, o in pairs.values()):
-            return Outcome(None, "the rows this rule compares were not run")
-        failing = [g for g, (a, o) in pairs.items() if a >= o]
-        return Outcome(not failing, "; ".join(numbers.format(g=g, a=a, o=o)
-                                              for g, (a, o) in pairs.items()),
-                       _join(_why_api(failing), why, WHY_BUDGET))
-    return Claim(name, text, rule, check)
-
-
-def _api_vs_mean(name):
-    return _api_claim(
-        name, "the attacker reconstructs victims from the API's feature output better than the "
-        "free mean-face guess", "MSE with all features < the mean auxiliary image's MSE, for "
-        "every victim group", lambda by, g: by[("all", g)]["mse_mean_aux"],
-        "{g}: all {a:.4f} vs mean-aux {o:.4f}", "the local API answers only 6 attributes and 5 "
-        "landmarks (what CelebA's labels support), far fewer than Rekognition's ~50 values")
-
-
-def _api_landmarks(name):
-    return _api_claim(
-        name, "removing the landmark features makes the inversion worse", "MSE with all "
-        "features < MSE without landmarks, for every victim group",
-        lambda by, g: by.get(("no_landmarks", g), {}).get("mse"),
-        "{g}: with {a:.4f}, without {o:.4f}", "our landmarks are 5 points regressed from "
-        "cascade-derived targets (the nose is placed, not detected), a weak signal")
-
-
-def _api_epochs_title(run) -> str:
-    epochs = (run or {}).get("api_epochs")
-    return f" (API trained {epochs} epochs)" if epochs else ""
-
-
-# ----------------------------------------------------------------------------- the document
-
-AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "mse_mean_aux",
-            "mse_class_mean", "n_aux", "epochs")
-TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "mse_mean_aux", "mse_class_mean",
-              "epochs")
-CI_COLS = ("method", "attack_acc", "attack_acc_top5", "target_confidence", "mse_to_class_mean",
-           "seconds_per_class", "train_seconds", "mean_steps", "access")
-JOINT_COLS = ("setting", "classifier_acc", "mse", "ssim", "attack_acc", "mse_mean_aux",
-              "n_inverter", "k", "recon_weight", "epochs", "joint_epochs")
-API_COLS = ("features", "n_features", "victims", "mse", "ssim", "attack_acc", "mse_mean_aux",
-            "n_victims", "epochs")
-DATASETS = ("facescrub", "mnist")
-
-
-# ----------------------------------------------------------------------------- paper scale
-
-PAPER = "celeba_ids"
-WHY_PAPER = ("CPU budget: width 0.25 classifiers (target 20 epochs, judge 40), inverters 10 "
-             "epochs on 9,000 generic faces and their mirror images (the authors: ~200,000 "
-             "CelebA faces, 100 epochs, full width); ~16 training images per identity "
-             "(FaceScrub-530 has ~200)")
-PAPER_TRUNC_COLS = ("k", "method", "mse", "ssim", "attack_acc", "attack_acc_top5", "eval_acc",
-                    "nn_acc", "nn_acc_top5", "knn_dist", "mse_class_mean", "epochs")
-PAPER_AUX_COLS = ("aux", "aux_data", "k", "mse", "ssim", "attack_acc", "attack_acc_top5",
-                  "eval_acc", "nn_acc", "knn_dist", "mse_mean_aux", "n_aux", "epochs")
-PAPER_CI_COLS = ("method", "attack_acc", "attack_acc_top5", "eval_acc", "nn_acc", "knn_dist",
-                 "target_confidence", "mse_to_class_mean", "seconds_per_class", "mean_steps",
-                 "n_attacked", "access")
-
-
-def _finite(*vals) -> bool:
-    import math
-
+def finite(*vals) -> bool:
+    """Every value is a finite number (a rule compares only those)."""
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals)
 
 
-def _paper_prev(prev):
-    def check(rows, run):
-        by = {(r["k"], r["method"]): r["mse"] for r in rows}
-        ks = sorted({r["k"] for r in rows if r["k"] > 0})
-        pairs = [(k, by[(k, "truncation")], by[(k, prev)]) for k in ks
-                 if k < max(ks) and (k, "truncation") in by and (k, prev) in by]
-        fin = [(k, t, p) for k, t, p in pairs if _finite(t, p)]
-        skipped = [k for k, t, p in pairs if not _finite(t, p)]
-        ok = all(t < p for _, t, p in fin) if fin else None
-        return Outcome(ok, "MSE truncation vs " + prev + ": "
-                       + "; ".join(f"k={k}: {t:.4f} vs {p:.4f}" for k, t, p in fin)
-                       + (f" (k={','.join(map(str, skipped))} not compared: a reconstruction "
-                          "came out non-finite in mixed_bfloat16, see the table)"
-                          if skipped else ""), WHY_PAPER)
-    return Claim(f"truncation/{PAPER}", f"truncation beats the previous approach ('{prev}') "
-                 "for every k < m at 471 identities",
-                 "MSE truncation < MSE " + prev + " at every k below m (finite values)", check)
+def load_claims(path):
+    """The claims module at `path` (a Python file). It defines HEADER (markdown),
+    sections(d) -> [Section], and optionally observations(d) -> [markdown part] (comparisons
+    across folders, shown after the sections), standalone(d) -> [(title, Claim, Outcome)]
+    (claims under a heading of their own) and REGENERATE_BEFORE / REGENERATE_AFTER (lines
+    around the binaries' commands in "Regenerate every table"). ConfigError when it is missing."""
+    from tfminv.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no claims file; expected the {CLAIMS_FILE} that defines the "
+                          "claims judged on this folder's results (see tfminv.reporting."
+                          "reproduction.load_claims)")
+    name = f"_tfminv_claims_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
-def _paper_goal_mse(rows, run):
-    by = {(r["k"], r["method"]): r for r in rows}
-    t, p = by.get((10, "truncation")), by.get((10, "previous"))
-    cm = next((r for r in rows if r["method"] == "reference: class_mean"), None)
-    if not (t and p and cm):
-        return Outcome(None)
-    ok = t["mse"] <= 0.025 and t["mse"] < cm["mse"] and t["mse"] <= 0.5 * p["mse"]
-    tacc = (run or {}).get("target", {}).get("test_accuracy")
-    return Outcome(ok, f"k=10: truncation {t['mse']:.4f}, per-class mean {cm['mse']:.4f}, "
-                   f"previous {p['mse']:.4f}; the authors' code on the same split: 0.0279 "
-                   "(previous 0.0626)",
-                   _join(f"the target recognises {_f(tacc, 3)} of the held-out faces (the "
-                         "authors' target on this split: 0.558); the inverter overfits the "
-                         "generic faces within 3 epochs, and fewer of them give higher MSE (see "
-                         "'more generic faces' below)", WHY_PAPER))
-
-
-def _paper_goal_acc(rows, run):
-    t = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
-    cm = next((r for r in rows if r["method"] == "reference: class_mean"), None)
-    if not (t and cm):
-        return Outcome(None)
-    ev = t.get("eval_acc") or 0.0
-    m = max(r["k"] for r in rows)
-    ok = t["attack_acc_top5"] >= 0.2 and ev >= 0.6
-    return Outcome(ok, f"k=10: attack top-1 {t['attack_acc']:.3f}, top-5 "
-                   f"{t['attack_acc_top5']:.3f} (chance {5 / m:.3f}); judge's own top-1 "
-                   f"{ev:.3f}; nearest-identity accuracy {t['nn_acc']:.3f} (top-5 "
-                   f"{t['nn_acc_top5']:.3f})",
-                   _join(f"the judge recognises {ev:.3f} of the real held-out faces and "
-                         f"{cm['attack_acc_top5']:.3f} (top-5) of the per-class mean images, so "
-                         "it can tell people apart; the reconstructions carry less of each "
-                         "identity than the class mean, and more generic faces raise top-5 "
-                         "(see 'more generic faces' below)", WHY_PAPER))
-
-
-def _paper_aux(rows, run):
-    by = {r["aux"]: r for r in rows}
-    if not {"same", "generic", "distinct"} <= set(by):
-        return Outcome(None)
-    sm, g, dd = (by[k]["mse"] for k in ("same", "generic", "distinct"))
-    ok = (sm <= g < dd) if _finite(sm, g, dd) else "na"
-    sizes = {by[k]["n_aux"] for k in ("same", "generic", "distinct")}
-    why = ("all three sets of one size here" if len(sizes) == 1 else
-           "the same-distribution set (other people of the test split) has about half the "
-           "generic set's images; the equal-size run below compares them at one size")
-    return Outcome(ok, f"MSE same {sm:.4f}, generic {g:.4f}, distinct {dd:.4f}; training pairs: "
-                   f"same {by['same']['n_aux']}, generic {by['generic']['n_aux']}, distinct "
-                   f"{by['distinct']['n_aux']}", _join(why, WHY_PAPER))
-
-
-def _paper_reframed(rows, run):
-    by = {r["aux"]: r for r in rows}
-    if not {"generic", "generic_reframed"} <= set(by):
-        return Outcome(None)
-    g, r = by["generic"]["mse"], by["generic_reframed"]["mse"]
-    return Outcome(r <= 0.98 * g, f"MSE generic {g:.4f}, re-framed {r:.4f}",
-                   "on aligned CelebA the detector's box nearly coincides with the fixed crop")
-
-
-def _paper_ci(rows, run):
-    by = {r["method"]: r for r in rows}
-    t = by.get("truncation")
-    mia = [r for k, r in by.items() if k.startswith("fredrikson")]
-    if not (t and mia):
-        return Outcome(None)
-    best = max(r["attack_acc"] for r in mia)
-    return Outcome(t["attack_acc"] >= best, f"top-1 truncation {t['attack_acc']:.3f} vs MIA "
-                   + ", ".join(f"{r['method']} {r['attack_acc']:.3f}" for r in mia),
-                   _join(f"one image per class for {t.get('n_attacked')} classes: top-1 moves "
-                         "in steps of 1/n; every method is near chance", WHY_PAPER))
-
-
-PAPER_AUDIT_COLS = ("policy", "k", "released_entries", "utility", "mse", "ssim", "attack_acc",
-                    "attack_acc_top5", "beats_mean_aux")
-
-
-def _paper_audit(rows, run):
-    """The policies that release less of the same scores (top-k, the label, rounding) leave
-    the aligned attacker at least 5% below the mean auxiliary image's MSE."""
-    refs = (run or {}).get("baselines") or (run or {}).get("references") or {}  # earlier name
-    judge = refs.get("judge_accuracy_on_real_victims", refs.get("eval_accuracy_on_real_victims"))
-    less = [r for r in rows if r["policy"].split(":")[0] in ("identity", "topk", "label", "round")]
-    other = [r for r in rows if r not in less]
-    if not less or "mse_mean_aux" not in refs:
-        return Outcome(None)
-    bound = 0.95 * refs["mse_mean_aux"]
-    ok = all(r["mse"] <= bound for r in less)
-    return Outcome(ok, "MSE " + ", ".join(f"{r['policy']} {r['mse']:.4f}" for r in less)
-                   + f" vs mean auxiliary image {refs['mse_mean_aux']:.4f}; policies that change "
-                   "the scores: " + ", ".join(f"{r['policy']} {r['mse']:.4f} (utility "
-                                              f"{_f(r.get('utility'), 3)})" for r in other)
-                   + f"; judge's own top-1 {_f(judge, 3)}", WHY_PAPER)
-
-
-AUX_SIZES = (2500, 5000)  # --max_aux of the truncation_celeba_ids_aux<N> runs (k = 10)
-
-
-def _paper_aux_size(d: Path):
-    """Across folders: k = 10 truncation MSE and attack top-5 as the generic set grows
-    (truncation_celeba_ids_aux<N>, then the full run)."""
-    def check(rows, run):
-        points = []
-        for n in AUX_SIZES:
-            other, _ = load(d, f"truncation_{PAPER}_aux{n}")
-            r = next((r for r in other or [] if r["k"] == 10 and r["method"] == "truncation"),
-                     None)
-            if r:
-                points.append((r["n_aux"], r["mse"], r["attack_acc_top5"]))
-        full = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
-        if not points or not full:
-            return Outcome(None)
-        points.append((full["n_aux"], full["mse"], full["attack_acc_top5"]))
-        points.sort()
-        ok = all(a[1] > b[1] for a, b in zip(points, points[1:]))
-        return Outcome(ok, "k=10, training pairs (faces and mirrors) -> MSE / attack top-5: "
-                       + "; ".join(f"{n} -> {m:.4f} / {t:.3f}" for n, m, t in points),
-                       "the authors trained on ~200,000 generic faces; the shared CelebA copy "
-                       "has 10,000")
-    return check
-
-
-def _paper_sections(d: Path) -> list:
-    return [
-        Section(f"truncation_{PAPER}", "Paper scale: truncation vs previous, 471 identities",
-                PAPER_TRUNC_COLS, (
-                    _paper_prev("previous"), _paper_prev("previous_logzero"),
-                    Claim(f"truncation/{PAPER}", "goal at k = 10: truncation MSE <= 0.025, "
-                          "below the per-class mean, at most half the previous approach's",
-                          "all three at k = 10", _paper_goal_mse),
-                    Claim(f"truncation/{PAPER}", "goal at k = 10: attack top-5 >= 0.2 judged "
-                          "by an evaluation classifier with >= 0.6 top-1",
-                          "top-5 >= 0.2 and the judge's top-1 on real held-out images >= 0.6",
-                          _paper_goal_acc),
-                    Claim(f"truncation/{PAPER}", "more generic faces, better reconstructions "
-                          "(observed here, not a claim of the paper)", "k = 10 MSE falls at "
-                          "every step of 2,500 -> 5,000 -> 10,000 generic faces",
-                          _paper_aux_size(d)))),
-        *(Section(f"truncation_{PAPER}_aux{n}", f"Paper scale: k = 10 with --max_aux={n} "
-                  "generic faces", PAPER_TRUNC_COLS) for n in AUX_SIZES),
-        Section(f"auxiliary_{PAPER}", "Paper scale: auxiliary set distribution, 471 identities",
-                PAPER_AUX_COLS, (
-                    Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "
-                          "better", "MSE same <= generic < distinct", _paper_aux),
-                    Claim(f"auxiliary/{PAPER}", "re-framing the generic faces like the "
-                          "target's crops (face detector box) helps",
-                          "MSE re-framed at least 2% below MSE generic", _paper_reframed))),
-        Section(f"auxiliary_{PAPER}_equal", "Paper scale: auxiliary set distribution at one "
-                "size (--max_aux=5753, the same-distribution set's size)", PAPER_AUX_COLS, (
-                    Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "
-                          "better, at one size", "MSE same <= generic < distinct", _paper_aux),
-                )),
-        Section(f"audit_{PAPER}", "Paper scale: release policies, 471 identities",
-                PAPER_AUDIT_COLS, (
-                    Claim(f"audit/{PAPER}", "releasing less of the same scores (top-k, the "
-                          "label, rounding) does not stop an attacker aligned to the release",
-                          "MSE at most 95% of the mean auxiliary image's under identity, "
-                          "topk, label and round policies", _paper_audit),)),
-        Section(f"class_inference_{PAPER}", "Paper scale: training-class inference, 50 of 471 "
-                "identities", PAPER_CI_COLS, (
-                    Claim(f"class_inference/{PAPER}", "representative images from the "
-                          "truncation inverter are more recognisable than Fredrikson's MIA "
-                          "(black or mean-aux start)", "top-1 truncation >= best MIA top-1",
-                          _paper_ci),)),
-    ]
-
-
-def sections(d: Path) -> list[Section]:
-    """The document's sections in order (the API folders are those present in d)."""
-    out = [Section(f"auxiliary_{ds}", f"Auxiliary set distribution, {ds}", AUX_COLS,
-                   (_aux_order(ds), _aux_generic(ds))) for ds in DATASETS]
-    out.append(Section("alignment_facescrub", "Auxiliary set alignment (frontal faces)",
-                       ("aux_subset", "k", "mse", "ssim", "attack_acc", "mse_mean_aux", "n_aux",
-                        "epochs"), (ALIGNMENT,), _alignment_facts))
-    out += [Section(f"truncation_{ds}", f"Truncation vs previous, {ds}", TRUNC_COLS,
-                    (_truncation(ds),)) for ds in DATASETS]
-    out += [Section(f"class_inference_{ds}", f"Training-class inference, {ds}", CI_COLS,
-                    (_ci_recognisable(ds), _ci_speed(ds))) for ds in DATASETS]
-    out += [Section(f"joint_{ds}", f"Joint training vs black-box, {ds}", JOINT_COLS,
-                    (_joint_better(ds), _joint_cost(ds), _joint_aug(ds))) for ds in DATASETS]
-    api_dirs = sorted(p.name for p in Path(d).glob("api_celeba*") if p.is_dir()) or ["api_celeba"]
-    out += [Section(name, "Inverting a DetectFaces-format face API"
-                    + _api_epochs_title(load(d, name)[1]), API_COLS,
-                    (_api_vs_mean(name), _api_landmarks(name)), _api_facts)
-            for name in api_dirs]
-    out += _paper_sections(d)
-    return out
-
-
-def _api_training_observation(d: Path):
-    """Across folders: did the API trained longer (api_celeba) leak less than the one trained
-    less (api_celeba_api6)? Rule: higher MSE in every (features, victims) row."""
-    (api20, run20), (api6, run6) = load(d, "api_celeba"), load(d, "api_celeba_api6")
-    if not (api20 and api6):
-        return None
-    key = lambda r: (r["features"], r["victims"])  # noqa: E731
-    six = {key(r): r["mse"] for r in api6}
-    pairs = [(r, six[key(r)]) for r in api20 if key(r) in six]
-    if not pairs:
-        return None
-    e20, e6 = (run20 or {}).get("api_epochs", "?"), (run6 or {}).get("api_epochs", "?")
-    ok = all(r["mse"] > m6 for r, m6 in pairs)
-    mixed = not ok and any(r["mse"] > m6 for r, m6 in pairs)
-    head = ("a better-trained API leaked less here" if ok else
-            "a better-trained API leaked less in some rows only" if mixed else
-            "a better-trained API did not leak less here")
-    return (f"\n## Observation: {head}\n",
-            f"Same attack, API trained {e20} vs {e6} epochs (MSE; rule: the longer-trained API's "
-            "MSE is higher in every row): " + "; ".join(
-                f"{r['features']}/{r['victims']}: {r['mse']:.4f} vs {m6:.4f}" for r, m6 in pairs)
-            + ". A possible explanation (not tested): the less trained model's answers still "
-            "track low-level appearance (brightness, contrast), the better one's are more "
-            "invariant to it.\n")
-
-
-def _best_facescrub_mse(d: Path) -> float:
-    best = float("inf")
-    for name in ("auxiliary_facescrub", "alignment_facescrub", "truncation_facescrub",
-                 "joint_facescrub"):
-        rows = load(d, name)[0] or []
-        best = min([best] + [r["mse"] for r in rows if isinstance(r.get("mse"), float)])
-    return best
-
-
-def _third_party(d: Path):
-    rows = load(d, "joint_facescrub")[0]
-    if not rows:
-        return None
-    b = {r["setting"]: r for r in rows}.get("blackbox")
-    if not b:
-        return None
-    claim = Claim("classifier", "third-party run: FaceScrub classifier accuracy 0.8579 (530 "
-                  "identities, authors' full-size model) and best inversion MSE 0.0091 "
-                  "(k = 530)", "none: different identities and budgets",
-                  lambda rows, run: Outcome("na"))
-    out = Outcome("na", f"classifier accuracy {b['classifier_acc']:.4f} on 12 identities (width "
-                  f"{b['width']}, CPU budget); best FaceScrub inversion MSE in these tables "
-                  f"{_best_facescrub_mse(d):.4f}", "a 12-way task is easier to classify but its "
-                  "predictions say less about a face, and the budgets differ; the numbers cannot "
-                  "be compared directly")
-    return claim, out
-
-
-HEADER = """# Reproduction of Yang et al. (CCS 2019) on this repository's data
-
-Rendered by `python -m tfminv.experiments.reproduction` from the `results.json` files in this
-folder (claims and rules: `tfminv/reporting/reproduction.py`): every number below is read from
-them, and every verdict is computed by the rule printed with its claim. "Context" lines hold
-facts read from the same files and possible reasons that no rule tested.
-
-What differs from the paper, everywhere: {small}; {budget}; {celeba}. The paper's own tables
-were not recoverable, so the comparison is with its qualitative claims (see
-`REFERENCE.md`, "Numbers we have") and with a third-party run of the authors' code on the
-full 530-identity FaceScrub: classifier accuracy 0.8579, best inversion MSE 0.0091 (k = 530).
-MSE is always printed beside the free mean-auxiliary-image guess (`mse_mean_aux`) and the
-per-class training mean (`mse_class_mean`, unreachable for an attacker): an inverter
-is only interesting where it beats the first clearly.
-"""
+def _claims(d: Path, claims):
+    if claims is None:
+        return load_claims(Path(d) / CLAIMS_FILE)
+    return load_claims(claims) if isinstance(claims, (str, Path)) else claims
 
 
 def _outcomes(sec: Section, rows, run) -> list[tuple[Claim, Outcome]]:
@@ -690,13 +137,14 @@ def _outcomes(sec: Section, rows, run) -> list[tuple[Claim, Outcome]]:
             for claim in sec.claims]
 
 
-def evaluate(d: Path) -> list[tuple[Claim, Outcome]]:
-    """Every claim with its outcome on the results in d (missing folders: not run)."""
+def evaluate(d: Path, claims=None) -> list[tuple[Claim, Outcome]]:
+    """Every claim with its outcome on the results in d (missing folders: not run). claims: a
+    claims module or the path of one (default d/claims.py)."""
+    claims = _claims(d, claims)
     out = []
-    for sec in sections(d):
+    for sec in claims.sections(Path(d)):
         out += _outcomes(sec, *load(d, sec.folder))
-    third = _third_party(d)
-    return out + ([third] if third else [])
+    return out + [(c, o) for _, c, o in getattr(claims, "standalone", lambda d: [])(Path(d))]
 
 
 def _claim_text(claim: Claim, outcome: Outcome) -> str:
@@ -707,15 +155,14 @@ def _claim_text(claim: Claim, outcome: Outcome) -> str:
     return text + "\n"
 
 
-RERUNS = "reruns.md"  # hand-written section on rerun, seed and code-version variation
-
-
-def render(d: Path) -> str:
-    """The whole REPRODUCTION.md text for the experiments folder d (with `reruns.md`, when
-    present, appended as written)."""
+def render(d: Path, claims=None) -> str:
+    """The whole REPRODUCTION.md text for the experiments folder d, judged by `claims` (a claims
+    module or the path of one; default d/claims.py), with `reruns.md`, when present, appended
+    as written."""
     d = Path(d)
+    claims = _claims(d, claims)
     parts, commands, summary = [], [], []
-    for sec in sections(d):
+    for sec in claims.sections(d):
         rows, run = load(d, sec.folder)
         parts.append(f"\n## {sec.title} (`{sec.folder}/`)\n")
         if rows is None:
@@ -734,14 +181,11 @@ def render(d: Path) -> str:
             summary.append((claim, outcome))
             if rows is not None:
                 parts.append(_claim_text(claim, outcome))
-    obs = _api_training_observation(d)
-    if obs:
-        parts += list(obs)
-    third = _third_party(d)
-    if third:
-        parts.append("\n## The third-party numbers\n")
-        parts.append(_claim_text(*third))
-        summary.append(third)
+    parts += getattr(claims, "observations", lambda d: [])(d)
+    for title, claim, outcome in getattr(claims, "standalone", lambda d: [])(d):
+        parts.append(f"\n## {title}\n")
+        parts.append(_claim_text(claim, outcome))
+        summary.append((claim, outcome))
     notes = d / RERUNS
     if notes.is_file():  # measured by hand (reruns, seeds, code versions): kept as written
         parts.append("\n" + notes.read_text().strip() + "\n")
@@ -749,9 +193,6 @@ def render(d: Path) -> str:
     table += [f"| {c.scenario} | {c.text} | {c.rule} | {_verdict(o.verdict)} |"
               for c, o in summary]
     cmds = ["\n## Regenerate every table\n", "```bash",
-            "export TFMINV_DATA_DIR=../shared/data  # the raw datasets",
-            "bash experiments/run_scenarios.sh        # or the single commands below"]
-    cmds += commands
-    cmds += ["python -m tfminv.experiments.reproduction --experiments_dir=experiments", "```"]
-    header = HEADER.format(small=WHY_SMALL, budget=WHY_BUDGET, celeba=WHY_CELEBA)
-    return "\n".join([header] + table + parts + cmds) + "\n"
+            *getattr(claims, "REGENERATE_BEFORE", ()), *commands,
+            *getattr(claims, "REGENERATE_AFTER", ()), "```"]
+    return "\n".join([claims.HEADER] + table + parts + cmds) + "\n"
