@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfminv.errors import ConfigError, DataError, OracleError, TfminvError
+from tfminv.errors import ConfigError, DataError, OracleError, TfminvError, first_line
 from tfminv.oracles.checks import kind_of as _kind_of  # noqa: F401 - the rule's home
 from tfminv.oracles.checks import outputs_kind as read_outputs
 
@@ -155,7 +155,7 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
     except TfminvError as e:
         raise type(e)(f"{what} on a probe batch of {_fmt_shape(shape)} images: {e}") from None
     except Exception as e:  # noqa: BLE001 - any failure here means the target cannot take them
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        first = first_line(str(e))
         raise OracleError(f"{what} failed on a probe batch of {len(probe_images)} images of "
                           f"shape {_fmt_shape(shape)} ({type(e).__name__}: {first}); expected a "
                           "target that takes these images") from None
@@ -176,8 +176,8 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
 
     oracle = _Target(output_dim=int(raw.shape[1]), batch_size=base.batch_size,
                      name=base.name)
-    info = {"identity": ident, "input_range": [lo, hi], "outputs": kind, "outputs_from": how,
-            "classes": int(raw.shape[1])}
+    info = {"identity": ident, "name": base.name, "input_range": [lo, hi], "outputs": kind,
+            "outputs_from": how, "classes": int(raw.shape[1])}
     return oracle, info
 
 
