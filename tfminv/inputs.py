@@ -80,7 +80,9 @@ class InversionInputs:
     predictions are inverted; victim_labels: their class indices (optional: attack accuracy and
     utility need them); train_images/train_labels: the target's training data (optional: the
     class-mean baseline uses them, else the victims' own class means). Images become float32
-    [N, H, W, C] in [0, 1]; all must share one (H, W, C).
+    [N, H, W, C] in [0, 1]; all must share one (H, W, C). victim_label_names: the names of the
+    label indices when the source has them (e.g. class sub-folders); the door then requires
+    one name per target class, since a source covering fewer classes shifts the labels.
     """
 
     aux_images: np.ndarray
@@ -88,8 +90,10 @@ class InversionInputs:
     victim_labels: np.ndarray | None = None
     train_images: np.ndarray | None = None
     train_labels: np.ndarray | None = None
+    victim_label_names: tuple = ()
 
     def __post_init__(self):
+        self.victim_label_names = tuple(str(n) for n in (self.victim_label_names or ()))
         self.aux_images = as_unit_images(self.aux_images, "aux_images")
         self.victim_images = as_unit_images(self.victim_images, "victim_images")
         if len(self.aux_images) < 2:

@@ -74,6 +74,13 @@ class InversionConfig:
                            "or the probe's answers", choices=OUTPUTS)
     input_range: tuple = setting((0.0, 1.0), "the scale the target expects, (lo, hi), e.g. "
                                  "(0, 255): the target sees lo + x * (hi - lo)")
+    eval_input_range: tuple | None = setting(None, "the scale the judge (eval_model) expects, "
+                                             "(lo, hi); None: the target's input_range")
+    scale_check: str = setting("error", "with victim labels, the target's and judge's accuracy "
+                               "on the victims is checked before training: 'error' refuses a "
+                               "declared input scale under which they answer near chance while "
+                               "the other scale (0-1 vs 0-255) answers clearly better; 'warn' "
+                               "logs it and proceeds", choices=("error", "warn"))
     seed: int = setting(0, "seed of the auxiliary hold-out and of the policies' noise draws")
     val_fraction: float = setting(0.1, "share of the auxiliary images held out to select the "
                                   "inverter")
@@ -99,6 +106,10 @@ class InversionConfig:
         check_aux_augment(self.aux_augment)
         check_outputs(self.outputs)
         parse_input_range(self.input_range)
+        if self.eval_input_range is not None:
+            parse_input_range(self.eval_input_range)
+        if self.scale_check not in ("error", "warn"):
+            raise ConfigError(f"scale_check={self.scale_check!r}: expected 'error' or 'warn'")
         if self.train is not None:
             for name in ("epochs", "batch_size"):
                 mine, theirs = getattr(self, name), getattr(self.train, name)
@@ -161,8 +172,9 @@ def tie_aware_accuracy(released: np.ndarray, labels: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------------- the door
-_KEYWORDS = ("k", "policies", "epochs", "width", "batch_size", "outputs", "input_range", "seed",
-             "val_fraction", "aux_augment", "cache_dir", "workdir", "verbose")
+_KEYWORDS = ("k", "policies", "epochs", "width", "batch_size", "outputs", "input_range",
+             "eval_input_range", "scale_check", "seed", "val_fraction", "aux_augment",
+             "cache_dir", "workdir", "verbose")
 
 
 def inversion_config(config=None, **keywords) -> InversionConfig:
@@ -195,6 +207,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                   k: int | None = None, policies: str | Sequence | None = None,
                   epochs: int | None = None, width: float = 0.25,
                   eval_model=None, outputs: str = "auto", input_range=(0.0, 1.0),
+                  eval_input_range=None, scale_check: str = "error", victim_label_names=(),
                   train_images=None, train_labels=None,
                   batch_size: int | None = None, seed: int = 0, val_fraction: float = 0.1,
                   cache_dir=None, workdir=None, config=None, verbose: int = 0,
@@ -208,10 +221,12 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     width 0.25, batch_size 128, outputs, input_range, seed, val_fraction, aux_augment,
     cache_dir, workdir, verbose). config: an InversionConfig, or the inverters' TrainConfig
     (never silently overriding epochs / batch_size: both given and different is a ConfigError).
-    eval_model: the judge for attack accuracy (any target form; its input_range is the
-    target's; only its argmax is used, and only with victim labels). train_images /
-    train_labels: the target's training data, only for the class-mean floor. progress: where
-    the progress lines go (default: print with verbose, else the log). Returns
+    eval_model: the judge for attack accuracy (any target form; its input scale is
+    eval_input_range, else the target's; only its argmax is used, and only with victim labels). train_images /
+    train_labels: the target's training data, only for the class-mean floor.
+    victim_label_names: the names of the label indices (e.g. class sub-folders), one per
+    target class, else a DataError (a source covering fewer classes shifts labels).
+    eval_input_range / scale_check: see InversionConfig. progress: where the progress lines go (default: print with verbose, else the log). Returns
     `tfminv.results.InversionResults`.
 
     Every check (inputs, target probe, labels vs classes, k vs classes, judge length) runs
@@ -223,9 +238,10 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
         data = aux_images
     else:
         data = InversionInputs(aux_images, victim_images, victim_labels, train_images,
-                               train_labels)
+                               train_labels, victim_label_names)
     cfg = inversion_config(config, k=k, policies=policies, epochs=epochs, width=width,
                            batch_size=batch_size, outputs=outputs, input_range=input_range,
+                           eval_input_range=eval_input_range, scale_check=scale_check,
                            seed=seed, val_fraction=val_fraction, aux_augment=aux_augment,
                            cache_dir=cache_dir, workdir=workdir, verbose=verbose)
     return invert_inputs(target, data, cfg, eval_model=eval_model, progress=progress)
@@ -237,6 +253,7 @@ class _Judge:
 
     judge: object
     info: dict
+    oracle: object = None  # the judge's model as made (scores), or None
 
 
 def _judge_of(eval_model, oracle, target_info, probe, cfg, labels) -> _Judge:
@@ -246,7 +263,7 @@ def _judge_of(eval_model, oracle, target_info, probe, cfg, labels) -> _Judge:
     if labels is None:
         return _Judge(None, {"judge": None, "note": "no labels: no attack accuracy"})
     if eval_model is not None:
-        judge, info = make_target(eval_model, probe_images=probe, input_range=cfg.input_range,
+        judge, info = make_target(eval_model, probe_images=probe, input_range=_judge_range(cfg),
                                   what="eval_model", scores_only=True, cache_dir=cfg.cache_dir)
         if info["classes"] != target_info["classes"]:
             raise DataError(f"eval_model answers {info['classes']} classes but the target "
@@ -258,7 +275,65 @@ def _judge_of(eval_model, oracle, target_info, probe, cfg, labels) -> _Judge:
         about = {"judge": "target", "identity": target_info["identity"],
                  "note": "no eval_model given: the target judges its own inversions; "
                          "biased upward (an independent classifier would recognise fewer)"}
-    return _Judge(ScoresJudge(lambda x: query_cached(judge, x, cfg.cache_dir)), about)
+    return _Judge(ScoresJudge(lambda x: query_cached(judge, x, cfg.cache_dir)), about, judge)
+
+
+def _judge_range(cfg) -> tuple:
+    return cfg.input_range if cfg.eval_input_range is None else cfg.eval_input_range
+
+
+def _near_chance(acc: float, labels: np.ndarray, m: int) -> bool:
+    """Whether `acc` on the labelled victims is no better than a constant answer: within 0.05
+    of max(1/m, the majority class's share), or under 1.5x it."""
+    base = max(1.0 / m, float(np.bincount(labels).max()) / len(labels))
+    return acc < max(base + 0.05, 1.5 * base)
+
+
+def _other_range(lo: float, hi: float) -> tuple:
+    """The scale a mistaken declaration most likely meant: 0-255 for a unit range, else 0-1."""
+    return (0.0, 255.0) if hi - lo <= 2.0 else (0.0, 1.0)
+
+
+def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_range,
+                what: str, flag: str, scale_check: str = "error", cache_dir=None,
+                oracle=None) -> float:
+    """The silent-garbage check, before any training: `model`'s top-1 accuracy on the labelled
+    victims under the declared `input_range`. Near chance (`_near_chance`) while the other
+    common scale (0-1 vs 0-255) answers clearly better (at least 0.1 higher and not near
+    chance) -> ConfigError naming `flag` (scale_check='error') or a warning (scale_check='warn');
+    near chance under both -> a warning (labels in another class order, or an untrained model).
+    Returns the accuracy under the declared scale. oracle: `model` already made for the
+    declared scale (saves a second load); the other scale is loaded only when needed.
+
+    Why: a 0-255 model fed 0-1 images (or the reverse) answers one class for almost every input,
+    so every leakage and utility number comes out near zero and reads as a strong defence."""
+    from tfminv.attacks.predictions import query_cached
+
+    def accuracy(rng, made=None):
+        made = made or make_target(model, probe_images=images[:PROBE], input_range=rng,
+                                   what=what, scores_only=True, cache_dir=cache_dir)[0]
+        return tie_aware_accuracy(query_cached(made, images, cache_dir), labels)
+
+    lo, hi = parse_input_range(input_range)
+    acc = accuracy((lo, hi), oracle)
+    if not _near_chance(acc, labels, m):
+        return acc
+    other = _other_range(lo, hi)
+    alt = accuracy(other)
+    chance = f"chance 1/{m} = {1.0 / m:.3f}, majority class {np.bincount(labels).max() / len(labels):.3f}"
+    if alt >= acc + 0.1 and not _near_chance(alt, labels, m):
+        msg = (f"{what}: top-1 accuracy on the {len(labels)} labelled victims is {acc:.3f} with "
+               f"{flag}={lo:g},{hi:g} ({chance}) but {alt:.3f} with {other[0]:g},{other[1]:g}: "
+               f"declare {flag}={other[0]:g},{other[1]:g} (or scale_check='warn' to proceed)")
+        if scale_check == "error":
+            raise ConfigError(msg)
+        log.warning("WARNING %s", msg)
+    else:
+        log.warning("WARNING %s: top-1 accuracy on the %d labelled victims is %.3f (%s) with "
+                    "%s=%g,%g, and %.3f with %g,%g: the labels may not follow its class order, "
+                    "or it is not a trained model; its numbers below mean little", what,
+                    len(labels), acc, chance, flag, lo, hi, alt, other[0], other[1])
+    return acc
 
 
 @dataclasses.dataclass
@@ -322,9 +397,25 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
     if labels is not None and labels.max() >= m:
         raise DataError(f"victim_labels span [{labels.min()}, {labels.max()}] but the target "
                         f"answers {m} classes: expected labels in [0, {m - 1}]")
+    names = data.victim_label_names
+    if names and len(names) != m:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise DataError(f"victims: {len(names)} classes ({shown}) but the target answers {m}: "
+                        "labels are the sorted class positions, so they would shift; expected "
+                        f"one class (sub-folder) per target class, {m} in its class order "
+                        "(empty sub-folders count)")
     if cfg.k is not None and cfg.k > m:
         raise ConfigError(f"k={cfg.k}: the target answers {m} classes; expected 1 <= k <= {m}")
     judge = _judge_of(eval_model, oracle, target_info, probe, cfg, labels)
+    if labels is not None:  # silent garbage (a wrong input scale, shifted labels) stops here
+        check_scale(target, data.victim_images, labels, m, input_range=cfg.input_range,
+                    what="target", flag="input_range", scale_check=cfg.scale_check,
+                    cache_dir=cfg.cache_dir, oracle=oracle)
+        if eval_model is not None:
+            check_scale(eval_model, data.victim_images, labels, m,
+                        input_range=_judge_range(cfg), what="eval_model",
+                        flag="eval_input_range", scale_check=cfg.scale_check,
+                        cache_dir=cfg.cache_dir, oracle=judge.oracle)
 
     # queries (and every remaining check) before training
     raw_victims = query_cached(oracle, data.victim_images, cfg.cache_dir)

@@ -2,7 +2,9 @@
 
     folder:DIR            image files (PNG, JPEG, BMP, PGM/PPM, TIFF, WebP) directly in DIR
                           (no labels), or in class sub-folders DIR/<class>/ (labels = sorted
-                          sub-folder index, label names = folder names)
+                          sub-folder index, label names = folder names; every sub-folder is a
+                          class, empty ones too, so a class without images shifts no label;
+                          names that are all integers sort numerically: 2 before 10)
     npz:FILE              a NumPy .npz with `images` ([N, H, W] or [N, H, W, C], uint8 0-255 or
                           float 0-1) and optional `labels` ([N] integers)
     tfds:NAME:SPLIT       an already prepared TensorFlow Datasets dataset (e.g. tfds:mnist:test)
@@ -125,7 +127,10 @@ def _folder(root: Path, where: str, limit=None) -> UserImages:
         raise DataError(f"{where}: {root} is not a folder")
     top = _image_files(root)
     subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    classes = [d for d in subs if _image_files(d)]
+    if subs and all(d.name.isdigit() for d in subs):
+        subs.sort(key=lambda d: int(d.name))
+    # every sub-folder is a class once one holds images: dropping empty ones shifts the labels
+    classes = subs if any(_image_files(d) for d in subs) else []
     if top and classes:
         raise DataError(f"{where}: {root} holds both image files and class sub-folders "
                         f"({', '.join(d.name for d in classes[:3])}); expected one or the other")

@@ -73,6 +73,13 @@ class AuditConfig(base.ScenarioConfig):
                                      "upward")
     input_range: str = setting("0,1", "the target's expected input scale 'lo,hi' (user data): "
                                "0,1 or 0,255")
+    eval_input_range: str = setting("", "the judge's (--eval_model's) expected input scale "
+                                    "'lo,hi' (user data); empty: the target's --input_range")
+    scale_check: str = setting("error", "with labelled victims, the target's and judge's "
+                               "accuracy on them is checked before training; error: refuse an "
+                               "input scale under which they answer near chance while the other "
+                               "(0,1 vs 0,255) answers clearly better; warn: log it and go on",
+                               choices=("error", "warn"))
     outputs: str = setting("auto", "what the target answers (user data); auto: from the model's "
                            "last layer or the answers", choices=OUTPUTS)
     tfds_data_dir: str | None = setting(None, "prepared TFDS data dir for tfds: specs (default "
@@ -101,6 +108,11 @@ class AuditConfig(base.ScenarioConfig):
             parse_input_range(self.input_range)
         except ConfigError as e:
             raise ConfigError(f"--{e}") from None
+        if self.eval_input_range:
+            try:
+                parse_input_range(self.eval_input_range)
+            except ConfigError as e:
+                raise ConfigError(f"--eval_{e}") from None
         if not self.user_data:
             target_spec(self.target)
 
@@ -175,6 +187,8 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
                   cut(victims.labels, config.max_victims),
                   policies=policies, width=config.width, eval_model=config.eval_model or None,
                   outputs=config.outputs, input_range=config.input_range,
+                  eval_input_range=config.eval_input_range or None,
+                  scale_check=config.scale_check, victim_label_names=victims.label_names,
                   cache_dir=config.cache_dir, val_fraction=config.aux_val_fraction,
                   seed=config.audit_seed, config=config.train_config(),
                   aux_augment=config.aux_augment, progress=print)

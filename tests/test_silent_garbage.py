@@ -1,0 +1,151 @@
+"""The three common mistakes that used to run to the end with a normal-looking report are stopped
+(or warned about) before any training: a target taking 0-255 input run at the default 0-1
+scale, a judge expecting another scale, and class sub-folders covering only some classes.
+
+Every model here is a tiny own Keras model (not a tfminv builder) with fixed weights: class c's
+images are bright in quadrant c, and the model sums each quadrant against a bias that only a
+0-255 input overcomes (or, for a 0-1 model, no bias)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import tfminv  # noqa: E402
+from tfminv.attacks import core  # noqa: E402
+from tfminv.errors import ConfigError, DataError  # noqa: E402
+
+M, SIDE = 4, 12
+
+
+def quadrant_model(bias: float, name: str):
+    """Logit c = sum of quadrant c (+ bias for class 0): right at 0-255 for bias 100, at 0-1 for
+    bias 0; at 0-1 with bias 100 it answers class 0 for every image (chance)."""
+    model = keras.Sequential([keras.Input((SIDE, SIDE, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(M, activation="softmax")], name=name)
+    w = np.zeros((SIDE * SIDE, M), np.float32)
+    h = SIDE // 2
+    for c in range(M):
+        mask = np.zeros((SIDE, SIDE), np.float32)
+        mask[(c // 2) * h:(c // 2 + 1) * h, (c % 2) * h:(c % 2 + 1) * h] = 1.0 / 36
+        w[:, c] = mask.ravel()
+    b = np.zeros(M, np.float32)
+    b[0] = bias
+    model.layers[-1].set_weights([w, b])
+    return model
+
+
+def images(labels, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, (len(labels), SIDE, SIDE, 1)).astype(np.uint8)
+    h = SIDE // 2
+    for i, c in enumerate(labels):
+        x[i, (c // 2) * h:(c // 2 + 1) * h, (c % 2) * h:(c % 2 + 1) * h] = 250
+    return x
+
+
+LABELS = np.arange(16) % M
+VICTIMS, AUX = images(LABELS, 0), images(np.arange(24) % M, 1)
+
+
+class Trained(Exception):
+    """Raised instead of training: the checks passed."""
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def stop(*a, **k):
+        raise Trained()
+
+    monkeypatch.setattr(core, "run_attack", stop)
+
+
+def one_line(e) -> str:
+    msg = str(e.value)
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def test_a_0_255_target_at_the_default_scale_is_refused(tmp_path, no_training):
+    target = quadrant_model(100.0, "t255")
+    with pytest.raises(ConfigError) as e:
+        tfminv.run_inversion(target, AUX, VICTIMS, LABELS, k=1, cache_dir=tmp_path)
+    msg = one_line(e)
+    assert "input_range=0,1" in msg and "declare input_range=0,255" in msg, msg
+    with pytest.raises(Trained):  # declared right: the checks pass and training starts
+        tfminv.run_inversion(target, AUX, VICTIMS, LABELS, k=1, cache_dir=tmp_path,
+                             input_range=(0, 255))
+
+
+def test_warn_proceeds_with_a_loud_line(tmp_path, no_training, caplog):
+    with caplog.at_level(logging.WARNING, logger="tfminv"), pytest.raises(Trained):
+        tfminv.run_inversion(quadrant_model(100.0, "t255"), AUX, VICTIMS, LABELS, k=1,
+                             cache_dir=tmp_path, scale_check="warn")
+    assert any("WARNING target" in r.getMessage() and "input_range=0,255" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_judge_of_another_scale_is_refused_and_can_be_declared(tmp_path, no_training):
+    target, judge = quadrant_model(0.0, "t01"), quadrant_model(100.0, "j255")
+    with pytest.raises(ConfigError) as e:
+        tfminv.run_inversion(target, AUX, VICTIMS, LABELS, k=1, eval_model=judge,
+                             cache_dir=tmp_path)
+    msg = one_line(e)
+    assert msg.startswith("eval_model") and "eval_input_range=0,255" in msg, msg
+    with pytest.raises(Trained):
+        tfminv.run_inversion(target, AUX, VICTIMS, LABELS, k=1, eval_model=judge,
+                             eval_input_range=(0, 255), cache_dir=tmp_path)
+
+
+def test_near_chance_on_both_scales_warns(tmp_path, no_training, caplog):
+    """Labels in another class order: no scale helps; a loud line, never a silent 0.000."""
+    shuffled = (LABELS + 1) % M
+    with caplog.at_level(logging.WARNING, logger="tfminv"), pytest.raises(Trained):
+        tfminv.run_inversion(quadrant_model(0.0, "t01"), AUX, VICTIMS, shuffled, k=1,
+                             cache_dir=tmp_path)
+    assert any("WARNING target" in r.getMessage() and "class order" in r.getMessage()
+               for r in caplog.records)
+
+
+def _folders(root, classes, labels, x):
+    import cv2
+
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+    for i, (c, img) in enumerate(zip(labels, x)):
+        cv2.imwrite(str(root / classes[c] / f"{i:03d}.png"), img[..., 0])
+
+
+def test_class_folders_covering_some_classes_are_refused(tmp_path, no_training):
+    from tfminv.scenarios import AuditConfig, run_audit
+
+    target = tmp_path / "t01.keras"
+    quadrant_model(0.0, "t01").save(target)
+    keep = LABELS < 3  # no victims of class 3 and no folder for it: labels would still fit
+    _folders(tmp_path / "victims", ["0", "1", "2"], LABELS[keep], VICTIMS[keep])
+    _folders(tmp_path / "aux", ["x"], np.zeros(len(AUX), int), AUX)
+    cfg = dict(target=f"keras:{target}", aux=f"npz:{tmp_path / 'aux.npz'}",
+               victims=f"folder:{tmp_path / 'victims'}", policies="topk:1", epochs=1,
+               width=0.25, cache_dir=str(tmp_path / "cache"))
+    np.savez(tmp_path / "aux.npz", images=AUX)
+    with pytest.raises(DataError) as e:
+        run_audit(AuditConfig(**cfg))
+    msg = one_line(e)
+    assert "3 classes (0, 1, 2)" in msg and "the target answers 4" in msg, msg
+    (tmp_path / "victims" / "3").mkdir()  # an empty folder for the class without victims
+    with pytest.raises(Trained):
+        run_audit(AuditConfig(**cfg))
+
+
+def test_numeric_class_folders_sort_numerically(tmp_path):
+    from tfminv.data import specs
+
+    names = [str(i) for i in range(12)]
+    _folders(tmp_path / "v", names, np.arange(12), images(np.arange(12) % M, 2))
+    got = specs.load(f"folder:{tmp_path / 'v'}")
+    assert got.label_names == tuple(names)  # not 0, 1, 10, 11, 2, ...
+    assert list(got.labels) == list(range(12))
