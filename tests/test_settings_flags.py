@@ -32,7 +32,8 @@ DUMP = textwrap.dedent("""
     F = flags.FLAGS
     own = {f.name: {"default": f.default, "help": f.help,
                     "choices": getattr(f.parser, "enum_values", None)}
-           for f in F.get_flags_for_module(mod)}
+           for f in F.get_flags_for_module(mod)
+           + F.get_flags_for_module("tfminv.experiments.common")}  # --helpfull only
     print(json.dumps({"flags": own, "tensorflow": "tensorflow" in sys.modules}))
 """)
 

@@ -149,3 +149,68 @@ def test_numeric_class_folders_sort_numerically(tmp_path):
     got = specs.load(f"folder:{tmp_path / 'v'}")
     assert got.label_names == tuple(names)  # not 0, 1, 10, 11, 2, ...
     assert list(got.labels) == list(range(12))
+
+
+# ------------------------------------------------------------- defaults, progress, help, logs
+def test_the_audit_cli_and_the_python_door_share_one_default_budget():
+    import dataclasses
+
+    from tfminv.leakage import InversionConfig
+    from tfminv.scenarios import AuditConfig
+
+    audit = {f.name: f.default for f in dataclasses.fields(AuditConfig)}
+    door = InversionConfig()
+    assert (audit["epochs"], audit["width"]) == (door.epochs, door.width) == (20, 0.25)
+
+
+def test_topk_above_the_classes_is_refused_not_clamped(tmp_path, no_training):
+    with pytest.raises(ConfigError) as e:
+        tfminv.run_inversion(quadrant_model(0.0, "t01"), AUX, VICTIMS, LABELS,
+                             policies="identity;topk:200", cache_dir=tmp_path)
+    assert "topk:200" in one_line(e) and "expected k <= 4" in str(e.value)
+
+
+def test_the_door_reports_cost_and_whole_run_progress(tmp_path):
+    lines = []
+    res = tfminv.run_inversion(quadrant_model(0.0, "t01"), AUX, VICTIMS, LABELS,
+                               policies="topk:1;label", epochs=2, batch_size=8,
+                               cache_dir=tmp_path, progress=lines.append)
+    assert len(res.rows) == 2
+    text = "\n".join(lines)
+    assert "expected cost: about" in text and "2 inverter(s) x 2 epochs" in text, text
+    # top-1 and label train the same k=1 model shape but under their own names; the time left
+    # is the whole run's
+    for name in ("[1/2 topk:1] epoch 1/2", "[1/2 topk:1] epoch 2/2", "[2/2 label] epoch 2/2"):
+        assert name in text, text
+    assert text.count("left for the whole run") == 4
+
+
+def test_audit_help_is_focused_and_helpfull_lists_the_rest():
+    import subprocess
+    import sys
+
+    def flags_of(arg):
+        res = subprocess.run([sys.executable, "-m", "tfminv.experiments.audit", arg],
+                             capture_output=True, text=True, timeout=120)
+        return res.stdout + res.stderr
+
+    short, full = flags_of("--help"), flags_of("--helpfull")
+    for flag in ("--target", "--victims", "--input_range", "--eval_input_range", "--epochs"):
+        assert flag in short
+    for flag in ("--clf_epochs", "--eval_width", "--select_on", "--strategy"):
+        assert flag not in short and flag in full, flag
+
+
+def test_tensorflow_log_level_is_set_unless_the_user_did(monkeypatch):
+    import glob
+
+    from tfminv import cli
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    cli.quiet_tensorflow()
+    import os
+
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == ("2" if glob.glob("/dev/nvidia[0-9]*") else "3")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    cli.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"

@@ -67,6 +67,7 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
     peer that is lost mid-run is reported the same way, as one line naming it. Library
     messages go to stderr, one line each, through `install_log_handler`.
     """
+    quiet_tensorflow()
     from absl import app, flags
 
     from tfminv.errors import TfminvError
@@ -103,6 +104,19 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ log lines that look like failures out of the user's way, before
+    TensorFlow is imported, unless the user set TF_CPP_MIN_LOG_LEVEL: 2 (errors only), or 3 on
+    a machine with no NVIDIA device node, where the one error TensorFlow logs is 'failed call to
+    cuInit: ... UNKNOWN ERROR', which only says there is no GPU (real failures still raise).
+    The few lines TensorFlow writes before its logging starts cannot be filtered this way."""
+    import glob
+    import os
+
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if glob.glob("/dev/nvidia[0-9]*") else "3"
 
 
 def _parse_flags(argv):

@@ -336,6 +336,69 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
     return acc
 
 
+def check_policy_k(pols, m: int) -> None:
+    """ConfigError for a top-k part with k above the target's m classes (e.g. topk:200 on 158
+    classes): it would release the full vector under a name that says otherwise."""
+    from tfminv.policies import TopK
+
+    for pol in pols:
+        for part in pol.parts():
+            if isinstance(part, TopK) and part.k > m:
+                raise ConfigError(f"policies: {pol.spec()} keeps the top {part.k} of the target's "
+                                  f"{m} classes: expected k <= {m} ('identity' releases the "
+                                  "full vector)")
+
+
+def _progress_callback(say, n_policies: int, epochs: int):
+    """A Keras callback factory: one line per trained epoch through `say`, naming the policy
+    and the time left for the whole run (every policy still to train, at the epoch time
+    measured so far in this run; cached policies cost nothing, so it errs high)."""
+    import keras
+
+    state = {"seconds": 0.0, "epochs": 0}
+
+    class Progress(keras.callbacks.Callback):
+        def __init__(self, index: int, spec: str):
+            super().__init__()
+            self.index, self.spec = index, spec
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            from tfminv.training import format_seconds
+
+            state["seconds"] += time.perf_counter() - self.t
+            state["epochs"] += 1
+            total = self.params.get("epochs") or epochs
+            left_epochs = (total - epoch - 1) + epochs * (n_policies - self.index - 1)
+            left = state["seconds"] / state["epochs"] * left_epochs
+            loss = (logs or {}).get("val_loss", (logs or {}).get("loss"))
+            say(f"[{self.index + 1}/{n_policies} {self.spec}] epoch {epoch + 1}/{total}"
+                + ("" if loss is None else f", loss {loss:.4f}")
+                + f"; about {format_seconds(left)} left for the whole run")
+
+    return Progress
+
+
+def _expected_cost(pols, m: int, shape, n_train: int, cfg, train_cfg) -> dict:
+    """Measured seconds per inverter step here (at the first policy's k) times the steps of the
+    whole run, as if nothing were cached."""
+    import math
+
+    from tfminv.models import build_inverter
+    from tfminv.training import step_seconds
+
+    b = train_cfg.batch_size
+    k = pols[0].released_k(m)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(m), b).astype(np.float32)
+    t = step_seconds(lambda: build_inverter(m, tuple(shape), cfg.width, k=k), p,
+                     rng.random((b, *shape)).astype(np.float32), config=train_cfg)
+    steps = math.ceil(n_train / b) * train_cfg.epochs * len(pols)
+    return {"step_s": t, "steps": steps, "total_s": t * steps}
+
+
 @dataclasses.dataclass
 class _Release:
     """One policy's released vectors: the auxiliary set, the victims, the mirrors (or None)."""
@@ -406,6 +469,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                         "(empty sub-folders count)")
     if cfg.k is not None and cfg.k > m:
         raise ConfigError(f"k={cfg.k}: the target answers {m} classes; expected 1 <= k <= {m}")
+    check_policy_k(pols, m)
     judge = _judge_of(eval_model, oracle, target_info, probe, cfg, labels)
     if labels is not None:  # silent garbage (a wrong input scale, shifted labels) stops here
         check_scale(target, data.victim_images, labels, m, input_range=cfg.input_range,
@@ -431,6 +495,16 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
         f"{_hwc(data.victim_images)}, {m} classes ({target_info['outputs']}, "
         f"{target_info['outputs_from']})")
 
+    from tfminv.training import format_seconds
+
+    n_train = len(tr_idx) * (2 if cfg.aux_augment else 1)
+    cost = _expected_cost(pols, m, data.image_shape, n_train, cfg, train_cfg)
+    say(f"expected cost: about {format_seconds(cost['total_s'])} on this machine if nothing is "
+        f"cached ({len(pols)} inverter(s) x {train_cfg.epochs} epochs x "
+        f"{cost['steps'] // max(len(pols) * train_cfg.epochs, 1)} steps at "
+        f"{cost['step_s']:.3f} s per step, width {cfg.width:g}); fewer epochs, a smaller width "
+        "or fewer policies cost proportionally less")
+    progress_cb = _progress_callback(say, len(pols), train_cfg.epochs)
     rows, recons = [], {}
     for i, (pol, rel) in enumerate(zip(pols, releases)):
         t1 = time.time()
@@ -441,7 +515,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
         val = (rel.aux[val_idx], data.aux_images[val_idx])
         attack = core.run_attack(x_tr, y_tr, rel.victims, data.victim_images, k=kk,
                                  config=train_cfg, workdir=workdir, width=cfg.width, val=val,
-                                 victim_labels=labels, judge=judge.judge)
+                                 victim_labels=labels, judge=judge.judge,
+                                 callbacks=[progress_cb(i, spec)])
         sc = attack.scores
         row = InversionRow(
             policy=spec, k=kk, released_entries=float(np.mean((rel.victims > 0).sum(axis=1))),

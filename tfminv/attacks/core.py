@@ -158,19 +158,20 @@ class Attack:
 
 def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int, config,
                workdir, width: float, val=None, method: str = "truncation", victim_labels=None,
-               judge=None) -> Attack:
+               judge=None, callbacks=()) -> Attack:
     """Release -> aligned inverter -> inversion -> scores, the one body every door runs.
 
     train_preds / train_images: the attacker's released auxiliary vectors and the images
     (array or StreamedImages); victim_preds: the victims' released vectors; k / method /
     config / workdir / width / val: `tfminv.attacks.inversion.train_inverter` (cached and
-    resumable: an identical request reuses the trained model).
+    resumable: an identical request reuses the trained model). callbacks: extra Keras callbacks
+    of the inverter's training (e.g. a door's progress lines; none run for a cached model).
     """
     from tfminv.attacks.inversion import invert, train_inverter
 
     t = time.perf_counter()
     inverter = train_inverter(train_preds, train_images, k=k, method=method, config=config,
-                              workdir=workdir, val=val, width=width)
+                              workdir=workdir, val=val, width=width, callbacks=callbacks)
     seconds = time.perf_counter() - t
     recon = invert(inverter, victim_preds)
     return Attack(inverter, recon, score(recon, victim_images, victim_labels, judge),

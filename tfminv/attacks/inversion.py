@@ -58,7 +58,7 @@ def _check_streamed(preds, images):
 
 
 def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, workdir,
-                   val=None, width: float = 1.0, reuse: bool = True):
+                   val=None, width: float = 1.0, reuse: bool = True, callbacks=()):
     """Train (or reuse) an inverter and return a Keras model: raw prediction [N, m] -> image.
 
     The model's `run_dir` attribute names its training folder (run.json, TensorBoard logs).
@@ -69,7 +69,8 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     of the settings and data, so identical requests reuse the trained model: 'previous' and
     'previous_logzero' share one full-vector model for all k, and 'truncation' at k = m is that
     same model (at k = m the three methods coincide).
-    val = (predictions, images) for model selection.
+    val = (predictions, images) for model selection. callbacks: extra Keras callbacks of the
+    training (progress lines); they do not enter the cache key.
     """
     from tfminv.hashing import short_hash
     from tfminv.models import build_inverter, with_release, with_truncation
@@ -100,7 +101,8 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
         x, y = inverter_dataset(preds, images, config.batch_size, seed=config.seed), None
     model = fit_cached(lambda: build_inverter(m, shape, width, k=train_k, name=f"inverter_{name}"),
                        x, y, config=config, workdir=workdir, name=name, meta=meta,
-                       code="inverter", val=val, loss="mse", reuse=reuse)
+                       code="inverter", val=val, loss="mse", reuse=reuse,
+                       callbacks=list(callbacks))
     run_dir = model.run_dir
     if train_k != k and method == "previous":
         model = with_release(model, m, k, name=f"previous_inverter_k{k}")

@@ -11,14 +11,20 @@ With --victims (or a user data spec as --aux) the audit runs on the user's own d
 (tfminv.data.specs), --target is required, and attack accuracy is judged by --eval_model, or,
 with victim labels and no --eval_model, by the target itself (labelled as biased upward).
 
+Before any training, with labelled victims, the target's (and --eval_model's) accuracy on them
+is checked under the declared --input_range (--eval_input_range): near chance while the other
+scale (0,1 vs 0,255) answers clearly better stops the run with one line (--scale_check=warn
+proceeds); class sub-folders must be one per target class.
+
 For each policy: reconstruction MSE/PSNR/SSIM, attack accuracy (independent evaluation
 classifier) and utility (top-1 accuracy of the released vector on the victims). Writes
 results.json, results.md, run.json, leakage_utility.png, reconstructions.png, report.html
-(self-contained) and report.md to --out_dir. Victims and the evaluation classifier come from
---dataset's allocation; a user's --target must use that allocation's class order. Budget
-flags (--width, --epochs, --clf_epochs, --max_aux, --max_victims) are shared with the other
-experiments. Flags -> `tfminv.scenarios.AuditConfig` -> `run_audit` (which calls the public door
-`tfminv.run_audit`) -> the files above.
+(self-contained) and report.md to --out_dir. Without --victims, victims and the evaluation
+classifier come from --dataset's allocation and a --target must use its class order. Default
+budget: --epochs=20 --width=0.25 (as `tfminv.run_audit`); the expected cost on this machine is
+printed before training. --help lists the audit's flags, --helpfull every flag. Flags ->
+`tfminv.scenarios.AuditConfig` -> `run_audit` (which calls the public door `tfminv.run_audit`)
+-> the files above.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ import sys
 from tfminv.experiments import common
 from tfminv.scenarios import AuditConfig, run_audit
 
-common.define_flags(AuditConfig)
+# --help lists these (auditing a model: the target, its data, the budget); --helpfull all
+KEY_FLAGS = ("target", "victims", "aux", "eval_model", "input_range", "eval_input_range",
+             "outputs", "scale_check", "policies", "epochs", "width", "max_aux", "max_victims",
+             "out_dir", "title", "figure_n", "dataset", "audit_seed", "seed", "aux_augment",
+             "tfds_data_dir", "cache_dir", "concurrency", "rate_limit", "verbose")
+common.define_flags(AuditConfig, key=KEY_FLAGS)
 
 
 def run(argv):

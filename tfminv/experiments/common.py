@@ -103,10 +103,11 @@ def _define(field: dataclasses.Field, s, module_name: str) -> None:
         flags.DEFINE_string(name, default, s.help, **kw)
 
 
-def define_flags(cls, module_name: str | None = None):
+def define_flags(cls, module_name: str | None = None, key=None):
     """Define an absl flag for every field of config dataclass `cls` declared with `setting`
     (and `flag=True`), and for `RunOptions`; returns `cls`. The flags belong to the calling
-    module (so its --help lists them)."""
+    module (so its --help lists them). key: when given, only these flag names belong to it;
+    the others belong to this module, so --help stays focused and --helpfull lists them all."""
     if module_name is None:  # absl names a module run as __main__ by sys.argv[0]
         module_name = sys._getframe(1).f_globals.get("__name__", "__main__")
         if module_name == "__main__":
@@ -121,7 +122,7 @@ def define_flags(cls, module_name: str | None = None):
                     raise flags.DuplicateFlagError(f"--{name} is already defined differently "
                                                    f"(by another binary in this process)")
                 continue
-            _define(field, s, module_name)
+            _define(field, s, module_name if key is None or name in key else __name__)
             _DEFINED.append(name)
     return cls
 
@@ -217,8 +218,14 @@ def _warn_cpu_budget():
 
     if not tf.config.list_physical_devices("GPU"):
         print("note: no GPU found; the authors' settings (--width=1.0, --epochs>=50) take many "
-              "hours on a CPU. For a CPU budget add e.g. --width=0.25 --epochs=10 --clf_epochs=20",
-              file=sys.stderr)
+              f"hours on a CPU. For a CPU budget add e.g. {cpu_budget_flags()}", file=sys.stderr)
+
+
+def cpu_budget_flags() -> str:
+    """The quick-CPU-run flags that apply to this command: --clf_epochs only where a classifier
+    is trained (not when the user brings target and data: --victims)."""
+    own = "victims" in FLAGS and bool(FLAGS.victims)
+    return "--width=0.25 --epochs=10" + ("" if own else " --clf_epochs=20")
 
 
 def command_line(binary: str) -> str:

@@ -46,10 +46,17 @@ class AuditConfig(base.ScenarioConfig):
     auxiliary train/validation split and the policies' noise draws (training seeds come from
     `seed`); title: the report's (None: one naming target and auxiliary set); victims / aux /
     eval_model / input_range / outputs / tfds_data_dir: the user-data path (see module doc).
+    epochs / width default to the Python door's CPU-sized budget (20, 0.25), not the paper's.
 
     The audit selects inverters on held-out auxiliary data only (select_on='aux_val') and keeps
     the auxiliary set in memory (no stream_aux)."""
 
+    # one CPU-sized default budget for both doors: tfminv.run_audit's (20 epochs, width 0.25)
+    epochs: int = setting(20, "inverter training epochs; the audit's CPU-sized default, as "
+                          "tfminv.run_audit's (the paper: 100)", minimum=1)
+    width: float = setting(0.25, "channel width multiplier of the inverters (and the bundled "
+                           "classifiers); the audit's CPU-sized default, as tfminv.run_audit's "
+                           "(the paper: 1.0)")
     dataset: str = setting("facescrub", "allocation to audit (victims, evaluation classifier, "
                            "bundled target and auxiliary sets): an allocation name (built-in: "
                            "facescrub, mnist, ...) or a JSON allocation file")
