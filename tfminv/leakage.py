@@ -324,7 +324,8 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
     if alt >= acc + 0.1 and not _near_chance(alt, labels, m):
         msg = (f"{what}: top-1 accuracy on the {len(labels)} labelled victims is {acc:.3f} with "
                f"{flag}={lo:g},{hi:g} ({chance}) but {alt:.3f} with {other[0]:g},{other[1]:g}: "
-               f"declare {flag}={other[0]:g},{other[1]:g} (or scale_check='warn' to proceed)")
+               f"declare {flag}={other[0]:g},{other[1]:g} (command line: --{flag}="
+               f"{other[0]:g},{other[1]:g}), or scale_check=warn to proceed")
         if scale_check == "error":
             raise ConfigError(msg)
         log.warning("WARNING %s", msg)
