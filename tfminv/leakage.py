@@ -222,11 +222,13 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     cache_dir, workdir, verbose). config: an InversionConfig, or the inverters' TrainConfig
     (never silently overriding epochs / batch_size: both given and different is a ConfigError).
     eval_model: the judge for attack accuracy (any target form; its input scale is
-    eval_input_range, else the target's; only its argmax is used, and only with victim labels). train_images /
-    train_labels: the target's training data, only for the class-mean floor.
-    victim_label_names: the names of the label indices (e.g. class sub-folders), one per
+    eval_input_range, else the target's; only its argmax is used, and only with victim
+    labels). train_images / train_labels: the target's training data, only for the class-mean
+    floor. victim_label_names: the names of the label indices (e.g. class sub-folders), one per
     target class, else a DataError (a source covering fewer classes shifts labels).
-    eval_input_range / scale_check: see InversionConfig. progress: where the progress lines go (default: print with verbose, else the log). Returns
+    scale_check: see InversionConfig. progress: where the progress lines go (default: print
+    with verbose, else the `tfminv` logger at INFO): the expected cost, then one line per
+    trained epoch with the time left for the whole run. Returns
     `tfminv.results.InversionResults`.
 
     Every check (inputs, target probe, labels vs classes, k vs classes, judge length) runs
@@ -320,7 +322,8 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
         return acc
     other = _other_range(lo, hi)
     alt = accuracy(other)
-    chance = f"chance 1/{m} = {1.0 / m:.3f}, majority class {np.bincount(labels).max() / len(labels):.3f}"
+    majority = np.bincount(labels).max() / len(labels)
+    chance = f"chance 1/{m} = {1.0 / m:.3f}, majority class {majority:.3f}"
     if alt >= acc + 0.1 and not _near_chance(alt, labels, m):
         msg = (f"{what}: top-1 accuracy on the {len(labels)} labelled victims is {acc:.3f} with "
                f"{flag}={lo:g},{hi:g} ({chance}) but {alt:.3f} with {other[0]:g},{other[1]:g}: "
