@@ -331,9 +331,9 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
                f"{other[0]:g},{other[1]:g}), or scale_check=warn to proceed")
         if scale_check == "error":
             raise ConfigError(msg)
-        log.warning("WARNING %s", msg)
+        log.warning("%s", msg)
     else:
-        log.warning("WARNING %s: top-1 accuracy on the %d labelled victims is %.3f (%s) with "
+        log.warning("%s: top-1 accuracy on the %d labelled victims is %.3f (%s) with "
                     "%s=%g,%g, and %.3f with %g,%g: the labels may not follow its class order, "
                     "or it is not a trained model; its numbers below mean little", what,
                     len(labels), acc, chance, flag, lo, hi, alt, other[0], other[1])
