@@ -181,6 +181,7 @@ def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
                           "--dataset=mnist", "--k=1", "--width=0.0625", "--epochs=50",
                           "--clf_epochs=50", "--max_train=300", "--max_aux=300",
                           "--max_victims=20", "--verbose=0", f"--cache_dir={tmp_path}/cache",
+                          f"--data_dir={data_dir.resolve()}",  # the run's cwd is tmp_path
                           f"--out_dir={tmp_path}/out"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     # interrupt once the run has written its cache (TensorFlow up, work started): a signal
@@ -189,7 +190,8 @@ def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
     deadline = time.time() + 120
     while not (tmp_path / "cache").exists() and p.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert (tmp_path / "cache").exists(), "the run wrote no cache within 120 s"
+    assert (tmp_path / "cache").exists(), p.stderr.read()[-2000:] if p.poll() is not None \
+        else "the run wrote no cache within 120 s"
     time.sleep(1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
