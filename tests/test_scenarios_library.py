@@ -49,6 +49,7 @@ def test_custom_objects_lists_every_registered_tfminv_object():
     import keras
 
     import tfminv.faceapi.local_api  # noqa: F401 - every module that defines a custom object
+    import tfminv.defences.train  # noqa: F401
     import tfminv.training.joint  # noqa: F401
     from tfminv import custom_objects
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 def custom_objects() -> dict:
     """{registered name: class} of every custom layer and loss tfminv saves in a model."""
+    from tfminv.defences import train as defended
     from tfminv.models import fast_layers, joint, losses, truncation
 
+    # DefendedClassifier: a defended target's training wrapper, saved in its checkpoints so a
+    # killed run resumes (the served model is a plain classifier)
     classes = [truncation.Truncation, truncation.TopK, joint.RescaledTruncation, fast_layers.Conv2D,
                fast_layers.Conv2DTranspose, fast_layers.BatchNorm, losses.WeightedMSE,
-               losses.MaskedMSE]
+               losses.MaskedMSE, defended.DefendedClassifier]
     return {f"tfminv>{c.__name__}": c for c in classes}
 
 
