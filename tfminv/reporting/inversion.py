@@ -105,7 +105,9 @@ def _findings(result: InversionResults) -> list[str]:
     else:
         out.append("No per-victim scores were kept with these results: the differences below "
                    "carry no interval and no verdict.")
-    if len(rows) > 1:
+    if len(rows) > 1 and len({r[key] for r in rows}) == 1:
+        out.append(f"Every policy has the same {name} ({rows[0][key]:.4g}).")
+    elif len(rows) > 1:
         most, least = max(rows, key=more), min(rows, key=more)
         fmt = "+.3f" if key == "attack_acc" else "+.4f"
         gap = _diff(result, most["policy"], least["policy"],
@@ -177,8 +179,9 @@ def _reference_findings(result, rows, refs) -> list[str]:
         below = [r["policy"] for r in rows if r["ssim"] <= mean_ssim]
         if below:
             out.append(f"The mean image alone has SSIM {mean_ssim:.3f}, at least that of "
-                       f"{', '.join(f'`{p}`' for p in below)}: their SSIM does not show "
-                       "recognisable reconstruction (no per-victim SSIM interval is computed).")
+                       f"{', '.join(f'`{p}`' for p in below)}: SSIM there does not show "
+                       "recognisable reconstruction (a comparison of means; no per-victim SSIM "
+                       "interval is computed).")
     maj = ref_rows.get("majority class")
     if maj is not None and all(r["attack_acc"] is not None for r in rows):
         groups = {-1: [], 0: [], 1: []}
@@ -274,7 +277,7 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
                                 hlines=_accuracy_lines(result, refs)))
         panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
                             title="SSIM vs utility", note="up = more leakage",
-                            hlines=[(r["ssim"], r["reference"]) for r in result.references
+                            hlines=[(r["ssim"], "mean aux image") for r in result.references
                                     if r["reference"] == "mean image"]))
         hl = _mse_lines(result, refs)
         panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
