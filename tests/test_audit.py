@@ -109,10 +109,11 @@ def test_run_audit_and_report(facescrub_small, nearest_mean, tmp_path):
     again = audit.audit_sets(oracle, aux, victims, "label", config=config, width=0.0625,
                             eval_model=None, cache_dir=tmp_path / "cache", seed=0)
     # ... except that, with no evaluation model, the target now judges the reconstructions (and
-    # the probe batch is sent once more, uncached, to check that the target is deterministic)
+    # the probe batch is sent once more, uncached, to check that the target is deterministic),
+    # and judges the two image references (the zeros image and the mean image, one query each)
     from tfminv.leakage import PROBE
 
-    assert oracle.num_queries == before + len(victims) + PROBE
+    assert oracle.num_queries == before + len(victims) + PROBE + 2
     assert again.rows[0].mse == pytest.approx(rows["label"]["mse"], abs=1e-6)
     # no evaluation model: the target judges, and the results say so
     assert again.settings["judge"]["judge"] == "target" and "biased upward" in \

@@ -163,12 +163,18 @@ def split_holdout(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 def tie_aware_accuracy(released: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of released vectors when a client takes the argmax and breaks ties at
     random: a row scores 1/t if the true label is among its t tied maxima, else 0."""
+    return float(np.mean(tie_aware_hits(released, labels)))
+
+
+def tie_aware_hits(released: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per victim [N], what `tie_aware_accuracy` averages: 1/t if the label is among the t
+    tied maxima of its released vector, else 0."""
     released = np.asarray(released, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
     top = released.max(axis=1, keepdims=True)
     tied = released >= top
     hit = tied[np.arange(len(labels)), labels]
-    return float(np.mean(hit / tied.sum(axis=1)))
+    return hit / tied.sum(axis=1)
 
 
 # ----------------------------------------------------------------------------------- the door
@@ -422,8 +428,9 @@ def _release(oracle, data, pol, mirrored, cfg) -> _Release:
                     None if mirrored is None else q(mirrored, cfg.seed + 2))
 
 
-def _references(data, aux_tr, raw_victims, judge: _Judge, m: int) -> dict:
-    """InversionResults.baselines: the core's references plus the door's accuracy anchors."""
+def _references(data, aux_tr, raw_victims, judge: _Judge, m: int) -> tuple[dict, object]:
+    """(InversionResults.baselines: the core's references plus the door's accuracy anchors,
+    the core's `Baselines`)."""
     from tfminv.attacks import core
 
     labels = data.victim_labels
@@ -437,7 +444,7 @@ def _references(data, aux_tr, raw_victims, judge: _Judge, m: int) -> dict:
         if judge.judge is not None:
             refs["judge_accuracy_on_real_victims"] = judge.judge(data.victim_images,
                                                                  labels)["attack_acc"]
-    return refs
+    return refs, b
 
 
 def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_model=None,
@@ -490,7 +497,9 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
     aux_tr = data.aux_images[tr_idx]
     mirrored = mirror_images(aux_tr) if cfg.aux_augment else None
     releases = [_release(oracle, data, pol, mirrored, cfg) for pol in pols]
-    refs = _references(data, aux_tr, raw_victims, judge, m)
+    refs, b = _references(data, aux_tr, raw_victims, judge, m)
+    ref_rows, per_victim = core.reference_rows(b, data.victim_images, labels, judge.judge)
+    details = {}
     workdir = cfg.workdir or core.run_folder(paths.cache_dir(cfg.cache_dir), "inverters",
                                              target_info["identity"])
     say(f"inversion: {len(pols)} polic{'y' if len(pols) == 1 else 'ies'}, {len(tr_idx)}+"
@@ -533,6 +542,14 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
             seconds=round(time.time() - t1, 1))
         rows.append(row)
         recons[spec] = attack.reconstructions
+        per_victim[spec] = {"mse": metrics.mse_per_image(attack.reconstructions,
+                                                         data.victim_images)}
+        if labels is not None:
+            per_victim[spec]["utility"] = tie_aware_hits(rel.victims, labels)
+            if judge.judge is not None:
+                calls = judge.judge.calls(attack.reconstructions)
+                per_victim[spec]["hit"] = calls == labels
+                details[spec] = core.majority(calls, labels)
         say(f"[{i + 1}/{len(pols)}] {spec}: mse {row.mse:.4f} (mean aux image "
             f"{refs['mse_mean_aux']:.4f}), ssim {row.ssim:.3f}, attack acc "
             f"{'-' if row.attack_acc is None else format(row.attack_acc, '.3f')} "
@@ -547,7 +564,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                 "oracle_queries": oracle.num_queries, "seconds": round(time.time() - t0, 1)}
     return InversionResults(rows=rows, reconstructions=recons, baselines=refs,
                             settings=settings, victim_images=data.victim_images,
-                            victim_labels=labels)
+                            victim_labels=labels, references=ref_rows, details=details,
+                            per_victim=per_victim)
 
 
 def run_audit(target, aux_images, victim_images=None, victim_labels=None, *,

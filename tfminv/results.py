@@ -72,7 +72,14 @@ class InversionResults:
     judge_accuracy_on_real_victims: the ceiling for attack_acc). settings: what was run (target
     identity, input range, whether outputs were probabilities or logits, the judge and its
     bias, sizes, budget, seed, seconds). victim_images / victim_labels: the victims as scored
-    (images in [0, 1]).
+    (images in [0, 1]). references: the reference guesses scored like a policy
+    (`tfminv.attacks.core.reference_rows`: zeros, mean image, majority class, and the class-mean
+    floor when the target's training images were given), each a dict with reference, mse,
+    ssim, attack_acc. details: policy spec -> the judge's calls summarised
+    (`tfminv.attacks.core.majority`: majority_class, majority_rate,
+    attack_acc_without_majority, per_class_attack_acc). per_victim: policy spec or reference
+    name -> per-victim arrays (mse, hit, utility) the findings' paired intervals rest on (not
+    in results.json).
     """
 
     rows: list[InversionRow]
@@ -81,6 +88,9 @@ class InversionResults:
     settings: dict
     victim_images: np.ndarray
     victim_labels: np.ndarray | None = None
+    references: list = dataclasses.field(default_factory=list)
+    details: dict = dataclasses.field(default_factory=dict)
+    per_victim: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def row(self, policy: str) -> InversionRow:
         """The row of one policy spec (KeyError naming the specs present otherwise)."""
@@ -93,8 +103,11 @@ class InversionResults:
         return [r.to_dict() for r in self.rows]
 
     def to_dict(self) -> dict:
-        """rows, baselines and settings (no arrays), JSON-ready."""
+        """rows, baselines, references, per-policy details and settings (no arrays),
+        JSON-ready."""
         return {"rows": self.row_dicts(), "baselines": dict(self.baselines),
+                "references": [dict(r) for r in self.references],
+                "details": {k: dict(v) for k, v in self.details.items()},
                 "settings": dict(self.settings)}
 
     def to_json(self, indent: int = 2) -> str:

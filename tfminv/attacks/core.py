@@ -131,6 +131,92 @@ class ScoresJudge:
         acc = metrics.topk_accuracy(self.predict(np.asarray(images, np.float32)), labels)
         return {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"]}
 
+    def calls(self, images) -> np.ndarray:
+        """The judge's top-1 class of each image [N] (int64)."""
+        return np.argmax(np.asarray(self.predict(np.asarray(images, np.float32))), axis=1)
+
+
+def majority(calls, labels) -> dict:
+    """What "the judge calls every reconstruction the same person" is worth, read off the
+    judge's calls [N] on one policy's reconstructions and the victims' labels [N]:
+    majority_class (the class called most often), majority_rate (the share of reconstructions
+    called it), attack_acc_without_majority (attack accuracy on the victims not of that class;
+    None when every victim is of it) and per_class_attack_acc {class: accuracy} over the
+    victims' classes. A high majority_rate with a much lower attack_acc_without_majority means
+    the accuracy is the judge's favourite class meeting its own victims, not recognition."""
+    calls, labels = np.asarray(calls).astype(np.int64), np.asarray(labels).astype(np.int64)
+    values, counts = np.unique(calls, return_counts=True)
+    top = int(values[np.argmax(counts)])
+    hit = calls == labels
+    rest = labels != top
+    return {"majority_class": top, "majority_rate": float(np.mean(calls == top)),
+            "attack_acc_without_majority": float(hit[rest].mean()) if rest.any() else None,
+            "per_class_attack_acc": {int(c): float(hit[labels == c].mean())
+                                     for c in np.unique(labels)}}
+
+
+def reference_rows(refs: Baselines, victims, labels=None, judge=None) -> tuple[list, dict]:
+    """The references scored like a policy: ([row], {name: per-victim arrays}).
+
+    Rows (dicts with reference, mse, ssim, attack_acc): `zeros` (all black), `mean image` (the
+    mean auxiliary training image), with labels `majority class` (every victim guessed as the
+    most frequent victim class: attack_acc is that class's share, what a judge stuck on one
+    class scores; no image, so no MSE/SSIM) and `class-mean floor` only when the class means
+    come from the target's training images (leave-one-out means of the victims are not
+    reported as a floor). attack_acc needs labels and a judge (`ScoresJudge`; else None).
+    Per-victim arrays: "mse" [N] and, with a judge, "hit" [N] (bool), for paired intervals.
+    """
+    from tfminv import metrics
+
+    victims = np.asarray(victims, np.float32)
+    guesses = [("zeros", np.zeros(victims.shape[1:], np.float32))]
+    if refs.mean_aux_image is not None:
+        guesses.append(("mean image", np.asarray(refs.mean_aux_image, np.float32)))
+    if refs.class_mean_from == CLASS_MEAN_FROM_TRAIN and refs.class_mean_images is not None:
+        guesses.append(("class-mean floor", refs.class_mean_images))
+    labels = None if labels is None else np.asarray(labels).astype(np.int64)
+    rows, per = [], {}
+    for name, img in guesses:
+        full = np.broadcast_to(img, victims.shape)
+        row = {"reference": name, "mse": metrics.mse(full, victims),
+               "ssim": metrics.ssim(full, victims), "attack_acc": None}
+        per[name] = {"mse": metrics.mse_per_image(full, victims)}
+        if labels is not None and judge is not None and hasattr(judge, "calls"):
+            # one image for all victims: the judge is asked once
+            calls = (judge.calls(img[None])[0] if img.ndim == victims.ndim - 1
+                     else judge.calls(full))
+            hit = np.broadcast_to(calls, labels.shape) == labels
+            row["attack_acc"] = float(hit.mean())
+            per[name]["hit"] = hit
+        rows.append(row)
+    if labels is not None:
+        values, counts = np.unique(labels, return_counts=True)
+        top = int(values[np.argmax(counts)])
+        rows.append({"reference": "majority class", "mse": None, "ssim": None,
+                     "attack_acc": float(np.mean(labels == top)), "majority_class": top})
+        per["majority class"] = {"hit": labels == top}
+    return rows, per
+
+
+def paired_interval(a, b=None, *, resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a - b), lo, hi): the difference of two per-victim scores [N] measured on the
+    same victims, with a seeded paired bootstrap percentile interval over victims (b None:
+    the mean of a and its interval). The pairing matters: two policies' errors on one victim
+    are correlated, so the interval of the difference is much narrower than two separate
+    intervals suggest."""
+    d = np.asarray(a, np.float64)
+    if b is not None:
+        d = d - np.asarray(b, np.float64)
+    n = len(d)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    means = d[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(d.mean()), float(lo), float(hi)
+
 
 def score(recon, truth, labels=None, judge=None) -> dict:
     """mse, psnr, ssim of reconstructions against the truth and, with labels and a judge

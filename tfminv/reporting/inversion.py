@@ -60,52 +60,173 @@ _FORMATS = {"released_entries": ".2f", "utility": ".3f", "agreement": ".3f", "ms
             "aux_val_mse": ".4f", "seconds": ".0f"}
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+# (per-victim key, row column, name, format): the differences the findings put intervals on
+_MEASURES = (("hit", "attack_acc", "attack accuracy", "+.3f"), ("mse", "mse", "MSE", "+.4f"),
+             ("utility", "utility", "utility", "+.3f"))
+
+
+def _diff(result, a: str, b: str, key: str, fmt: str, seed: int = 0):
+    """(text, sign): the paired difference of per-victim `key` between a and b (policy specs or
+    reference names) with its bootstrap 95% interval, and its sign (+1 / -1, 0 where the
+    interval contains 0: not distinguishable); None without per-victim scores."""
+    from tfminv.attacks.core import paired_interval
+
+    pa, pb = result.per_victim.get(a, {}), result.per_victim.get(b, {})
+    if key not in pa or key not in pb:
+        return None
+    d, lo, hi = paired_interval(pa[key], pb[key], resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    sign = 0 if lo <= 0 <= hi else (1 if d > 0 else -1)
+    text = f"{d:{fmt}} (95% CI {lo:{fmt}} to {hi:{fmt}}"
+    return text + (", not distinguishable)" if sign == 0 else ")"), sign
+
+
 def _findings(result: InversionResults) -> list[str]:
-    """Plain statements read off the numbers (no claims the numbers do not support)."""
+    """Plain statements read off the numbers, each verdict with the uncertainty it rests on:
+    a paired bootstrap over victims (BOOTSTRAP_RESAMPLES resamples, seed 0) of the difference,
+    "not distinguishable" where the 95% interval contains 0. Without per-victim scores (results
+    built by hand) the differences are given without a verdict."""
     rows, refs = result.row_dicts(), result.baselines
     out = []
     have_utility = all(r["utility"] is not None for r in rows)
     base = next((r for r in rows if r["policy"] == "identity"), None)
-    key = "attack_acc" if all(r["attack_acc"] is not None for r in rows) else "ssim"
-    name = "attack accuracy" if key == "attack_acc" else "SSIM"
-    util = (lambda r: f", utility {r['utility']:.3f}") if have_utility else (lambda r: "")
-    least = min(rows, key=lambda r: (r[key], -r["mse"]))
-    most = max(rows, key=lambda r: (r[key], -r["mse"]))
-    if len(rows) > 1:
-        out.append(f"Most leakage by {name}: `{most['policy']}` ({most[key]:.3f}, MSE "
-                   f"{most['mse']:.4f}{util(most)}); least: `{least['policy']}` "
-                   f"({least[key]:.3f}, MSE {least['mse']:.4f}{util(least)}).")
-    if base is not None and have_utility:
+    key = "attack_acc" if all(r["attack_acc"] is not None for r in rows) else "mse"
+    name = "attack accuracy" if key == "attack_acc" else "MSE"
+    more = (lambda r: r[key]) if key == "attack_acc" else (lambda r: -r[key])
+    measures = [m for m in _MEASURES if m[1] != "utility" or have_utility]
+    measures = [m for m in measures if m[1] != "attack_acc" or key == "attack_acc"]
+    n = result.settings.get("victims", len(result.victim_images))
+    if result.per_victim:
+        out.append(f"Uncertainty: each difference below is paired over the same {n} victims, "
+                   f"with a 95% interval from {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
+                   "victims; a difference whose interval contains 0 is not distinguishable "
+                   "from no difference.")
+    else:
+        out.append("No per-victim scores were kept with these results: the differences below "
+                   "carry no interval and no verdict.")
+    if len(rows) > 1 and len({r[key] for r in rows}) == 1:
+        out.append(f"Every policy has the same {name} ({rows[0][key]:.4g}).")
+    elif len(rows) > 1:
+        most, least = max(rows, key=more), min(rows, key=more)
+        fmt = "+.3f" if key == "attack_acc" else "+.4f"
+        gap = _diff(result, most["policy"], least["policy"],
+                    "hit" if key == "attack_acc" else "mse", fmt)
+        gap_text = (f"; the gap is not distinguishable: {gap[0]}" if gap and gap[1] == 0 else
+                    f"; gap {gap[0]}" if gap else "")
+        out.append(f"Most leakage by {name}: `{most['policy']}` ({most[key]:.4g}); least: "
+                   f"`{least['policy']}` ({least[key]:.4g}){gap_text}.")
+    if base is not None:
         for r in rows:
             if r is base:
                 continue
-            d_leak = r[key] - base[key]
-            d_util = r["utility"] - base["utility"]
-            verdict = (f"lowers {name} and utility" if d_leak < 0 and d_util < 0 else
-                       f"lowers {name} at no utility cost" if d_leak < 0 else
-                       f"does not lower {name}" if d_util >= 0 else
-                       f"lowers utility but not {name}")
-            verdict += ("; MSE rises (pixel leakage falls)" if r["mse"] > base["mse"] else
-                        "; MSE does not rise")
-            out.append(f"`{r['policy']}` vs `identity`: {name} {d_leak:+.3f}, MSE "
-                       f"{r['mse'] - base['mse']:+.4f}, utility {d_util:+.3f}: {verdict}.")
+            parts, signs = [], {}
+            for pv, col, label, fmt in measures:
+                got = _diff(result, r["policy"], "identity", pv, fmt)
+                if got is None:
+                    parts.append(f"{label} {r[col] - base[col]:{fmt}} (no interval)")
+                    continue
+                parts.append(f"{label} {got[0]}")
+                signs[col] = got[1]
+            verdict = []
+            if key in signs:
+                # leakage falls when accuracy falls / MSE rises
+                falls = signs[key] == (-1 if key == "attack_acc" else 1)
+                verdict.append(f"lowers {name}" if falls else
+                               f"{name} not distinguishable from `identity`" if signs[key] == 0
+                               else f"raises leakage by {name}")
+            if key == "attack_acc" and "mse" in signs:
+                verdict.append("MSE rises (pixel leakage falls)" if signs["mse"] > 0 else
+                               "MSE not distinguishable" if signs["mse"] == 0 else
+                               "MSE falls (pixel leakage rises)")
+            if "utility" in signs:
+                verdict.append("utility cost" if signs["utility"] < 0 else
+                               "utility cost not distinguishable from none"
+                               if signs["utility"] == 0 else "utility rises")
+            out.append(f"`{r['policy']}` vs `identity`: {'; '.join(parts)}"
+                       + (f": {', '.join(verdict)}." if verdict else "."))
     if key == "attack_acc":
-        n = result.settings["victims"]
-        p = float(np.mean([r["attack_acc"] for r in rows]))
-        se = (p * (1 - p) / n) ** 0.5
-        out.append(f"Attack accuracy is measured on {n} victims: its binomial standard error is "
-                   f"about {se:.3f} near {p:.2f}, so differences under about {2 * se:.2f} are "
-                   "within sampling noise.")
         judge = result.settings.get("judge", {})
         if judge.get("judge") == "target":
             out.append("The judge is the target itself (no evaluation model was given): attack "
                        "accuracy is biased upward.")
-    beat = [r["policy"] for r in rows if r["mse"] < refs["mse_mean_aux"]]
-    leave = "policy leaves" if len(rows) == 1 else "policies leave"
-    out.append(f"{len(beat)} of {len(rows)} {leave}"
-               f" reconstructions with lower MSE than the mean auxiliary image "
-               f"({refs['mse_mean_aux']:.4f}), which any attacker gets without querying.")
+    out += _reference_findings(result, rows, refs)
     return out
+
+
+def _reference_findings(result, rows, refs) -> list[str]:
+    """The policies against the reference rows (mean image by MSE, majority class by attack
+    accuracy), and what the judge's favourite class contributes."""
+    out = []
+    ref_rows = {r["reference"]: r for r in result.references}
+    groups = {-1: [], 0: [], 1: []}
+    for r in rows:
+        got = _diff(result, r["policy"], "mean image", "mse", "+.4f")
+        if got is not None:
+            groups[got[1]].append(f"`{r['policy']}` {got[0]}")
+    if any(groups.values()):
+        out.append(f"MSE against the mean auxiliary image ({refs['mse_mean_aux']:.4f}, free for "
+                   f"any attacker): below it {len(groups[-1])} of {len(rows)} ("
+                   + "; ".join(groups[-1] or ["none"]) + "); not distinguishable "
+                   + "; ".join(groups[0] or ["none"]) + "; above it "
+                   + "; ".join(groups[1] or ["none"]) + ".")
+    else:
+        beat = [r["policy"] for r in rows if r["mse"] < refs["mse_mean_aux"]]
+        out.append(f"{len(beat)} of {len(rows)} policies have a lower MSE than the mean "
+                   f"auxiliary image ({refs['mse_mean_aux']:.4f}; no interval).")
+    mean_ssim = (ref_rows.get("mean image") or {}).get("ssim")
+    if mean_ssim is not None:
+        below = [r["policy"] for r in rows if r["ssim"] <= mean_ssim]
+        if below:
+            out.append(f"The mean image alone has SSIM {mean_ssim:.3f}, at least that of "
+                       f"{', '.join(f'`{p}`' for p in below)}: SSIM there does not show "
+                       "recognisable reconstruction (a comparison of means; no per-victim SSIM "
+                       "interval is computed).")
+    maj = ref_rows.get("majority class")
+    if maj is not None and all(r["attack_acc"] is not None for r in rows):
+        groups = {-1: [], 0: [], 1: []}
+        for r in rows:
+            got = _diff(result, r["policy"], "majority class", "hit", "+.3f")
+            if got is not None:
+                groups[got[1]].append(f"`{r['policy']}` {got[0]}")
+        if any(groups.values()):
+            out.append(f"Attack accuracy against always guessing the most frequent victim "
+                       f"class ({maj['attack_acc']:.3f}; chance 1/m is "
+                       f"{refs.get('chance_accuracy', float('nan')):.3f}): above it "
+                       + "; ".join(groups[1] or ["none"]) + "; not distinguishable "
+                       + "; ".join(groups[0] or ["none"]) + "; below it "
+                       + "; ".join(groups[-1] or ["none"]) + ".")
+    with_maj = [r for r in rows if (result.details.get(r["policy"]) or {}).get(
+        "attack_acc_without_majority") is not None]
+    if with_maj:
+        r = max(with_maj, key=lambda r: result.details[r["policy"]]["majority_rate"])
+        d = result.details[r["policy"]]
+        out.append(f"The judge's favourite class: under `{r['policy']}` it calls "
+                   f"{d['majority_rate']:.0%} of the reconstructions class "
+                   f"{d['majority_class']}; without the victims of that class attack accuracy "
+                   f"is {d['attack_acc_without_majority']:.3f} (all victims: "
+                   f"{r['attack_acc']:.3f}). The table \"Judge's calls\" gives every policy.")
+    return out
+
+
+def _accuracy_lines(result, refs) -> list:
+    """The attack-accuracy panel's reference lines: chance (1/m) and the majority class."""
+    lines = [(refs["chance_accuracy"], "chance")] if "chance_accuracy" in refs else []
+    lines += [(r["attack_acc"], "majority class") for r in result.references
+              if r["reference"] == "majority class"]
+    return lines
+
+
+def _mse_lines(result, refs) -> list:
+    """The MSE panel's reference lines: the mean image and, only when the class means come
+    from the target's training images, the class-mean guess -- called a floor only when it is
+    below the mean image (a 'floor' drawn above the mean image would mislead)."""
+    lines = [(refs["mse_mean_aux"], "mean aux image")]
+    cm = next((r for r in result.references if r["reference"] == "class-mean floor"), None)
+    if cm is not None:
+        lines.append((cm["mse"], "class-mean floor" if cm["mse"] < refs["mse_mean_aux"]
+                      else "class-mean guess (worse than mean image)"))
+    return lines
 
 
 def write_report(result: InversionResults, out_dir, *, title: str = "Inversion leakage",
@@ -118,7 +239,7 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     from tfminv.reporting.figures import image_grid
     from tfminv.reporting.html_report import Report
     from tfminv.reporting.plots import Panel, scatter_panels
-    from tfminv.reporting.results import write_results
+    from tfminv.reporting.results import markdown_table, write_results
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +255,13 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     if len(columns) < len(rows[0] if rows else ()):
         notes.append(f"attack_acc_top5 is not reported: with {st.get('classes')} classes every "
                      "label is in the top 5.")
-    json_path, md_path = write_results(rows, out_dir, columns=columns, title=title,
+    if result.references:
+        settings["references"] = [dict(r) for r in result.references]
+        notes.append("References scored like a policy:\n\n" + markdown_table(
+            result.references, ["reference", "mse", "ssim", "attack_acc"]))
+    # results.json: each row with its judge's-calls details (per-class attack accuracy, ...)
+    json_rows = [{**r, **result.details.get(r["policy"], {})} for r in rows]
+    json_path, md_path = write_results(json_rows, out_dir, columns=columns, title=title,
                                        notes=notes, extra=settings)
     files = {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json"}
 
@@ -147,12 +274,12 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
             panels.append(Panel(util, [r["attack_acc"] for r in rows], labels,
                                 "utility (top-1 accuracy of released vector)", "attack accuracy",
                                 title="Attack accuracy vs utility", note="up = more leakage",
-                                hlines=[(refs["chance_accuracy"], "chance")]))
+                                hlines=_accuracy_lines(result, refs)))
         panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
-                            title="SSIM vs utility", note="up = more leakage"))
-        hl = [(refs["mse_mean_aux"], "mean aux image")]
-        if "mse_class_mean" in refs:
-            hl.append((refs["mse_class_mean"], "class-mean floor"))
+                            title="SSIM vs utility", note="up = more leakage",
+                            hlines=[(r["ssim"], "mean aux image") for r in result.references
+                                    if r["reference"] == "mean image"]))
+        hl = _mse_lines(result, refs)
         panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
                             title="MSE vs utility", note="down = more leakage", hlines=hl))
         plot_path = out_dir / "leakage_utility.png"
@@ -207,6 +334,30 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
                       "says whose images); judge_accuracy_on_real_victims: the judge on the real "
                       "victim images (the ceiling for attack accuracy).",
               formats=[None, ".4f"])
+    if result.references:
+        cm = next((r for r in result.references if r["reference"] == "class-mean floor"), None)
+        worse = (" The class-mean guess is worse than the mean image here, so it is no floor."
+                 if cm is not None and cm["mse"] >= refs["mse_mean_aux"] else "")
+        rep.table(["reference", "MSE", "SSIM", "attack top-1"],
+                  [[r["reference"], r["mse"], r["ssim"], r["attack_acc"]]
+                   for r in result.references],
+                  caption="References scored like a policy: zeros (all-black guess), mean "
+                          "image (the mean auxiliary training image for every victim), majority "
+                          "class (every victim guessed as the most frequent victim class: the "
+                          "accuracy a judge stuck on one class gets), class-mean floor (each "
+                          "victim as its class's mean training image; only when the target's "
+                          "training images are given)." + worse,
+                  formats=[None, ".4f", ".3f", ".3f"])
+    if result.details:
+        rep.table(["policy", "majority class", "majority-class rate", "attack top-1",
+                   "attack top-1 without majority-class victims"],
+                  [[r["policy"], d["majority_class"], d["majority_rate"], r["attack_acc"],
+                    d["attack_acc_without_majority"]]
+                   for r in rows if (d := result.details.get(r["policy"]))],
+                  caption="Judge's calls: the class the judge gives most reconstructions, the "
+                          "share it gets, and attack accuracy with the victims of that class "
+                          "left out. Per-class attack accuracy is in results.json.",
+                  formats=[None, None, ".3f", ".3f", ".3f"])
     judge = st.get("judge") or {}
     rep.paragraph(f"Judge of attack accuracy: {judge.get('judge') or 'none'} "
                   f"({judge.get('note', '')}). Target outputs read as "

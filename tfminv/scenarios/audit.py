@@ -89,6 +89,10 @@ class AuditConfig(base.ScenarioConfig):
                                choices=("error", "warn"))
     outputs: str = setting("auto", "what the target answers (user data); auto: from the model's "
                            "last layer or the answers", choices=OUTPUTS)
+    target_train: str | None = setting(None, "the target's own training images (user data): "
+                                       "folder:DIR, npz:FILE, tfds:NAME:SPLIT or "
+                                       "records:DIR[:SPLIT] with labels; only for the "
+                                       "class-mean floor reference row")
     tfds_data_dir: str | None = setting(None, "prepared TFDS data dir for tfds: specs (default "
                                         "$TFDS_DATA_DIR); never downloads")
 
@@ -188,10 +192,14 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
                      limit=config.max_aux)
     victims = specs.load(config.victims, what="--victims", tfds_data_dir=config.tfds_data_dir,
                          limit=config.max_victims)
+    train = (specs.load(config.target_train, what="--target_train",
+                        tfds_data_dir=config.tfds_data_dir) if config.target_train else None)
     cut = lambda a, n: a if a is None or not n else a[:n]  # noqa: E731 - the budget caps
     result = door(target_spec(config.target), cut(aux.images, config.max_aux),
                   cut(victims.images, config.max_victims),
                   cut(victims.labels, config.max_victims),
+                  train_images=None if train is None else train.images,
+                  train_labels=None if train is None else train.labels,
                   policies=policies, width=config.width, eval_model=config.eval_model or None,
                   outputs=config.outputs, input_range=config.input_range,
                   eval_input_range=config.eval_input_range or None,
