@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfminv import defences
 from tfminv.attacks.predictions import AUX_AUGMENTATIONS
 from tfminv.errors import ConfigError
 from tfminv.settings import check, setting
@@ -113,9 +114,11 @@ class ScenarioConfig:
     clf_init: str = setting("keras", "kernel init of target and evaluation classifiers: Keras' "
                             "glorot_uniform or PyTorch's default (trains the 471-class face "
                             "classifier faster)", choices=("keras", "torch"))
+    defence: str = setting("none", defences.HELP)
 
     def __post_init__(self):
         check(self)
+        defences.parse(self.defence)  # one-line ConfigError for a bad spec, before any work
         if not float(self.width) > 0:
             raise ConfigError(f"--width={self.width}: expected > 0")
         if self.aux_augment and self.stream_aux:
@@ -131,6 +134,9 @@ class ScenarioConfig:
         work. Returns the allocation. Subclasses extend it."""
         from tfminv.data import allocations
 
+        if self.target and defences.parse(self.defence).name != "none":
+            raise ConfigError(f"--defence={self.defence}: a training-time defence applies to "
+                              f"the allocation's own target, not to --target={self.target}")
         return allocations.get(self.dataset)
 
     def train_config(self, epochs: int | None = None):
@@ -246,7 +252,8 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
         model, target_info = targets.get_or_train_classifier(
             alloc, role="target", width=config.width, config=clf_cfg,
             cache_dir=config.cache_dir, train_set=train_set, test_set=test_set,
-            monitor=config.clf_monitor, init=config.clf_init)
+            monitor=config.clf_monitor, init=config.clf_init,
+            **defended_target_kwargs(config, alloc, aux_name, aux_ref))
         oracle = targets.target_oracle(model, target_info)
     seconds["target"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -475,8 +482,28 @@ def target_model(setup: Setup):
     model, _ = targets.get_or_train_classifier(
         setup.allocation, role="target", width=config.width,
         config=config.classifier_config(), cache_dir=config.cache_dir, **config.data_kwargs(),
-        monitor=config.clf_monitor, init=config.clf_init)
+        monitor=config.clf_monitor, init=config.clf_init,
+        **defended_target_kwargs(config, setup.allocation, setup.aux_name))
     return model
+
+
+def defended_target_kwargs(config: ScenarioConfig, alloc, aux_name: str, aux_ref=None) -> dict:
+    """`get_or_train_classifier`'s defence arguments for the target of `config`: the spec, and
+    for transfer learning the labelled public auxiliary images it pre-trains on (the whole
+    auxiliary set `aux_name`, within max_aux) with their description as aux_key."""
+    d = defences.parse(config.defence)
+    if d.name == "none":
+        return {}
+    if d.name != "tl":
+        return {"defence": str(d)}
+    from tfminv.data import allocations
+
+    ref = aux_ref if aux_ref is not None else limited(alloc.aux_ref(aux_name), config.max_aux)
+    aux = allocations.materialize(ref, **config.data_kwargs())
+    if getattr(aux, "labels", None) is None:
+        raise ConfigError(f"--defence={d}: the auxiliary set {aux_name!r} has no labels; "
+                          "transfer learning pre-trains on labelled public images")
+    return {"defence": str(d), "aux": (aux.images, aux.labels), "aux_key": repr(ref)}
 
 
 def figure_victims(labels, n: int) -> np.ndarray:

@@ -69,10 +69,14 @@ def classifier_settings(allocation, role: str, width: float, config,
 
 def classifier_key(allocation, role: str = "target", width: float = 1.0, config=None,
                    val_fraction: float = 0.1, augment: str = "", monitor: str = "val_loss",
-                   eval_width: float | None = None, init: str = "keras") -> str:
+                   eval_width: float | None = None, init: str = "keras",
+                   defence: str = "none", aux_key=None) -> str:
     """Cache key of a classifier: its training data, role, width, training config, the code
-    version of its builder and training recipe, and the augmentation, selection monitor and
-    init when they differ from the defaults."""
+    version of its builder and training recipe, and the augmentation, selection monitor, init
+    and training-time defence (`tfminv.defences.cache_key_part`; aux_key: the description of
+    the public images transfer learning pre-trains on) when they differ from the defaults, so
+    an undefended classifier keeps the key it had before defences existed."""
+    from tfminv import defences
     from tfminv.hashing import digest
     from tfminv.training import TrainConfig, code_version
 
@@ -80,15 +84,25 @@ def classifier_key(allocation, role: str = "target", width: float = 1.0, config=
                                         eval_width)
     d = {"allocation": _describe(allocation), "role": role, "width": width,
          "config": config.key(), "val_fraction": val_fraction,
-         **_options(augment, monitor, init), "code": code_version.version(CODE)}
+         **_options(augment, monitor, init), "code": code_version.version(CODE),
+         **defences.cache_key_part(_role_defence(role, defence), aux_key)}
     return digest(d)
+
+
+def _role_defence(role: str, defence) -> str:
+    """The defence a classifier of `role` trains under: `defence` for the target, always
+    'none' for the evaluation classifier (the judge of every attack stays the same)."""
+    from tfminv import defences
+
+    return str(defences.parse(defence)) if role == "target" else "none"
 
 
 def get_or_train_classifier(allocation, *, role: str = "target", width: float = 1.0,
                             config=None, cache_dir=None, data_dir=None, records_dir=None,
                             train_set=None, test_set=None, val_fraction: float = 0.1,
                             augment: str = "", monitor: str = "val_loss",
-                            eval_width: float | None = None, init: str = "keras"):
+                            eval_width: float | None = None, init: str = "keras",
+                            defence: str = "none", aux=None, aux_key=None):
     """Return (model, info) for the allocation's classifier, training it only when not cached.
 
     The model outputs logits. info: dict with path, key, role, width, test_accuracy,
@@ -98,6 +112,10 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     `val_fraction` of the training data ('val_loss' or 'val_accuracy'); eval_width: the
     evaluation classifier's width (default half of `width`); init: 'keras' or 'torch'
     kernel initialisation (`models.classifier.kernel_initializer`).
+    defence: a `tfminv.defences` spec for role 'target' (ignored for 'eval'); a defended
+    target is cached under its own key and its info holds `defence` (the spec and, for
+    DP-SGD, epsilon, delta and steps). aux / aux_key: the labelled public images (images,
+    labels) and their JSON-able description, for transfer learning ('tl:N') only.
     """
     import keras
 
@@ -105,8 +123,9 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     from tfminv.training import TrainConfig, code_version, fit
 
     config = config or TrainConfig()
+    defence = _role_defence(role, defence)
     key = classifier_key(allocation, role, width, config, val_fraction, augment, monitor,
-                         eval_width, init)
+                         eval_width, init, defence, aux_key)
     width, config = classifier_settings(allocation, role, width, config, eval_width)
     folder = paths.cache_dir(cache_dir) / "classifiers" / f"{allocation.name}-{role}-{key}"
     info_path, model_path = folder / "info.json", folder / "train" / "model.keras"
@@ -151,11 +170,21 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
     size = int(allocation.image_size)
     meta = {"allocation": allocation.name, "role": role, "width": width,
             **_options(augment, monitor, init)}
-    model = fit(lambda: build_classifier(num_classes, size, width, name=f"{role}_classifier",
-                                         augment=augment, init=init),
-                x, y, config=config, workdir=folder / "train", val=(xv, yv),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"], monitor=monitor, meta=meta, code=CODE)
+    def build():
+        return build_classifier(num_classes, size, width, name=f"{role}_classifier",
+                                augment=augment, init=init)
+
+    dinfo = None
+    if defence == "none":  # trained exactly as before defences existed (same files, same meta)
+        model = fit(build, x, y, config=config, workdir=folder / "train", val=(xv, yv),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"], monitor=monitor, meta=meta, code=CODE)
+    else:
+        from tfminv import defences
+
+        model, dinfo = defences.fit_defended(defence, build, x, y, config=config,
+                                             workdir=folder / "train", val=(xv, yv), aux=aux,
+                                             meta=meta, monitor=monitor)
     logits = model.predict(test_set.images, batch_size=256, verbose=0)
     test_acc = float((np.argmax(logits, axis=1) == test_set.labels).mean())
     vlogits = model.predict(xv, batch_size=256, verbose=0)
@@ -167,7 +196,7 @@ def get_or_train_classifier(allocation, *, role: str = "target", width: float = 
             "val_accuracy": float((np.argmax(vlogits, axis=1) == yv).mean()),
             "test_accuracy": test_acc,
             "identity": f"tfminv-classifier:{allocation.name}:{role}:{key}",
-            "code": code_version.record(CODE)}
+            "code": code_version.record(CODE), **({"defence": dinfo} if dinfo else {})}
     if distribute.is_chief():  # the other workers of a multi-worker run only read the cache
         try:
             write_json(info_path, info)
