@@ -22,7 +22,8 @@ from tfminv.settings import settings_of
 ROOT = Path(__file__).parents[1]
 BINARIES = {"truncation": "TruncationConfig", "auxiliary": "AuxiliaryConfig",
             "alignment": "AlignmentConfig", "class_inference": "ClassInferenceConfig",
-            "joint": "JointConfig", "api": "FaceAPIConfig", "audit": "AuditConfig"}
+            "joint": "JointConfig", "api": "FaceAPIConfig", "audit": "AuditConfig",
+            "defences": "DefencesConfig"}
 
 # a binary's flags, and whether TensorFlow got imported
 DUMP = textwrap.dedent("""

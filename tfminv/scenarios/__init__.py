@@ -14,6 +14,7 @@
 | `run_joint` | `JointConfig` | malicious developer: joint training vs black-box |
 | `run_faceapi` | `FaceAPIConfig` | a DetectFaces-format face-attribute API |
 | `run_audit` | `AuditConfig` | leakage vs utility under release policies (bundled or own data) |
+| `run_defences` | `DefencesConfig` | leakage vs utility of training-time defences of the target |
 
 Every config extends `ScenarioConfig` (data, cache, budget, target and selection settings; its
 `dataset` is any allocation name of `tfminv.data.allocations` or a JSON allocation file).
@@ -26,6 +27,7 @@ from tfminv.scenarios.audit import AuditConfig, AuditResult, run_audit
 from tfminv.scenarios.auxiliary import AuxiliaryConfig, run_auxiliary
 from tfminv.scenarios.base import (Figure, ScenarioConfig, ScenarioResult, Setup, prepare,
                                    selection_data)
+from tfminv.scenarios.defences import DefencesConfig, DefencesResult, run_defences
 from tfminv.scenarios.class_inference import ClassInferenceConfig, run_class_inference
 from tfminv.scenarios.faceapi import FaceAPIConfig, run_faceapi
 from tfminv.scenarios.joint import JointConfig, run_joint
@@ -35,8 +37,8 @@ __all__ = ["ScenarioConfig", "ScenarioResult", "Setup", "Figure", "prepare", "se
            "TruncationConfig", "run_truncation", "AuxiliaryConfig", "run_auxiliary",
            "AlignmentConfig", "run_alignment", "ClassInferenceConfig", "run_class_inference",
            "JointConfig", "run_joint", "FaceAPIConfig", "run_faceapi", "AuditConfig", "AuditResult",
-           "run_audit", "CONFIGS"]
+           "run_audit", "DefencesConfig", "DefencesResult", "run_defences", "CONFIGS"]
 
 #: every scenario config (the binaries generate their flags from these)
 CONFIGS = (TruncationConfig, AuxiliaryConfig, AlignmentConfig, ClassInferenceConfig,
-           JointConfig, FaceAPIConfig, AuditConfig)
+           JointConfig, FaceAPIConfig, AuditConfig, DefencesConfig)
