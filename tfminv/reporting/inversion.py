@@ -154,16 +154,23 @@ def _findings(result: InversionResults) -> list[str]:
     return out
 
 
+def _by_verdict(result, rows, against: str, key: str, fmt: str) -> dict[int, list[str]]:
+    """The policies' paired differences against reference `against`, grouped by verdict
+    (-1 below, 0 not distinguishable, 1 above)."""
+    groups = {-1: [], 0: [], 1: []}
+    for r in rows:
+        got = _diff(result, r["policy"], against, key, fmt)
+        if got is not None:
+            groups[got[1]].append(f"`{r['policy']}` {got[0]}")
+    return groups
+
+
 def _reference_findings(result, rows, refs) -> list[str]:
     """The policies against the reference rows (mean image by MSE, majority class by attack
     accuracy), and what the judge's favourite class contributes."""
     out = []
     ref_rows = {r["reference"]: r for r in result.references}
-    groups = {-1: [], 0: [], 1: []}
-    for r in rows:
-        got = _diff(result, r["policy"], "mean image", "mse", "+.4f")
-        if got is not None:
-            groups[got[1]].append(f"`{r['policy']}` {got[0]}")
+    groups = _by_verdict(result, rows, "mean image", "mse", "+.4f")
     if any(groups.values()):
         out.append(f"MSE against the mean auxiliary image ({refs['mse_mean_aux']:.4f}, free for "
                    f"any attacker): below it {len(groups[-1])} of {len(rows)} ("
@@ -184,11 +191,7 @@ def _reference_findings(result, rows, refs) -> list[str]:
                        "interval is computed).")
     maj = ref_rows.get("majority class")
     if maj is not None and all(r["attack_acc"] is not None for r in rows):
-        groups = {-1: [], 0: [], 1: []}
-        for r in rows:
-            got = _diff(result, r["policy"], "majority class", "hit", "+.3f")
-            if got is not None:
-                groups[got[1]].append(f"`{r['policy']}` {got[0]}")
+        groups = _by_verdict(result, rows, "majority class", "hit", "+.3f")
         if any(groups.values()):
             out.append(f"Attack accuracy against always guessing the most frequent victim "
                        f"class ({maj['attack_acc']:.3f}; chance 1/m is "
