@@ -173,6 +173,32 @@ def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(tmp_path):
     assert res.stderr.strip().splitlines() == ["interrupted (Ctrl-C)"]
 
 
+def test_ctrl_c_that_a_library_turns_into_another_error_still_exits_130():
+    """The KeyboardInterrupt can die inside TensorFlow (tracing, a C++ callback) and come out as
+    another exception; after a SIGINT, the run still ends as interrupted, not as a failure."""
+    script = textwrap.dedent("""
+        import os, signal
+        from tfminv import cli
+        def main(argv):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                import time; time.sleep(5)
+            except KeyboardInterrupt as e:
+                raise RuntimeError("a frame dump, not an interrupt") from None
+        cli.run(main)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=_env(), timeout=60)
+    assert res.returncode == 130, res.stderr
+    assert res.stderr.strip().splitlines() == ["interrupted (Ctrl-C)"]
+    # without a SIGINT, the same RuntimeError is a failure (exit 1 with its traceback)
+    plain = script.replace('os.kill(os.getpid(), signal.SIGINT)', 'raise KeyboardInterrupt')
+    plain = plain.replace("except KeyboardInterrupt as e:", "except KeyboardInterrupt:")
+    res = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True,
+                         env=_env(), timeout=60)
+    assert res.returncode == 1 and "RuntimeError: a frame dump" in res.stderr, res.stderr
+
+
 def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
     """SIGINT to a training binary once it has started work (TensorFlow up, data or training)."""
     import signal

@@ -74,6 +74,7 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
 
     def wrapped(argv):
         install_log_handler()
+        _count_interrupts()
         try:
             if early is not None:
                 early()
@@ -96,6 +97,8 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
                 print(f"error: {distribute.cluster_failure(e)}", file=sys.stderr)
                 sys.exit(USER_ERROR)
         except TfminvError as e:
+            if _interrupts:
+                raise KeyboardInterrupt from e
             print(f"error: {e}", file=sys.stderr)
             sys.exit(USER_ERROR)
 
@@ -104,6 +107,35 @@ def run(main, before=None, argv=None, early=None, interrupted: str = INTERRUPTED
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except BaseException as e:
+        # a KeyboardInterrupt raised inside TensorFlow's tracing or a C++ callback can come
+        # out wrapped in another exception (seen in CI: exit 1 with a frame dump); after a
+        # Ctrl-C, whatever ends the run is the interrupt
+        if not _interrupts or (isinstance(e, SystemExit) and e.code in (0, None)):
+            raise
+        print(interrupted, file=sys.stderr)
+        sys.exit(INTERRUPTED)
+
+
+_interrupts: list[int] = []  # SIGINTs received while `run` is in charge
+
+
+def _count_interrupts() -> None:
+    """Python's own Ctrl-C behaviour (raise KeyboardInterrupt), but remembered, so that `run`
+    can tell an interrupt from a failure even when the KeyboardInterrupt did not survive.
+    A SIGINT that is ignored (a background job of a non-interactive shell) stays ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+
+    def on_sigint(signum, frame):
+        _interrupts.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def quiet_tensorflow() -> None:
