@@ -452,15 +452,16 @@ def _paper_audit(rows, run):
 
 
 AUX_SIZES = (2500, 5000)  # --max_aux of the truncation_celeba_ids_aux<N> runs (k = 10)
+POOL = f"truncation_{PAPER}_pool"  # k = 10 with --aux=public (every public face set pooled)
 
 
 def _paper_aux_size(d: Path):
     """Across folders: k = 10 truncation MSE and attack top-5 as the generic set grows
-    (truncation_celeba_ids_aux<N>, then the full run)."""
+    (truncation_celeba_ids_aux<N>, the full run, then the pooled public set)."""
     def check(rows, run):
         points = []
-        for n in AUX_SIZES:
-            other, _ = load(d, f"truncation_{PAPER}_aux{n}")
+        for name in (*(f"truncation_{PAPER}_aux{n}" for n in AUX_SIZES), POOL):
+            other, _ = load(d, name)
             r = next((r for r in other or [] if r["k"] == 10 and r["method"] == "truncation"),
                      None)
             if r:
@@ -474,8 +475,24 @@ def _paper_aux_size(d: Path):
         return Outcome(ok, "k=10, training pairs (faces and mirrors) -> MSE / attack top-5: "
                        + "; ".join(f"{n} -> {m:.4f} / {t:.3f}" for n, m, t in points),
                        "the authors trained on ~200,000 generic faces; the shared CelebA copy "
-                       "has 10,000")
+                       "has 10,000, the pooled public set 55,210")
     return check
+
+
+def _paper_pool_goal(rows, run):
+    """The MSE goal at k = 10 with the pooled public faces, and what it buys in identity."""
+    t = next((r for r in rows if r["k"] == 10 and r["method"] == "truncation"), None)
+    cm = next((r for r in rows if r["method"] == "reference: class_mean"), None)
+    if not (t and cm):
+        return Outcome(None)
+    sources = (run or {}).get("aux_set", {}).get("sources", {})
+    return Outcome(t["mse"] <= 0.025 and t["mse"] < cm["mse"],
+                   f"k=10: truncation {t['mse']:.5f} from {t['n_aux']} training pairs, per-class "
+                   f"mean {cm['mse']:.4f}; attack top-5 {t['attack_acc_top5']:.3f}, "
+                   f"nearest-identity {t['nn_acc']:.3f} (top-5 {t['nn_acc_top5']:.3f})",
+                   "pooled sources: " + ", ".join(f"{k} {v}" for k, v in sources.items())
+                   + "; the held-out auxiliary loss rises after epoch 3 (UTKFace and FER faces "
+                   "are framed unlike CelebA), so the curve has not flattened at 10 epochs")
 
 
 def _paper_sections(d: Path) -> list:
@@ -492,8 +509,13 @@ def _paper_sections(d: Path) -> list:
                           _paper_goal_acc),
                     Claim(f"truncation/{PAPER}", "more generic faces, better reconstructions "
                           "(observed here, not a claim of the paper)", "k = 10 MSE falls at "
-                          "every step of 2,500 -> 5,000 -> 10,000 generic faces",
-                          _paper_aux_size(d)))),
+                          "every step of 2,500 -> 5,000 -> 10,000 generic faces -> the pooled "
+                          "public set", _paper_aux_size(d)))),
+        Section(POOL, "Paper scale: k = 10 with every public face set pooled (--aux=public)",
+                PAPER_TRUNC_COLS, (
+                    Claim(f"truncation/{PAPER}", "goal at k = 10 with the pooled public faces: "
+                          "truncation MSE <= 0.025, below the per-class mean",
+                          "both at k = 10", _paper_pool_goal),)),
         *(Section(f"truncation_{PAPER}_aux{n}", f"Paper scale: k = 10 with --max_aux={n} "
                   "generic faces", PAPER_TRUNC_COLS) for n in AUX_SIZES),
         Section(f"auxiliary_{PAPER}", "Paper scale: auxiliary set distribution, 471 identities",
