@@ -19,7 +19,7 @@ def custom_objects() -> dict:
     # killed run resumes (the served model is a plain classifier)
     classes = [truncation.Truncation, truncation.TopK, joint.RescaledTruncation, fast_layers.Conv2D,
                fast_layers.Conv2DTranspose, fast_layers.BatchNorm, losses.WeightedMSE,
-               losses.MaskedMSE, defended.DefendedClassifier]
+               losses.MaskedMSE, losses.ReleasedKL, defended.DefendedClassifier]
     return {f"tfminv>{c.__name__}": c for c in classes}
 
 

@@ -244,7 +244,7 @@ class Attack:
 
 def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int, config,
                workdir, width: float, val=None, method: str = "truncation", victim_labels=None,
-               judge=None, callbacks=()) -> Attack:
+               judge=None, callbacks=(), identity=None) -> Attack:
     """Release -> aligned inverter -> inversion -> scores, the one body every door runs.
 
     train_preds / train_images: the attacker's released auxiliary vectors and the images
@@ -252,16 +252,28 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     config / workdir / width / val: `tfminv.attacks.inversion.train_inverter` (cached and
     resumable: an identical request reuses the trained model). callbacks: extra Keras callbacks
     of the inverter's training (e.g. a door's progress lines; none run for a cached model).
+    identity: the 'identity' method's settings (`tfminv.attacks.identity.IdentityOptions` or a
+    config declaring them); with that method the scores also hold the surrogate's agreement
+    with the target (`Surrogate.fields()`, `surrogate_near_chance` labelled) and
+    `surrogate_kl`, the surrogate's KL between the victims' released entries and its own on
+    their reconstructions.
     """
     from tfminv.attacks.inversion import invert, train_inverter
 
     t = time.perf_counter()
     inverter = train_inverter(train_preds, train_images, k=k, method=method, config=config,
-                              workdir=workdir, val=val, width=width, callbacks=callbacks)
+                              workdir=workdir, val=val, width=width, callbacks=callbacks,
+                              identity=identity)
     seconds = time.perf_counter() - t
     recon = invert(inverter, victim_preds)
-    return Attack(inverter, recon, score(recon, victim_images, victim_labels, judge),
-                  round(seconds, 1))
+    scores = score(recon, victim_images, victim_labels, judge)
+    sur = getattr(inverter, "surrogate", None)
+    if sur is not None:
+        from tfminv.attacks.identity import identity_kl
+
+        scores.update(sur.fields())
+        scores["surrogate_kl"] = identity_kl(sur.model, inverter, victim_preds, k)
+    return Attack(inverter, recon, scores, round(seconds, 1))
 
 
 # ----------------------------------------------------------------------------- run folders

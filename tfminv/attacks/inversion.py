@@ -11,6 +11,9 @@ Methods:
 - `previous_logzero`: the same full-vector decoder fed trunc_k of the victims' vector, i.e.
   the zeros put in after the log transform (the definition tfminv used before; it gives the
   previous approach the truncation layer's scale for free and is reported as a variant).
+- `identity`: the truncation inverter trained with, beside pixel MSE, a term that the
+  attacker's surrogate of the target (distilled from the same auxiliary releases) finds in
+  G(v) what v released (`tfminv.attacks.identity`; its weights: `IdentityOptions`).
 
 G never sees the target's graph or weights: its only inputs are prediction arrays that came
 out of an Oracle (see tfminv.attacks.predictions.query_cached).
@@ -26,7 +29,9 @@ from tfminv.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("truncation", "previous", "previous_logzero")
+#: the methods a scenario compares when none are named (the paper's comparison)
+DEFAULT_METHODS = ("truncation", "previous", "previous_logzero")
+METHODS = DEFAULT_METHODS + ("identity",)
 
 
 def _check(preds, images, what):
@@ -58,7 +63,8 @@ def _check_streamed(preds, images):
 
 
 def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, workdir,
-                   val=None, width: float = 1.0, reuse: bool = True, callbacks=()):
+                   val=None, width: float = 1.0, reuse: bool = True, callbacks=(),
+                   identity=None):
     """Train (or reuse) an inverter and return a Keras model: raw prediction [N, m] -> image.
 
     The model's `run_dir` attribute names its training folder (run.json, TensorBoard logs).
@@ -71,6 +77,9 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     same model (at k = m the three methods coincide).
     val = (predictions, images) for model selection. callbacks: extra Keras callbacks of the
     training (progress lines); they do not enter the cache key.
+    identity: the 'identity' method's `tfminv.attacks.identity.IdentityOptions` (None: its
+    defaults; any object with those settings as attributes is read by `options_of`); the
+    returned model then also has `surrogate` (`tfminv.attacks.surrogate.Surrogate`).
     """
     from tfminv.hashing import short_hash
     from tfminv.models import build_inverter, with_release, with_truncation
@@ -80,6 +89,20 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     streamed = hasattr(aux_images, "iter_chunks")
+    if method == "identity":
+        from tfminv.attacks.identity import options_of, train_identity_inverter
+
+        options = options_of(identity) if identity is not None else options_of(object())
+        if streamed:
+            raise ConfigError("method 'identity' trains its surrogate on in-memory auxiliary "
+                              "images; expected an image array, not a stream (--stream_aux)")
+        preds, images = _check(aux_predictions, aux_images, "auxiliary set")
+        _check_k(k, preds.shape[1])
+        if val is not None:
+            val = _check(val[0], val[1], "validation set")
+        return train_identity_inverter(preds, images, k=k, config=config, workdir=workdir,
+                                       val=val, width=width, options=options, reuse=reuse,
+                                       callbacks=callbacks)[0]
     if streamed:  # tfminv.data.streaming.StreamedImages: read from the records while training
         preds, images = _check_streamed(aux_predictions, aux_images), aux_images
         m, shape = preds.shape[1], tuple(images.image_shape)

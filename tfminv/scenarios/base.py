@@ -460,7 +460,7 @@ def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "
                            method=method, config=setup.config.train_config(epochs),
                            workdir=workdir or inverter_workdir(setup), val=val,
                            width=setup.config.width, victim_labels=setup.victims.labels,
-                           judge=setup.judge)
+                           judge=setup.judge, identity=setup.config)
 
 
 def attack_row(attack) -> dict:

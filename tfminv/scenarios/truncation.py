@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from tfminv.attacks.inversion import METHODS
+from tfminv.attacks import identity as _identity
+from tfminv.attacks.inversion import DEFAULT_METHODS, METHODS
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
@@ -24,12 +25,22 @@ COLUMNS = ["dataset", "k", "method", "mse", "psnr", "ssim", "attack_acc", "attac
 @dataclasses.dataclass
 class TruncationConfig(base.ScenarioConfig):
     """k: the released top-k sizes to compare; methods: a subset of
-    `tfminv.attacks.inversion.METHODS`."""
+    `tfminv.attacks.inversion.METHODS` (default: the paper's comparison, without 'identity');
+    identity_weight ... surrogate_epochs: the 'identity' method's settings
+    (`tfminv.attacks.identity.SETTINGS`)."""
 
     k: tuple = setting((10,), "size of the released top-k prediction: one value or a list",
                        flag_type="int_list", minimum=1)
-    methods: tuple = setting(METHODS, "methods to compare", flag_type="str_list",
+    methods: tuple = setting(DEFAULT_METHODS, "methods to compare", flag_type="str_list",
                              choices=METHODS)
+    identity_weight: float = _identity.declared("identity_weight")
+    feature_weight: float = _identity.declared("feature_weight")
+    surrogate_width: float = _identity.declared("surrogate_width")
+    surrogate_epochs: int = _identity.declared("surrogate_epochs")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
 
     def preflight(self):
         alloc = super().preflight()

@@ -37,6 +37,10 @@ KINDS = {
     "inverter": ("tfminv.models.inverter", "tfminv.attacks.inversion"),
     "joint": ("tfminv.models.joint", "tfminv.training.joint"),
     "local_api": ("tfminv.faceapi.local_api",),
+    "surrogate": ("tfminv.models.classifier", "tfminv.models.losses", "tfminv.attacks.surrogate"),
+    "identity": ("tfminv.models.inverter", "tfminv.models.losses", "tfminv.attacks.inversion",
+                 "tfminv.attacks.identity", "tfminv.models.classifier",
+                 "tfminv.attacks.surrogate"),
     "defended": ("tfminv.models.classifier", "tfminv.defences", "tfminv.defences.train"),
 }
 #: imports followed from a defining module (the builders and layers)
