@@ -42,7 +42,7 @@ def mnist(data_dir, tmp_path_factory):
         return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
     aux, vic = x[2000:3000], x[3000:3100]
-    return dict(aux_tr=(probs(aux[:900]), aux[:900]), aux_val=(probs(aux[900:]), aux[900:]),
+    return dict(probs=probs, aux=aux, aux_tr=(probs(aux[:900]), aux[:900]), aux_val=(probs(aux[900:]), aux[900:]),
                 victims=(probs(vic), vic, y[3000:3100]), base=base,
                 target_acc=float(np.mean(np.argmax(probs(vic), 1) == y[3000:3100])),
                 config=TrainConfig(epochs=3, batch_size=64, learning_rate=1e-3, verbose=0,
@@ -152,3 +152,27 @@ def test_scenario_offers_the_method_and_its_weights():
         TruncationConfig(dataset="mnist", identity_weight=float("nan"))
     with pytest.raises(ConfigError, match="methods"):
         TruncationConfig(dataset="mnist", methods=("gmi",))
+
+
+def test_the_door_runs_the_identity_method(mnist, tmp_path):
+    """`run_inversion` with InversionConfig(method='identity'): the rows are the policy's, the
+    surrogate's agreement is in settings, labelled; a bad method or weight is one line."""
+    import tfminv
+    from tfminv.leakage import InversionConfig
+
+    vp, vx, vl = mnist["victims"]
+    cfg = InversionConfig(k=K, epochs=2, width=0.125, batch_size=64, method="identity",
+                          identity_weight=0.1, surrogate_width=0.125,
+                          surrogate_epochs=SUR_EPOCHS, cache_dir=str(tmp_path / "cache"))
+    res = tfminv.run_inversion(mnist["probs"], tfminv.InversionInputs(mnist["aux"], vx, vl),
+                               config=cfg)
+    assert res.settings["method"] == "identity"
+    sur = res.settings["surrogate"][f"topk:{K}"]
+    assert sur["surrogate_top1_agreement"] > 0.5 and sur["surrogate_near_chance"] is False
+    assert res.settings["identity"]["identity_weight"] == 0.1
+    assert np.isfinite(res.rows[0].mse)
+    for bad in (dict(method="gmi"), dict(identity_weight=-1.0),
+                dict(feature_weight=float("nan"))):
+        with pytest.raises(ConfigError) as e:
+            InversionConfig(k=1, **bad)
+        assert next(iter(bad)) in str(e.value) and "\n" not in str(e.value)

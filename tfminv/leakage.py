@@ -36,6 +36,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tfminv.attacks import identity as _identity
+from tfminv.attacks import inversion as _inversion
 from tfminv.attacks.core import loo_class_means as _loo_class_means  # noqa: F401 - earlier name
 from tfminv.errors import ConfigError, DataError
 from tfminv.inputs import MIN_SIDE, InversionInputs, as_labels, as_unit_images  # noqa: F401
@@ -94,10 +96,21 @@ class InversionConfig:
     verbose: int = setting(0, "1: progress lines on stdout and Keras progress bars")
     train: object = setting(None, "the inverters' tfminv.training.TrainConfig (library only)",
                             flag=False)
+    method: str = setting("truncation", "attack method of every policy's inverter "
+                          "(tfminv.attacks.inversion.METHODS; 'identity' also trains a surrogate "
+                          "of the target from the same auxiliary releases)",
+                          choices=_inversion.METHODS)
+    identity_weight: float = _identity.declared("identity_weight")
+    feature_weight: float = _identity.declared("feature_weight")
+    surrogate_width: float = _identity.declared("surrogate_width")
+    surrogate_epochs: int = _identity.declared("surrogate_epochs")
 
     def __post_init__(self):
         from tfminv.attacks.predictions import check_aux_augment
-
+        if self.method not in _inversion.METHODS:
+            raise ConfigError(f"method={self.method!r}: expected one of "
+                              f"{', '.join(_inversion.METHODS)}")
+        _identity.options_of(self)  # the identity weights: negative or NaN is a ConfigError
         policy_list(self.k, self.policies)
         if not float(self.width) > 0:
             raise ConfigError(f"width={self.width!r}: expected a multiplier > 0")
@@ -518,7 +531,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
         f"{cost['step_s']:.3f} s per step, width {cfg.width:g}); fewer epochs, a smaller width "
         "or fewer policies cost proportionally less")
     progress_cb = _progress_callback(say, len(pols), train_cfg.epochs)
-    rows, recons = [], {}
+    rows, recons, surrogates = [], {}, {}
     for i, (pol, rel) in enumerate(zip(pols, releases)):
         t1 = time.time()
         spec, kk = pol.spec(), pol.released_k(m)
@@ -529,7 +542,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
         attack = core.run_attack(x_tr, y_tr, rel.victims, data.victim_images, k=kk,
                                  config=train_cfg, workdir=workdir, width=cfg.width, val=val,
                                  victim_labels=labels, judge=judge.judge,
-                                 callbacks=[progress_cb(i, spec)])
+                                 callbacks=[progress_cb(i, spec)], method=cfg.method,
+                                 identity=cfg)
         sc = attack.scores
         row = InversionRow(
             policy=spec, k=kk, released_entries=float(np.mean((rel.victims > 0).sum(axis=1))),
@@ -541,6 +555,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
             aux_val_mse=metrics.mse(invert(attack.inverter, val[0]), val[1]),
             seconds=round(time.time() - t1, 1))
         rows.append(row)
+        if cfg.method == "identity":  # the surrogate's agreement, labelled near chance
+            surrogates[spec] = {n: v for n, v in sc.items() if n.startswith("surrogate_")}
         recons[spec] = attack.reconstructions
         per_victim[spec] = {"mse": metrics.mse_per_image(attack.reconstructions,
                                                          data.victim_images)}
@@ -560,8 +576,11 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                 "victims": int(len(data.victim_images)), "labels": labels is not None,
                 "policies": [p.spec() for p in pols], "width": float(cfg.width),
                 "train_config": train_cfg.key(), "val_fraction": cfg.val_fraction,
-                "seed": cfg.seed, "aux_augment": cfg.aux_augment,
+                "seed": cfg.seed, "aux_augment": cfg.aux_augment, "method": cfg.method,
                 "oracle_queries": oracle.num_queries, "seconds": round(time.time() - t0, 1)}
+    if surrogates:
+        settings["identity"] = _identity.options_of(cfg).key()
+        settings["surrogate"] = surrogates
     return InversionResults(rows=rows, reconstructions=recons, baselines=refs,
                             settings=settings, victim_images=data.victim_images,
                             victim_labels=labels, references=ref_rows, details=details,
