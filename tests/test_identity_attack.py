@@ -176,3 +176,27 @@ def test_the_door_runs_the_identity_method(mnist, tmp_path):
         with pytest.raises(ConfigError) as e:
             InversionConfig(k=1, **bad)
         assert next(iter(bad)) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_feature_term_trains_its_own_run(mnist):
+    """feature_weight > 0 adds the surrogate's penultimate-feature term (its loss is in the
+    run's history) and is another cached run than the same request without it."""
+    import csv
+    from pathlib import Path
+
+    from tfminv.attacks.identity import IdentityOptions
+    from tfminv.attacks.inversion import train_inverter
+
+    (p, x), val = mnist["aux_tr"], mnist["aux_val"]
+    kw = dict(k=K, method="identity", config=mnist["config"].replace(epochs=1),
+              workdir=mnist["base"] / "feat", val=val, width=0.125)
+    base = dict(identity_weight=0.1, surrogate_width=0.125, surrogate_epochs=SUR_EPOCHS)
+    plain = train_inverter(p, x, identity=IdentityOptions(**base), **kw)
+    feat = train_inverter(p, x, identity=IdentityOptions(feature_weight=0.5, **base), **kw)
+    assert plain.run_dir != feat.run_dir
+    assert plain.surrogate.run_dir == feat.surrogate.run_dir  # one surrogate, trained once
+    with open(Path(feat.run_dir) / "history.csv") as f:
+        header = next(csv.reader(f))
+    assert "feature_loss" in header and "released_loss" in header
+    with open(Path(plain.run_dir) / "history.csv") as f:
+        assert "feature_loss" not in next(csv.reader(f))
