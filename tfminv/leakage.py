@@ -107,6 +107,7 @@ class InversionConfig:
 
     def __post_init__(self):
         from tfminv.attacks.predictions import check_aux_augment
+
         if self.method not in _inversion.METHODS:
             raise ConfigError(f"method={self.method!r}: expected one of "
                               f"{', '.join(_inversion.METHODS)}")

@@ -272,7 +272,7 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
         from tfminv.attacks.identity import identity_kl
 
         scores.update(sur.fields())
-        scores["surrogate_kl"] = identity_kl(sur.model, inverter, victim_preds, k)
+        scores["surrogate_kl"] = identity_kl(sur.model, inverter, victim_preds, k, recon)
     return Attack(inverter, recon, scores, round(seconds, 1))
 
 

@@ -71,9 +71,11 @@ class IdentityOptions:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def options_of(config) -> IdentityOptions:
+def options_of(config=None) -> IdentityOptions:
     """The IdentityOptions of any config that declares some of `SETTINGS` (the others keep
-    their defaults)."""
+    their defaults; None: all defaults)."""
+    if config is None:
+        return IdentityOptions()
     if isinstance(config, IdentityOptions):
         return config
     return IdentityOptions(**{n: getattr(config, n) for n in SETTINGS if hasattr(config, n)})
@@ -145,9 +147,10 @@ def train_identity_inverter(preds, images, *, k: int, config, workdir, val, widt
     return g, sur
 
 
-def identity_kl(surrogate_model, inverter, released, k: int) -> float:
+def identity_kl(surrogate_model, inverter, released, k: int, recon=None) -> float:
     """Mean `released_kl` of the surrogate's logits on G(released) against `released` [N, m]:
-    how far S finds the reconstructions from what was released (lower = more consistent)."""
+    how far S finds the reconstructions from what was released (lower = more consistent).
+    recon: G(released) when already computed."""
     import tensorflow as tf
 
     from tfminv.attacks.inversion import invert
@@ -155,5 +158,5 @@ def identity_kl(surrogate_model, inverter, released, k: int) -> float:
     from tfminv.models.losses import released_kl
 
     v = np.asarray(released, np.float32)
-    z = logits_of(surrogate_model, invert(inverter, v))
+    z = logits_of(surrogate_model, invert(inverter, v) if recon is None else recon)
     return float(tf.reduce_mean(released_kl(v, z, k)).numpy())

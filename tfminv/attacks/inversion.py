@@ -89,20 +89,9 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     streamed = hasattr(aux_images, "iter_chunks")
-    if method == "identity":
-        from tfminv.attacks.identity import options_of, train_identity_inverter
-
-        options = options_of(identity) if identity is not None else options_of(object())
-        if streamed:
-            raise ConfigError("method 'identity' trains its surrogate on in-memory auxiliary "
-                              "images; expected an image array, not a stream (--stream_aux)")
-        preds, images = _check(aux_predictions, aux_images, "auxiliary set")
-        _check_k(k, preds.shape[1])
-        if val is not None:
-            val = _check(val[0], val[1], "validation set")
-        return train_identity_inverter(preds, images, k=k, config=config, workdir=workdir,
-                                       val=val, width=width, options=options, reuse=reuse,
-                                       callbacks=callbacks)[0]
+    if method == "identity" and streamed:
+        raise ConfigError("method 'identity' trains its surrogate on in-memory auxiliary "
+                          "images; expected an image array, not a stream (--stream_aux)")
     if streamed:  # tfminv.data.streaming.StreamedImages: read from the records while training
         preds, images = _check_streamed(aux_predictions, aux_images), aux_images
         m, shape = preds.shape[1], tuple(images.image_shape)
@@ -112,6 +101,12 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     _check_k(k, m)
     if val is not None:
         val = _check(val[0], val[1], "validation set")
+    if method == "identity":
+        from tfminv.attacks.identity import options_of, train_identity_inverter
+
+        return train_identity_inverter(preds, images, k=k, config=config, workdir=workdir,
+                                       val=val, width=width, options=options_of(identity),
+                                       reuse=reuse, callbacks=callbacks)[0]
     train_k = k if method == "truncation" else m
     # the run depends only on the k it trains with: 'truncation' at k = m is the full model
     meta = {"train_k": int(train_k), "width": float(width), "aux": short_hash(preds, images),
