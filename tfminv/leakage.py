@@ -42,6 +42,7 @@ from tfminv.attacks.core import loo_class_means as _loo_class_means  # noqa: F40
 from tfminv.errors import ConfigError, DataError
 from tfminv.inputs import MIN_SIDE, InversionInputs, as_labels, as_unit_images  # noqa: F401
 from tfminv.inputs import hwc as _hwc
+from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP, check_target_noise
 from tfminv.settings import setting
 from tfminv.target import (OUTPUTS, PROBE, _base_oracle, _keras_model,  # noqa: F401 - public
                            _kind_of, _spec, check_outputs, make_target, parse_input_range,
@@ -78,6 +79,7 @@ class InversionConfig:
                                  "(0, 255): the target sees lo + x * (hi - lo)")
     eval_input_range: tuple | None = setting(None, "the scale the judge (eval_model) expects, "
                                              "(lo, hi); None: the target's input_range")
+    target_noise: str = setting("refuse", TARGET_NOISE_HELP, choices=TARGET_NOISE)
     scale_check: str = setting("error", "with victim labels, the target's and judge's accuracy "
                                "on the victims is checked before training: 'error' refuses a "
                                "declared input scale under which they answer near chance while "
@@ -119,6 +121,7 @@ class InversionConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         check_aux_augment(self.aux_augment)
         check_outputs(self.outputs)
+        check_target_noise(self.target_noise)
         parse_input_range(self.input_range)
         if self.eval_input_range is not None:
             parse_input_range(self.eval_input_range)
@@ -193,7 +196,7 @@ def tie_aware_hits(released: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- the door
 _KEYWORDS = ("k", "policies", "epochs", "width", "batch_size", "outputs", "input_range",
-             "eval_input_range", "scale_check", "seed", "val_fraction", "aux_augment",
+             "eval_input_range", "target_noise", "scale_check", "seed", "val_fraction", "aux_augment",
              "cache_dir", "workdir", "verbose")
 
 
@@ -227,7 +230,8 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                   k: int | None = None, policies: str | Sequence | None = None,
                   epochs: int | None = None, width: float = 0.25,
                   eval_model=None, outputs: str = "auto", input_range=(0.0, 1.0),
-                  eval_input_range=None, scale_check: str = "error", victim_label_names=(),
+                  eval_input_range=None, target_noise: str = "refuse",
+                  scale_check: str = "error", victim_label_names=(),
                   train_images=None, train_labels=None,
                   batch_size: int | None = None, seed: int = 0, val_fraction: float = 0.1,
                   cache_dir=None, workdir=None, config=None, verbose: int = 0,
@@ -238,7 +242,7 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
     tensorflow/privacy's `run_attacks(AttackInputData, ...)`). Keyword form: the arrays and the
     settings as keywords, which build the same two values (`InversionInputs`,
     `inversion_config`); the settings' meaning is `InversionConfig`'s (k, policies, epochs 20,
-    width 0.25, batch_size 128, outputs, input_range, seed, val_fraction, aux_augment,
+    width 0.25, batch_size 128, outputs, input_range, target_noise, seed, val_fraction, aux_augment,
     cache_dir, workdir, verbose). config: an InversionConfig, or the inverters' TrainConfig
     (never silently overriding epochs / batch_size: both given and different is a ConfigError).
     eval_model: the judge for attack accuracy (any target form; its input scale is
@@ -263,7 +267,8 @@ def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
                                train_labels, victim_label_names)
     cfg = inversion_config(config, k=k, policies=policies, epochs=epochs, width=width,
                            batch_size=batch_size, outputs=outputs, input_range=input_range,
-                           eval_input_range=eval_input_range, scale_check=scale_check,
+                           eval_input_range=eval_input_range, target_noise=target_noise,
+                           scale_check=scale_check,
                            seed=seed, val_fraction=val_fraction, aux_augment=aux_augment,
                            cache_dir=cache_dir, workdir=workdir, verbose=verbose)
     return invert_inputs(target, data, cfg, eval_model=eval_model, progress=progress)
@@ -318,7 +323,7 @@ def _other_range(lo: float, hi: float) -> tuple:
 
 def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_range,
                 what: str, flag: str, scale_check: str = "error", cache_dir=None,
-                oracle=None) -> float:
+                oracle=None, target_noise: str = "refuse") -> float:
     """The silent-garbage check, before any training: `model`'s top-1 accuracy on the labelled
     victims under the declared `input_range`. Near chance (`_near_chance`) while the other
     common scale (0-1 vs 0-255) answers clearly better (at least 0.1 higher and not near
@@ -326,6 +331,7 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
     near chance under both -> a warning (labels in another class order, or an untrained model).
     Returns the accuracy under the declared scale. oracle: `model` already made for the
     declared scale (saves a second load); the other scale is loaded only when needed.
+    target_noise: as for `make_target` (the noise was reported by the declared scale's probe).
 
     Why: a 0-255 model fed 0-1 images (or the reverse) answers one class for almost every input,
     so every leakage and utility number comes out near zero and reads as a strong defence."""
@@ -333,7 +339,8 @@ def check_scale(model, images: np.ndarray, labels: np.ndarray, m: int, *, input_
 
     def accuracy(rng, made=None):
         made = made or make_target(model, probe_images=images[:PROBE], input_range=rng,
-                                   what=what, scores_only=True, cache_dir=cache_dir)[0]
+                                   what=what, scores_only=True, cache_dir=cache_dir,
+                                   target_noise=target_noise, warn_noise=False)[0]
         return tie_aware_accuracy(query_cached(made, images, cache_dir), labels)
 
     lo, hi = parse_input_range(input_range)
@@ -479,7 +486,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
     probe = data.aux_images[:PROBE]
     oracle, target_info = make_target(target, probe_images=probe, outputs=cfg.outputs,
                                       input_range=cfg.input_range, what="target",
-                                      cache_dir=cfg.cache_dir)
+                                      cache_dir=cfg.cache_dir, target_noise=cfg.target_noise)
     m = target_info["classes"]
     labels = data.victim_labels
     if labels is not None and labels.max() >= m:
@@ -499,7 +506,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
     if labels is not None:  # silent garbage (a wrong input scale, shifted labels) stops here
         check_scale(target, data.victim_images, labels, m, input_range=cfg.input_range,
                     what="target", flag="input_range", scale_check=cfg.scale_check,
-                    cache_dir=cfg.cache_dir, oracle=oracle)
+                    cache_dir=cfg.cache_dir, oracle=oracle, target_noise=cfg.target_noise)
         if eval_model is not None:
             check_scale(eval_model, data.victim_images, labels, m,
                         input_range=_judge_range(cfg), what="eval_model",

@@ -61,7 +61,7 @@ def _weights_hash(model) -> str:
     return h.hexdigest()[:16]
 
 
-def _base_oracle(target, what: str):
+def _base_oracle(target, what: str, target_noise: str = "refuse"):
     """(Oracle answering raw outputs, whether the model itself says 'probabilities')."""
     from tfminv.oracles.base import CallableOracle, KerasOracle, Oracle
 
@@ -70,7 +70,8 @@ def _base_oracle(target, what: str):
     if isinstance(target, (str, Path)):
         from tfminv.oracles import from_spec
 
-        base = from_spec(_spec(str(target), what), outputs="raw")  # make_target reads them
+        base = from_spec(as_spec(str(target), what), outputs="raw",  # make_target reads them
+                         target_noise=target_noise)
         return base, getattr(base, "ends_in_softmax", None)
     if _keras_model(target):
         from tfminv.export import ends_in_softmax
@@ -84,20 +85,27 @@ def _base_oracle(target, what: str):
                       f"string, got {type(target).__name__}")
 
 
-def _spec(spec: str, what: str) -> str:
-    """A bare .keras file or SavedModel folder is accepted as a spec too."""
+def as_spec(spec: str, what: str = "target", *, empty: str | None = None) -> str:
+    """An oracle spec (`tfminv.oracles.from_spec`) from a spec, a bare SavedModel directory or a
+    .keras (legacy .h5) file, else ConfigError naming `what`. empty: when given, '' is returned
+    unchanged and the error names it as the remaining choice (e.g. 'the bundled target')."""
     from tfminv.oracles.spec import SCHEMES
 
-    if spec.partition(":")[0] in SCHEMES:
+    if (empty is not None and not spec) or (spec or "").partition(":")[0] in SCHEMES:
         return spec
     p = Path(spec)
-    if p.suffix in (".keras", ".h5", ".hdf5") and p.is_file():
-        return f"keras:{p}"
     if p.is_dir():
         return f"savedmodel:{p}"
+    if p.suffix in (".keras", ".h5", ".hdf5") and p.is_file():  # .h5: legacy Keras
+        return f"keras:{p}"
     raise ConfigError(f"{what}={spec!r}: expected an oracle spec "
-                      f"({', '.join(s + ':...' for s in SCHEMES)}), a .keras file or a "
-                      "SavedModel directory")
+                      f"({', '.join(s + ':...' for s in SCHEMES)}), a SavedModel directory, a "
+                      ".keras file" + (f", or empty for {empty}" if empty is not None else ""))
+
+
+def _spec(spec: str, what: str) -> str:
+    """The earlier private name of `as_spec`."""
+    return as_spec(spec, what)
 
 
 def check_outputs(outputs: str) -> str:
@@ -121,7 +129,7 @@ def check_answers(raw: np.ndarray, n: int, what: str, where: str = "the probe ba
 
 def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
                 input_range=(0.0, 1.0), what: str = "target", scores_only: bool = False,
-                cache_dir=None):
+                cache_dir=None, target_noise: str = "refuse", warn_noise: bool = True):
     """An Oracle that takes [0, 1] images and answers probabilities (or, with scores_only,
     whatever the model answers, for a judge that only needs the argmax), after probing it.
 
@@ -131,14 +139,20 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
     costs the target nothing. Raises a TfminvError naming `what` when the target rejects the
     images' shape, answers the wrong number of vectors, vectors shorter than 2, NaN/inf, or
     outputs that must be declared.
+
+    The probe is sent twice; answers that differ are refused (`target_noise='refuse'`) or, with
+    'warn' (noise on purpose, `tfminv.oracles.checks.check_deterministic`), logged once and
+    recorded as info['noise'] = {'target_noise': 'warn', 'max_difference': ...}; warn_noise=False
+    records without logging (a second probe of a target already reported).
     """
     from tfminv.attacks.predictions import query_cached
-    from tfminv.oracles.checks import check_deterministic
     from tfminv.oracles.base import Oracle, softmax_np
+    from tfminv.oracles.checks import check_deterministic, check_target_noise
 
     check_outputs(outputs)
+    check_target_noise(target_noise)
     lo, hi = parse_input_range(input_range)
-    base, says_probs = _base_oracle(target, what)
+    base, says_probs = _base_oracle(target, what, target_noise)
     shape = tuple(probe_images.shape[1:])
     if _keras_model(target):
         expected = tuple(target.input_shape[1:]) if hasattr(target, "input_shape") else None
@@ -160,7 +174,10 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
                           f"shape {_fmt_shape(shape)} ({type(e).__name__}: {first}); expected a "
                           "target that takes these images") from None
     check_answers(raw, len(probe_images), what)
-    check_deterministic(raw, again, what)
+    loaded = getattr(base, "noise", None)  # measured (and said) at load time, a SavedModel
+    noise = check_deterministic(raw, again, what, target_noise=target_noise,
+                                warn=warn_noise and loaded is None)
+    noise = max(d for d in (noise, loaded, 0.0) if d is not None)
     kind, how = ("scores", "used for the argmax only") if scores_only else read_outputs(
         raw, outputs, says_probs, what)
     softmax = kind == "logits"
@@ -178,6 +195,8 @@ def make_target(target, *, probe_images: np.ndarray, outputs: str = "auto",
                      name=base.name)
     info = {"identity": ident, "name": base.name, "input_range": [lo, hi], "outputs": kind,
             "outputs_from": how, "classes": int(raw.shape[1])}
+    if noise:
+        info["noise"] = {"target_noise": target_noise, "max_difference": noise}
     return oracle, info
 
 

@@ -7,11 +7,13 @@ naming the target and what was found, instead of a Keras or TensorFlow traceback
     check_probabilities(preds, src)         an output is a probability vector, not logits
     as_probabilities(out, outputs, src)     an answer read as its declared `outputs` says
     outputs_kind(raw, declared, ...)        probabilities or logits, from a probe batch
-    check_deterministic(a, b, src)          two answers to the same images agree
+    check_deterministic(a, b, src)          two answers to the same images agree (or,
+                                            with target_noise='warn', how far they differ)
 """
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -26,6 +28,14 @@ from tfminv.errors import ConfigError, OracleError, first_line
 #: through unchecked, for a caller that checks them itself (`tfminv.leakage.make_target`) or
 #: scores that are neither (feature vectors, independent confidences).
 OUTPUTS = ("probabilities", "logits", "raw")
+#: What the determinism probe does with a target answering the same images differently twice
+#: (`check_deterministic`): refuse it (the default), or warn once and go on (noise on purpose).
+TARGET_NOISE = ("refuse", "warn")
+TARGET_NOISE_HELP = ("a target that answers the same probe images differently on two queries: "
+                     "refuse (default; dropout or augmentation left active) or warn (noise on "
+                     "purpose, e.g. a release policy adding noise on the owner's side: one "
+                     "logged warning with the measured max difference, recorded under "
+                     "target.noise in run.json and noted in results.md)")
 #: Legacy Keras (HDF5) model files, loaded by Keras 3's `keras.saving.load_model`.
 LEGACY_SUFFIXES = (".h5", ".hdf5")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -213,24 +223,50 @@ def outputs_kind(raw: np.ndarray, declared: str, says_probs: bool | None,
     return kind, "detected on the probe batch"
 
 
+def check_target_noise(target_noise: str) -> str:
+    """`target_noise` itself: one of TARGET_NOISE, else ConfigError."""
+    if target_noise not in TARGET_NOISE:
+        raise ConfigError(f"target_noise={target_noise!r}: expected one of "
+                          f"{', '.join(TARGET_NOISE)}")
+    return target_noise
+
+
 def check_deterministic(first: np.ndarray, second: np.ndarray, what: str, *,
-                        rtol: float = 1e-3, atol: float = 1e-4) -> None:
-    """Raise OracleError unless two answers to the same images agree (within float noise).
+                        target_noise: str = "refuse", rtol: float = 1e-3, atol: float = 1e-4,
+                        warn: bool = True) -> float | None:
+    """Two answers to the same images must agree (within float noise), unless the target's
+    noise is declared intended (`target_noise='warn'`).
 
     A target whose answers change from one query to the next (dropout or augmentation layers
     left active in an exported graph, a randomised API) makes every cached query and every
     reconstruction score depend on the draw; the attack and its numbers assume one answer per
     image. Measured: identical batches on one CPU give bit-identical answers; dropout 0.5 moves
     probabilities by ~0.1.
+
+    target_noise (`TARGET_NOISE`): 'refuse' raises OracleError naming `what` and the measured
+    max difference; 'warn' (a release that is noisy on purpose, e.g. an API adding noise on the
+    owner's side) logs that once on the `tfminv` logger (unless `warn` is False: the caller has
+    said it already) and returns the max difference. Returns None when the answers agree.
     """
+    check_target_noise(target_noise)
     a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
     if a.shape != b.shape:
         raise OracleError(f"{what}: answered shapes {a.shape} and {b.shape} to the same images")
-    if not np.allclose(a, b, rtol=rtol, atol=atol):
-        raise OracleError(
-            f"{what}: answered the same {len(a)} probe images differently on two queries (max "
-            f"difference {np.max(np.abs(a - b)):.3g}); a non-deterministic target (dropout or "
-            "augmentation active at inference, a randomised API) cannot be attacked "
-            "reproducibly: export it in inference mode (training=False), give a randomised "
-            "release (a noise defence) as a seeded policy instead, or clear a cache made by "
-            "another model")
+    if np.allclose(a, b, rtol=rtol, atol=atol):
+        return None
+    diff = float(np.max(np.abs(a - b)))
+    if target_noise == "warn":
+        if warn:
+            logging.getLogger("tfminv").warning(
+                "%s: answered the same %d probe images differently on two queries (max "
+                "difference %.3g); proceeding as target_noise=warn declares: each image's first "
+                "answer is cached and reused, so the audit measures one draw of the noise",
+                what, len(a), diff)
+        return diff
+    raise OracleError(
+        f"{what}: answered the same {len(a)} probe images differently on two queries (max "
+        f"difference {diff:.3g}); a non-deterministic target (dropout or augmentation active "
+        "at inference, a randomised API) cannot be attacked reproducibly: export it in "
+        "inference mode (training=False), give a randomised release (a noise defence) as a "
+        "seeded policy instead, declare the noise intended (target_noise=warn, command line "
+        "--target_noise=warn), or clear a cache made by another model")

@@ -46,6 +46,8 @@ class SavedModelOracle(Oracle):
     a seeded probe batch, sent twice: answers that contradict the declaration, or that differ
     between the two sends (dropout or augmentation active in the exported graph), fail there in
     one line, and every later batch is read as declared (`checks.as_probabilities`).
+    `target_noise='warn'` (`checks.TARGET_NOISE`) accepts answers that differ on purpose with
+    one logged warning; `noise` then holds the measured max difference (else None).
 
     Loading and querying a SavedModel runs its graph in this process, with whatever ops it
     holds (file reads and writes included): load only models you trust, and audit any other
@@ -54,7 +56,7 @@ class SavedModelOracle(Oracle):
 
     def __init__(self, path, *, signature: str = "serving_default", input_key: str | None = None,
                  output_key: str | None = None, softmax: bool = False,
-                 outputs: str | None = None, **kwargs):
+                 outputs: str | None = None, target_noise: str = "refuse", **kwargs):
         import tensorflow as tf
 
         self.path = resolve_savedmodel_dir(path)
@@ -97,10 +99,11 @@ class SavedModelOracle(Oracle):
                 raise ConfigError(f"{self.path}: input {input_key!r} has shape {in_spec.shape}; "
                                   "a target takes one image batch [n, H, W, C]")
             self.input_shape = tuple(in_spec.shape.as_list()[1:])
-        self._probe(in_spec.dtype)
+        self.noise = None
+        self._probe(in_spec.dtype, target_noise)
         self._hash = content_hash(self.path)
 
-    def _probe(self, dtype) -> None:
+    def _probe(self, dtype, target_noise: str = "refuse") -> None:
         """Run the signature twice on a few seeded random images at load time (not counted as
         queries): outputs that contradict `outputs`, or that change between the two runs, fail
         here in one line."""
@@ -119,7 +122,8 @@ class SavedModelOracle(Oracle):
             out = out.numpy()
             answers.append(out.reshape(len(x), -1) if out.ndim != 2 else out)
         what = f"savedmodel:{self.path} (output {self.output_key!r})"
-        check_deterministic(answers[0], answers[1], what)
+        self.noise = check_deterministic(answers[0], answers[1], what,
+                                         target_noise=target_noise)
         as_probabilities(answers[0], self.outputs, what, partial=self.partial_release)
 
     def identity(self) -> str:

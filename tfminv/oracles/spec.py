@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tfminv.errors import ConfigError
 from tfminv.oracles.base import KerasOracle, Oracle, RetryPolicy
-from tfminv.oracles.checks import check_outputs_choice
+from tfminv.oracles.checks import check_outputs_choice, check_target_noise
 
 SCHEMES = ("keras", "savedmodel", "rest", "grpc", "http-json")
 _REMOTE = ("rest", "grpc", "http-json")
@@ -34,7 +34,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
               concurrency: int = 1, rate_limit: float | None = None,
-              outputs: str | None = None, **kwargs) -> Oracle:
+              outputs: str | None = None, target_noise: str = "refuse", **kwargs) -> Oracle:
     """Build the oracle a target string names. `kwargs` go to the oracle (budget, batch_size...).
 
     `timeout`, `retries`, `backoff`, `concurrency` (requests in flight) and `rate_limit`
@@ -43,8 +43,11 @@ def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: fl
     SavedModels and remote targets, and for a Keras file what its last layer says (a softmax is
     added unless it ends in one; declaring 'logits' on a model ending in softmax is refused).
     A declaration other than the default is part of the oracle's identity (prediction caches).
+    `target_noise` (`checks.TARGET_NOISE`) goes to the one oracle that probes its answers at
+    load time, a SavedModel; the other forms are probed by `tfminv.target.make_target`.
     """
     scheme, rest = parse_spec(spec)
+    check_target_noise(target_noise)
     if outputs is not None:
         check_outputs_choice(outputs, f"target {spec!r}")
         kwargs["outputs"] = outputs
@@ -77,7 +80,7 @@ def from_spec(spec: str, *, timeout: float = 30.0, retries: int = 3, backoff: fl
     if scheme == "savedmodel":
         from tfminv.oracles.savedmodel import SavedModelOracle
 
-        return SavedModelOracle(rest, **kwargs)
+        return SavedModelOracle(rest, target_noise=target_noise, **kwargs)
     if scheme == "rest":
         from tfminv.oracles.rest import RestOracle
 

@@ -258,6 +258,12 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     if len(columns) < len(rows[0] if rows else ()):
         notes.append(f"attack_acc_top5 is not reported: with {st.get('classes')} classes every "
                      "label is in the top 5.")
+    noise = (st.get("target") or {}).get("noise") if isinstance(st.get("target"), dict) else None
+    if noise:
+        notes.append(f"The target answered the same probe images differently on two queries (max "
+                     f"difference {noise['max_difference']:.3g}; target_noise="
+                     f"{noise['target_noise']}): every number here rests on one draw of its "
+                     "noise per image (the first answer, cached).")
     if result.references:
         settings["references"] = [dict(r) for r in result.references]
         notes.append("References scored like a policy:\n\n" + markdown_table(

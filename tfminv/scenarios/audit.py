@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 
 from tfminv.errors import ConfigError
 from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS
+from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
@@ -89,6 +90,7 @@ class AuditConfig(base.ScenarioConfig):
                                choices=("error", "warn"))
     outputs: str = setting("auto", "what the target answers (user data); auto: from the model's "
                            "last layer or the answers", choices=OUTPUTS)
+    target_noise: str = setting("refuse", TARGET_NOISE_HELP, choices=TARGET_NOISE)
     target_train: str | None = setting(None, "the target's own training images (user data): "
                                        "folder:DIR, npz:FILE, tfds:NAME:SPLIT or "
                                        "records:DIR[:SPLIT] with labels; only for the "
@@ -202,6 +204,7 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
                   train_labels=None if train is None else train.labels,
                   policies=policies, width=config.width, eval_model=config.eval_model or None,
                   outputs=config.outputs, input_range=config.input_range,
+                  target_noise=config.target_noise,
                   eval_input_range=config.eval_input_range or None,
                   scale_check=config.scale_check, victim_label_names=victims.label_names,
                   cache_dir=config.cache_dir, val_fraction=config.aux_val_fraction,
@@ -220,14 +223,15 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
     alloc = allocations.get(config.dataset)
     aux = aux_name(alloc, config.aux or alloc.default_aux)
     target = target_spec(config.target)
-    s = base.prepare(dataclasses.replace(config, target=target), aux)
+    s = base.prepare(dataclasses.replace(config, target=target), aux,
+                     target_noise=config.target_noise)
     result = audit_sets(
         s.oracle, s.aux_set, s.victims, policies, config=config.train_config(),
         width=config.width, eval_model=s.eval_model, train_set=s.train_set,
         cache_dir=config.cache_dir,
         workdir=core.run_folder(config.cache(), "audit_inverters", s.target_info["identity"]),
         val_fraction=config.aux_val_fraction, seed=config.audit_seed,
-        aux_augment=config.aux_augment, progress=print)
+        aux_augment=config.aux_augment, target_noise=config.target_noise, progress=print)
     described = (target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "
                  f"{s.target_info['epochs']} epochs, test accuracy "
                  f"{s.target_info['test_accuracy']:.3f})")
@@ -237,6 +241,9 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
              "oracle_queries": s.oracle.num_queries,
              "prepare_seconds": {k: round(v, 1) for k, v in s.seconds.items()},
              "total_seconds": round(time.perf_counter() - t0, 1)}
+    noise = result.settings["target"].get("noise") or s.target_info.get("noise")
+    if noise:  # "target" is a description here: the measured noise keeps its own key
+        extra["target_noise"] = noise
     title = config.title or (f"Leakage audit: {alloc.name} target, "
                              f"{s.aux_set.name.split('/')[0]} auxiliary set")
     return AuditResult(f"audit_{alloc.name}", title, result, extra, grid_count=config.figure_n)
@@ -245,11 +252,12 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
 def audit_sets(oracle, aux, victims, policies: str | Sequence, *, config, width: float = 1.0,
                eval_model=None, train_set=None, cache_dir=None, workdir=None,
                val_fraction: float = 0.1, seed: int = 0, aux_augment: str = "",
-               progress: Callable[[str], None] | None = None):
+               target_noise: str = "refuse", progress: Callable[[str], None] | None = None):
     """The door `tfminv.run_audit` for ImageSets (the bundled allocations' form): audit
     `oracle` under each policy. aux / victims / train_set: ImageSets (victims' labels index the
     target's classes; train_set only feeds the class-mean baseline). config: the inverters'
-    tfminv.training.TrainConfig. Returns InversionResults with settings naming the sets."""
+    tfminv.training.TrainConfig. target_noise: see `tfminv.target.make_target`. Returns
+    InversionResults with settings naming the sets."""
     from tfminv.leakage import run_audit as door
 
     result = door(
@@ -257,7 +265,7 @@ def audit_sets(oracle, aux, victims, policies: str | Sequence, *, config, width:
         eval_model=eval_model, train_images=None if train_set is None else train_set.images,
         train_labels=None if train_set is None else train_set.labels, cache_dir=cache_dir,
         workdir=workdir, val_fraction=val_fraction, seed=seed, config=config,
-        aux_augment=aux_augment, progress=progress)
+        aux_augment=aux_augment, target_noise=target_noise, progress=progress)
     result.settings.update(aux_name=getattr(aux, "name", ""),
                            victims_name=getattr(victims, "name", ""))
     return result
@@ -277,16 +285,8 @@ def aux_name(allocation, aux: str) -> str:
 
 
 def target_spec(target: str) -> str:
-    """--target as an oracle spec: a bare SavedModel directory or .keras file is accepted too."""
-    from tfminv.oracles.spec import SCHEMES
+    """--target as an oracle spec: a bare SavedModel directory or .keras file is accepted too;
+    empty: the bundled target (`tfminv.target.as_spec`)."""
+    from tfminv.target import as_spec
 
-    if not target or target.partition(":")[0] in SCHEMES:
-        return target
-    p = Path(target)
-    if p.is_dir():
-        return f"savedmodel:{p}"
-    if p.suffix in (".keras", ".h5", ".hdf5") and p.is_file():  # .h5: legacy Keras
-        return f"keras:{p}"
-    raise ConfigError(f"--target={target!r}: expected an oracle spec "
-                      f"({', '.join(s + ':...' for s in SCHEMES)}), a SavedModel directory, a "
-                      ".keras file, or empty for the bundled target")
+    return as_spec(target, "--target", empty="the bundled target")

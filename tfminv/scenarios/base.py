@@ -203,9 +203,13 @@ class Setup:
         return int(self.aux_preds.shape[1])
 
 
-def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: int = 1) -> Setup:
+def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: int = 1, *,
+            target_noise: str = "refuse") -> Setup:
     """Materialise the allocation (within the budget caps), get target and evaluation
     classifiers (cached), and the target's predictions on aux and victims (cached).
+    target_noise: what a --target SavedModel's load-time determinism probe does with answers
+    that differ (`tfminv.oracles.checks.TARGET_NOISE`); the measured difference, if any, is
+    target_info['noise'].
 
     With a GPU-sized budget (width >= 1 or epochs >= 50) it first prints what the run will cost
     on this machine (measured steps, `n_inverters` inverters) and quick-run flags."""
@@ -241,13 +245,16 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
         remote = {}
         if config.target.partition(":")[0] in ("rest", "grpc", "http-json"):
             remote = {"concurrency": config.concurrency, "rate_limit": config.rate_limit or None}
-        oracle = from_spec(config.target, **remote)
+        oracle = from_spec(config.target, target_noise=target_noise, **remote)
         # before any classifier is trained: a target that cannot take these images fails now
         check_image_shape(oracle.input_shape, victims.images.shape, config.target)
         # one score per class of the allocation, checked on the victims' (cached) answers
         allocations.check_num_outputs(
             alloc, query_cached(oracle, victims, config.cache_dir).shape[1], config.target)
         target_info = {"identity": oracle.identity(), "spec": config.target}
+        if getattr(oracle, "noise", None):
+            target_info["noise"] = {"target_noise": target_noise,
+                                    "max_difference": oracle.noise}
     else:
         model, target_info = targets.get_or_train_classifier(
             alloc, role="target", width=config.width, config=clf_cfg,
