@@ -138,17 +138,98 @@ def _count_interrupts() -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
+#: TensorFlow's start-up notices that are written before its logging starts (absl's
+#: pre-InitializeLog stderr, which TF_CPP_MIN_LOG_LEVEL does not filter), each an INFO line:
+#: oneDNN is on (it stays on: TF_ENABLE_ONEDNN_OPTS=0 would change the numbers), no CUDA driver
+#: (a CPU machine), and which CPU instructions the build does not use.
+STARTUP_LINES = (
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\b.*",
+    r"I\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine\b.*",
+    r"I\d{4} [\d:.]+ +\d+ cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized\b.*",
+    r"To enable the following instructions: .*, in other operations, rebuild TensorFlow with the "
+    r"appropriate compiler flags\.",
+)
+
+
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ log lines that look like failures out of the user's way, before
     TensorFlow is imported, unless the user set TF_CPP_MIN_LOG_LEVEL: 2 (errors only), or 3 on
     a machine with no NVIDIA device node, where the one error TensorFlow logs is 'failed call to
     cuInit: ... UNKNOWN ERROR', which only says there is no GPU (real failures still raise).
-    The few lines TensorFlow writes before its logging starts cannot be filtered this way."""
+
+    The lines TensorFlow writes while it loads, before its logging starts (`STARTUP_LINES`),
+    ignore that level: the first `import tensorflow` (whoever imports it, when it is needed)
+    then runs with file descriptor 2 sent to a temporary file, and every other line written
+    meanwhile is copied to stderr once the import returns (so a warning of the import itself
+    comes ~10 s late, never lost). TensorFlow stays unimported until something needs it."""
     import glob
     import os
 
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if glob.glob("/dev/nvidia[0-9]*") else "3"
+        if "tensorflow" not in sys.modules and \
+                not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _QuietImport())
+
+
+def drop_startup_lines(text: str) -> str:
+    """`text` without the lines of `STARTUP_LINES` (whole lines only)."""
+    import re
+
+    pattern = re.compile("|".join(f"(?:{p})" for p in STARTUP_LINES))
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not pattern.fullmatch(line.rstrip("\r\n")))
+
+
+class _QuietImport:
+    """A meta path finder for the first `import tensorflow` only: the real module, loaded with
+    stderr filtered (`drop_startup_lines`). It removes itself on first use."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _FilteredLoader(spec.loader)
+        return spec
+
+
+class _FilteredLoader:
+    """The real loader, whose exec_module runs with fd 2 captured and filtered."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        import os
+        import tempfile
+
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                self._loader.exec_module(module)
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                rest = drop_startup_lines(tmp.read().decode("utf-8", "replace"))
+                if rest:
+                    sys.stderr.write(rest)
+                    sys.stderr.flush()
 
 
 def _parse_flags(argv):
