@@ -124,14 +124,10 @@ def topk_accuracy(scores, labels) -> dict:
 
 def penultimate_model(classifier):
     """A Keras model from the classifier's input to the input of its last Dense layer (the
-    penultimate features, e.g. `fc1` of tfminv's classifiers)."""
-    import keras
+    penultimate features; `tfminv.models.heads.penultimate_model`); DataError without one."""
+    from tfminv.models.heads import penultimate_model as home
 
-    dense = [layer for layer in classifier.layers if isinstance(layer, keras.layers.Dense)]
-    if not dense:
-        raise DataError(f"classifier {classifier.name!r} has no Dense layer; expected a logits "
-                        "head whose input is the penultimate feature vector")
-    return keras.Model(classifier.inputs, dense[-1].input, name=f"{classifier.name}_features")
+    return home(classifier, error=DataError)
 
 
 def features(feature_model, images, *, batch_size: int = 256) -> np.ndarray:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tfminv.defences import cache_key_part, check, dp_delta, dp_epsilon, parse
 from tfminv.errors import ConfigError
+from tfminv.models.heads import head_layer  # noqa: F401 - public here too
 
 log = logging.getLogger("tfminv")
 
@@ -35,15 +36,6 @@ MID_LOGVAR_INIT = -10.0
 #: batch; the chunks run one after another): 1 GiB keeps the face classifier at width 1 and 471
 #: classes (about 40 M parameters) to ~6 examples a chunk on a shared 24 GB machine
 DP_CHUNK_BYTES = 1 << 30
-
-
-def head_layer(classifier) -> keras.layers.Dense:
-    """The classifier's last Dense layer (its input is the penultimate feature vector)."""
-    for layer in reversed(classifier.layers):
-        if isinstance(layer, keras.layers.Dense):
-            return layer
-    raise ConfigError(f"model {classifier.name!r} has no Dense layer: the defences need a "
-                      "classifier whose last Dense layer gives the logits")
 
 
 def weighted_layers(classifier) -> list:
