@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import re
-import select
+import selectors
 import socket
 import socketserver
 import threading
@@ -50,7 +50,9 @@ class RequestReader(io.RawIOBase):
     wait for a thread (`server.waiting()`), a request still arriving `rest_busy_grace_s` after
     its start is given up. Reads wait in `_POLL_S` slices so both are seen without data; a read
     with data ready returns at once. `poll_only` makes a read that would block return None
-    (the handler's look for a pipelined request)."""
+    (the handler's look for a pipelined request). Readiness comes from a
+    `selectors.DefaultSelector` (epoll on Linux: any fd number, unlike select(), which fails
+    once a process has 1024 files open); it is closed with the reader."""
 
     def __init__(self, sock, server: "RestServer"):
         super().__init__()
@@ -58,11 +60,20 @@ class RequestReader(io.RawIOBase):
         self.deadline = self.started = None
         self.what, self.budget, self.late = "request", 0.0, None
         self.poll_only = False
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN | select.POLLPRI)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
 
     def readable(self) -> bool:
         return True
+
+    def ready(self, seconds: float) -> bool:
+        """Whether the socket has data (or EOF) to read within `seconds` (0: now)."""
+        return bool(self._selector.select(max(0.0, seconds)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._selector.close()
+        super().close()
 
     def start(self, seconds: float, what: str) -> None:
         self.started = time.monotonic()
@@ -78,7 +89,7 @@ class RequestReader(io.RawIOBase):
 
     def readinto(self, buf) -> int | None:
         if self.poll_only:
-            return self.sock.recv_into(buf) if self._poll.poll(0) else None
+            return self.sock.recv_into(buf) if self.ready(0) else None
         idle_until = time.monotonic() + self.limits.rest_api_timeout_s
         while True:
             now = time.monotonic()
@@ -96,7 +107,7 @@ class RequestReader(io.RawIOBase):
                 return 0
             wait = min(_POLL_S, idle_until - now,
                        self.deadline - now if self.deadline is not None else _POLL_S)
-            if self._poll.poll(max(0, int(wait * 1000))):
+            if self.ready(wait):
                 return self.sock.recv_into(buf)
 
 
@@ -233,12 +244,12 @@ class RestHandler(BaseHTTPRequestHandler):
         while time.monotonic() < deadline:
             if self.server.waiting() or self.server.closing:
                 return False
-            if select.select([self.connection], [], [], _POLL_S)[0]:
+            if self._reader.ready(_POLL_S):
                 return True
         return False
 
     def _buffered(self) -> bool:
-        """Whether the next request is already (partly) in rfile's buffer, where select()
+        """Whether the next request is already (partly) in rfile's buffer, where the selector
         cannot see it; peeks without blocking."""
         self._reader.poll_only = True
         try:
