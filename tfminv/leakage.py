@@ -196,8 +196,8 @@ def tie_aware_hits(released: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- the door
 _KEYWORDS = ("k", "policies", "epochs", "width", "batch_size", "outputs", "input_range",
-             "eval_input_range", "target_noise", "scale_check", "seed", "val_fraction", "aux_augment",
-             "cache_dir", "workdir", "verbose")
+             "eval_input_range", "target_noise", "scale_check", "seed", "val_fraction",
+             "aux_augment", "cache_dir", "workdir", "verbose")
 
 
 def inversion_config(config=None, **keywords) -> InversionConfig:
