@@ -160,9 +160,9 @@ def quiet_tensorflow() -> None:
 
     The lines TensorFlow writes while it loads, before its logging starts (`STARTUP_LINES`),
     ignore that level: the first `import tensorflow` (whoever imports it, when it is needed)
-    then runs with file descriptor 2 sent to a temporary file, and every other line written
-    meanwhile is copied to stderr once the import returns (so a warning of the import itself
-    comes ~10 s late, never lost). TensorFlow stays unimported until something needs it."""
+    then runs with file descriptor 2 sent through a pipe that a thread filters line by line,
+    every other line passing to stderr as it is written (none is lost or held back, even
+    when the import crashes). TensorFlow stays unimported until something needs it."""
     import glob
     import os
 
@@ -212,24 +212,35 @@ class _FilteredLoader:
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        # a pipe read by a thread, not a file read afterwards: every other line reaches the
+        # real stderr as it is written, so a crash inside the import (an illegal instruction,
+        # a missing library) still shows what TensorFlow said before it
         import os
-        import tempfile
+        import threading
 
         sys.stderr.flush()
         saved = os.dup(2)
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 2)
-            try:
-                self._loader.exec_module(module)
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
+        read_end, write_end = os.pipe()
+
+        def forward():
+            with os.fdopen(read_end, "rb") as pipe:
+                for line in pipe:
+                    kept = drop_startup_lines(line.decode("utf-8", "replace"))
+                    if kept:
+                        os.write(saved, kept.encode("utf-8"))
+
+        reader = threading.Thread(target=forward, name="tfminv-stderr-filter", daemon=True)
+        reader.start()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        try:
+            self._loader.exec_module(module)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees EOF
+            reader.join(timeout=5)
+            if not reader.is_alive():  # else a child of the import still holds the pipe
                 os.close(saved)
-                tmp.seek(0)
-                rest = drop_startup_lines(tmp.read().decode("utf-8", "replace"))
-                if rest:
-                    sys.stderr.write(rest)
-                    sys.stderr.flush()
 
 
 def _parse_flags(argv):
