@@ -21,8 +21,9 @@ can check it before anything starts):
   the normalised HSIC of the authors' code: sum(R_a * R_b^T), R = K_c (K_c + 1e-5 m I)^-1,
   K_c = K H over a batch of m, with Gaussian kernels exp(-|a - b|^2 / (2 sigma^2 d)), sigma = 5
   and d the dimension of a (so one sigma fits layers of any width).
-- ``dpsgd:NOISE,CLIP[,DELTA]``: DP-SGD (Abadi et al., CCS 2016): per-example gradients (one
-  vectorised Jacobian of the per-example losses, no Python loop), each clipped to L2 norm CLIP,
+- ``dpsgd:NOISE,CLIP[,DELTA]``: DP-SGD (Abadi et al., CCS 2016): per-example gradients (`tf.vectorized_map`
+  of one example's gradient, over chunks of the batch sized to a memory budget from the
+  parameter and activation counts: `tfminv.defences.train.DP_CHUNK_BYTES`), each clipped to L2 norm CLIP,
   summed, Gaussian noise of standard deviation NOISE * CLIP added, divided by the batch size,
   then the configured optimiser (Adam: post-processing, so the guarantee holds). Epsilon at
   DELTA (default: the largest power of ten below 1/N) comes from `dp_accounting`'s RDP
