@@ -75,3 +75,40 @@ def test_destroyed_utility_is_labelled_never_dropped(tmp_path):
              "test_accuracy": None, "attack_acc_top5": 0.42, "mse_rel_mean_aux": 1.0}]
     plot_privacy_utility(rows, tmp_path / "p.png", title="t")
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_data_errors_of_any_listed_defence_come_before_the_first_target(data_dir, tmp_path):
+    """120 rows less the 10% hold-out leave N = 108: batch 64 does not divide them, and
+    delta 0.05 is not below 1/108; both fail in one line while nothing is trained yet, even
+    though 'none' and 'ls:0.1' come first in the list."""
+    from tfminv.scenarios import DefencesConfig, run_defences
+
+    kw = dict(TINY, data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as e:
+        run_defences(DefencesConfig(defences="none;ls:0.1;dpsgd:1,1", **kw))
+    assert "--batch_size=64 does not divide the 108 training" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"delta=0.05 must be below 1/N = 0.00926"):
+        run_defences(DefencesConfig(defences="none;dpsgd:1,1,0.05", **{**kw,
+                                                                       "batch_size": 54}))
+    assert not (tmp_path / "cache" / "classifiers").exists()
+
+
+@pytest.mark.slow
+def test_transfer_learning_row(data_dir, tmp_path):
+    """tl:1 through the scenario: pre-trained on the labelled auxiliary images the attacker
+    also uses, only the last layer fine-tuned, its own target, a scored row."""
+    from tfminv.scenarios import DefencesConfig, run_defences
+
+    kw = dict(TINY, data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"))
+    result = run_defences(DefencesConfig(defences="none;tl:1", **kw))
+    none, tl, _ = result.rows
+    assert tl["defence"] == "tl:1" and tl["target_key"] != none["target_key"]
+    info = result.extra["targets"]["tl:1"]["defence"]
+    assert info["tuned_layers"] == ["logits"]
+    assert info["public_images"] == TINY["max_aux"]
+    assert info["public_classes"] >= 2 and 0 <= info["pretrain_val_accuracy"] <= 1
+    assert tl["status"] in ("ok", "utility destroyed") and 0 <= tl["test_accuracy"] <= 1
+    assert tl["mse"] > 0 and tl["attack_acc_top5"] is not None
+    folder = tmp_path / "cache" / "classifiers" / f"mnist-target-{tl['target_key']}" / "train"
+    assert (folder / "pretrain").is_dir()

@@ -70,6 +70,29 @@ class DefencesConfig(base.ScenarioConfig):
         return alloc
 
 
+def check_data(config: DefencesConfig, specs) -> None:
+    """`tfminv.defences.check` of every spec against the target's training rows (the
+    allocation's within max_train, less the model-selection hold-out) and the classifier's
+    TrainConfig, so that a DP-SGD batch size that does not divide them, a delta >= 1/N or
+    transfer learning without labelled auxiliary images fails in one line before the first
+    target trains, not after the defences listed before it."""
+    from tfminv.data import allocations
+    from tfminv.data.splits import holdout
+    from tfminv.training.targets import VAL_FRACTION
+
+    alloc = base.budgeted_allocation(config)
+    cfg = config.classifier_config()
+    n = len(allocations.materialize(alloc.target_train, **config.data_kwargs()))
+    n_train = len(holdout(n, VAL_FRACTION, cfg.seed)[0])
+    for spec in specs:
+        aux = None
+        if defs.parse(spec).name == "tl":
+            aux = base.defended_target_kwargs(dataclasses.replace(config, defence=spec), alloc,
+                                              config.aux or alloc.default_aux)["aux"]
+        defs.check(spec, n_train=n_train, batch_size=cfg.batch_size, strategy=cfg.strategy,
+                   precision=cfg.precision, aux=aux)
+
+
 def run_defences(config: DefencesConfig) -> "DefencesResult":
     """Rows (one per defence, in the given order, then the mean-image reference): test_accuracy
     of the defended target, the attack's mse, mse_rel_mean_aux, attack_acc(_top5), epsilon /
@@ -77,6 +100,7 @@ def run_defences(config: DefencesConfig) -> "DefencesResult":
     t_start = time.perf_counter()
     alloc = config.preflight()
     specs = parse_list(config.defences)
+    check_data(config, specs)
     chance = 1.0 / alloc.num_classes
     rows, targets, timings = [], {}, {}
     mean_row = None

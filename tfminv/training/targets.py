@@ -97,9 +97,13 @@ def _role_defence(role: str, defence) -> str:
     return str(defences.parse(defence)) if role == "target" else "none"
 
 
+#: the share of the training rows a classifier holds out for model selection
+VAL_FRACTION = 0.1
+
+
 def get_or_train_classifier(allocation, *, role: str = "target", width: float = 1.0,
                             config=None, cache_dir=None, data_dir=None, records_dir=None,
-                            train_set=None, test_set=None, val_fraction: float = 0.1,
+                            train_set=None, test_set=None, val_fraction: float = VAL_FRACTION,
                             augment: str = "", monitor: str = "val_loss",
                             eval_width: float | None = None, init: str = "keras",
                             defence: str = "none", aux=None, aux_key=None):
