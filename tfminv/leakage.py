@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -603,6 +603,16 @@ def run_audit(target, aux_images, victim_images=None, victim_labels=None, *,
 
     The keyword form of the audit: the audit scenario `tfminv.scenarios.run_audit(AuditConfig)`
     (what `python -m tfminv.experiments.audit` runs) builds these arguments from a config and
-    calls this function."""
+    calls this function.
+
+    Several already-trained models: `target` a mapping {name: target} (each any form
+    `run_inversion` takes) audits each under the same policies, attacker budget, auxiliary
+    split, seeds and victims, and returns {name: InversionResults} in the mapping's order."""
+    if isinstance(target, Mapping):
+        if not target:
+            raise ConfigError("run_audit: the mapping of models to audit is empty")
+        return {str(name): run_inversion(t, aux_images, victim_images, victim_labels,
+                                         policies=policies, **kwargs)
+                for name, t in target.items()}
     return run_inversion(target, aux_images, victim_images, victim_labels, policies=policies,
                          **kwargs)

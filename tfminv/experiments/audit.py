@@ -6,6 +6,12 @@
     python -m tfminv.experiments.audit --target=keras:my_model.keras --aux=folder:public_faces/ \\
         --victims=npz:private.npz --policies='identity;topk:1' --out_dir=out/
 
+Several already-trained models of your own, one table with a 'model' column (each model's
+full report in --out_dir/NAME/):
+
+    python -m tfminv.experiments.audit --models=plain=keras:a.keras,smoothed=keras:b.keras \
+        --aux=folder:public_faces/ --victims=npz:private.npz --out_dir=out/
+
 With --victims (or a user data spec as --aux) the audit runs on the user's own data:
 --aux and --victims take folder:DIR, npz:FILE, tfds:NAME:SPLIT or records:DIR[:SPLIT]
 (tfminv.data.specs), --target is required, and attack accuracy is judged by --eval_model, or,
@@ -35,8 +41,9 @@ from tfminv.experiments import common
 from tfminv.scenarios import AuditConfig, run_audit
 
 # --help lists these (auditing a model: the target, its data, the budget); --helpfull all
-KEY_FLAGS = ("target", "victims", "aux", "eval_model", "input_range", "eval_input_range",
-             "outputs", "target_noise", "scale_check", "policies", "epochs", "width", "max_aux", "max_victims",
+KEY_FLAGS = ("target", "models", "victims", "aux", "eval_model", "input_range",
+             "eval_input_range", "outputs", "target_noise", "scale_check", "policies", "epochs",
+             "width", "max_aux", "max_victims",
              "out_dir", "title", "figure_n", "dataset", "audit_seed", "seed", "aux_augment",
              "tfds_data_dir", "cache_dir", "concurrency", "rate_limit", "verbose")
 common.define_flags(AuditConfig, key=KEY_FLAGS)

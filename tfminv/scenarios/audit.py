@@ -30,6 +30,7 @@ config into that call's arguments. `audit_sets` is the same call for ImageSets.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -97,6 +98,11 @@ class AuditConfig(base.ScenarioConfig):
                                        "class-mean floor reference row")
     tfds_data_dir: str | None = setting(None, "prepared TFDS data dir for tfds: specs (default "
                                         "$TFDS_DATA_DIR); never downloads")
+    models: str | None = setting(None, "several already-trained models to audit by name "
+                                 "under the same attacker, auxiliary set and victims: "
+                                 "','-separated NAME=TARGET pairs, each TARGET any --target "
+                                 "form, e.g. 'plain=keras:a.keras,smoothed=keras:b.keras' "
+                                 "(instead of --target); one table with a 'model' column")
 
     def __post_init__(self):
         super().__post_init__()
@@ -112,7 +118,12 @@ class AuditConfig(base.ScenarioConfig):
         if self.stream_aux:
             raise ConfigError("--stream_aux: the audit releases the auxiliary set through each "
                               "policy in memory; run it without --stream_aux")
-        if self.user_data and (not self.target or not self.victims or
+        if self.models:
+            if self.target:
+                raise ConfigError(f"--models and --target={self.target}: give the models to "
+                                  "audit in one of them")
+            model_specs(self.models)
+        if self.user_data and (not (self.target or self.models) or not self.victims or
                                not specs.is_spec(self.aux)):
             raise ConfigError("--victims, --aux and --target go together for an audit of your "
                               "own data: e.g. --target=keras:model.keras --aux=folder:DIR "
@@ -174,12 +185,84 @@ class AuditResult:
         return list(files.values())
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def model_specs(text: str) -> dict:
+    """{name: oracle spec} of --models ('NAME=TARGET,...', each TARGET any --target form, in
+    the given order); ConfigError naming --models for a pair without '=', a name that is not
+    [A-Za-z0-9_.-] (it names the model's report folder), a name given twice or fewer than 2
+    models."""
+    out = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        name, eq, spec = (x.strip() for x in part.partition("="))
+        if not eq or not spec or not MODEL_NAME.fullmatch(name):
+            raise ConfigError(f"--models={text!r}: {part!r} is not NAME=TARGET (NAME of letters, "
+                              "digits, '_', '.', '-'); expected e.g. "
+                              "'plain=keras:a.keras,smoothed=keras:b.keras'")
+        if name in out:
+            raise ConfigError(f"--models={text!r}: model name {name!r} given twice")
+        try:
+            out[name] = target_spec(spec)
+        except ConfigError as e:
+            raise ConfigError(f"--models: model {name!r}: {e}") from None
+    if len(out) < 2:
+        raise ConfigError(f"--models={text!r}: name at least 2 models (one model: --target)")
+    return out
+
+
+@dataclasses.dataclass
+class ModelsAuditResult:
+    """One audit per named model (`results`: name -> AuditResult, same policies, attacker
+    budget, auxiliary set and victims); `rows` are theirs with a leading 'model' column.
+    `write` puts each model's full report in out_dir/NAME/ and the joint table in
+    out_dir/results.json / results.md / run.json."""
+
+    results: dict
+    name: str = "audit_models"
+
+    @property
+    def title(self) -> str:
+        first = next(iter(self.results.values()))
+        return f"{first.title}: models {', '.join(self.results)}"
+
+    @property
+    def rows(self) -> list[dict]:
+        return [{"model": name, **row} for name, res in self.results.items()
+                for row in res.rows]
+
+    @property
+    def columns(self) -> list[str]:
+        return ["model", *next(iter(self.results.values())).columns]
+
+    def write(self, out_dir, *, command: str | None = None) -> list[Path]:
+        from tfminv.reporting.results import write_results
+
+        out_dir = Path(out_dir)
+        written = []
+        for name, res in self.results.items():
+            written += res.write(out_dir / name, command=command)
+        extra = {"models": {name: res.extra for name, res in self.results.items()},
+                 **({"command": command} if command else {})}
+        notes = ["Each model's full report (figures, findings, references): "
+                 + ", ".join(f"[{n}]({n}/report.html)" for n in self.results) + "."]
+        written += list(write_results(self.rows, out_dir, columns=self.columns,
+                                      title=self.title, notes=notes, extra=extra))
+        return written + [out_dir / "run.json"]
+
+
 def run_audit(config: AuditConfig) -> AuditResult:
     """The audit scenario: `config` -> target, auxiliary set and victims -> the door
-    `tfminv.run_audit` (keyword form) -> AuditResult. Progress lines go to stdout."""
+    `tfminv.run_audit` (keyword form) -> AuditResult; with `models`, one such audit per named
+    model (the same policies, aux split, seeds and victims) -> ModelsAuditResult. Progress
+    lines go to stdout."""
     from tfminv.policies import parse_list
 
     policies = parse_list(config.policies or DEFAULT_POLICIES)
+    if config.models:
+        return ModelsAuditResult({name: run_audit(dataclasses.replace(config, target=spec,
+                                                                      models=None))
+                                  for name, spec in model_specs(config.models).items()})
     if config.user_data:
         return _user_audit(config, policies)
     return _bundled_audit(config, policies)
