@@ -35,7 +35,7 @@ MID_LOGVAR_INIT = -10.0
 #: DP-SGD computes the per-example gradients of at most this many bytes of examples at once (a
 #: chunk of the batch, estimated by `DefendedClassifier.per_example_bytes`; the chunks run one
 #: after another in a tf.while_loop). 512 MiB: 26 examples a chunk for the 64x64 face
-#: classifier at width 0.25 (one DP-SGD epoch of 1,152 images at batch 128 peaked at 1.4 GB RSS,
+#: classifier at width 0.25 (one DP-SGD epoch of 1,152 images at batch 128 peaked at 1.3 GB RSS,
 #: the plain epoch at 1.2 GB); at width 1 and 471 classes (about 40 M parameters) one example.
 DP_CHUNK_BYTES = 1 << 29
 #: measured memory of one example's gradient under `tf.vectorized_map` over float32 bytes of
