@@ -221,7 +221,8 @@ def plot_privacy_utility(rows, path, *, title: str = "") -> None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.scatter([], [], marker="*", s=160, color="black", label="undefended target")
-        ax.scatter([], [], marker="o", color="tab:blue", label="defended target")
+        if any(r["defence"] != "none" and r["status"] != "utility destroyed" for r in pts):
+            ax.scatter([], [], marker="o", color="tab:blue", label="defended target")
         if any(r["status"] == "utility destroyed" for r in pts):
             ax.scatter([], [], marker="x", color="grey", label="utility destroyed")
         ax.legend(loc="best", fontsize=8)
