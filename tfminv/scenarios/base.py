@@ -285,7 +285,8 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
 def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
                    n_inverters: int) -> dict:
     """Measured cost of a run: seconds per training step of the classifier and the inverter at
-    `width` / `batch_size` on this machine, times the steps of this run's trainings."""
+    `width` / `batch_size` on this machine, times the steps of this run's trainings. With
+    `--target` (a model of the user's, never trained here) the target costs nothing."""
     import math
 
     import keras
@@ -308,7 +309,7 @@ def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
     steps_inv = math.ceil(0.9 * n_aux / b)
     # the evaluation classifier's step scales ~ with width^2 (conv FLOPs)
     out = {"classifier_step_s": t_clf, "inverter_step_s": t_inv,
-           "target_s": t_clf * steps_clf * clf_epochs,
+           "target_s": 0.0 if config.target else t_clf * steps_clf * clf_epochs,
            "eval_s": t_clf * (eval_w / config.width) ** 2 * steps_clf * eval_epochs,
            "inverters_s": t_inv * steps_inv * config.epochs * n_inverters}
     out["total_s"] = out["target_s"] + out["eval_s"] + out["inverters_s"]
@@ -324,8 +325,9 @@ def print_budget(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
     from tfminv.training import format_seconds as f
 
     c = budget_seconds(config, alloc, n_train, n_aux, n_inverters)
+    target = "target: yours, not trained here" if config.target else f"target {f(c['target_s'])}"
     print(f"budget: at --width={config.width:g} --epochs={config.epochs} this run costs about "
-          f"{f(c['total_s'])} on this machine if nothing is cached (target {f(c['target_s'])}, "
+          f"{f(c['total_s'])} on this machine if nothing is cached ({target}, "
           f"evaluation classifier {f(c['eval_s'])}, {n_inverters} inverter(s) "
           f"{f(c['inverters_s'])}; measured {c['classifier_step_s']:.2f} s / "
           f"{c['inverter_step_s']:.2f} s per classifier / inverter step). Quick CPU run: "
