@@ -173,6 +173,15 @@ def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(tmp_path):
     assert res.stderr.strip().splitlines() == ["interrupted (Ctrl-C)"]
 
 
+def _sigint_as_a_terminal_sends_it():
+    """Popen's preexec_fn: SIGINT back to its default in the child, so that Python installs its
+    Ctrl-C handler there even when this test runs where SIGINT is ignored (a background job of
+    a non-interactive shell, e.g. `nohup ... &`), which the child would otherwise inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_that_a_library_turns_into_another_error_still_exits_130():
     """The KeyboardInterrupt can die inside TensorFlow (tracing, a C++ callback) and come out as
     another exception; after a SIGINT, the run still ends as interrupted, not as a failure."""
@@ -188,7 +197,7 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_exits_130():
         cli.run(main)
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env=_env(), timeout=60)
+                         env=_env(), timeout=60, preexec_fn=_sigint_as_a_terminal_sends_it)
     assert res.returncode == 130, res.stderr
     assert res.stderr.strip().splitlines() == ["interrupted (Ctrl-C)"]
     # without a SIGINT, the same RuntimeError is a failure (exit 1 with its traceback)
@@ -210,7 +219,8 @@ def test_ctrl_c_during_a_real_run(tmp_path, data_dir):
                           "--max_victims=20", "--verbose=0", f"--cache_dir={tmp_path}/cache",
                           f"--data_dir={data_dir.resolve()}",  # the run's cwd is tmp_path
                           f"--out_dir={tmp_path}/out"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+                         stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+                         preexec_fn=_sigint_as_a_terminal_sends_it)
     # interrupt once the run has written its cache (TensorFlow up, work started): a signal
     # that lands while Python is still importing the binary is outside cli.run, which is
     # what made a fixed 8 s wait flaky on a loaded machine
