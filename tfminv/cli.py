@@ -3,6 +3,7 @@ library messages (logger "tfminv") print one line each."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -161,8 +162,8 @@ def quiet_tensorflow() -> None:
     The lines TensorFlow writes while it loads, before its logging starts (`STARTUP_LINES`),
     ignore that level: the first `import tensorflow` (whoever imports it, when it is needed)
     then runs with file descriptor 2 sent through a pipe that a thread filters line by line,
-    every other line passing to stderr as it is written (none is lost or held back, even
-    when the import crashes). TensorFlow stays unimported until something needs it."""
+    every other line passing to stderr as it is written (a crash inside the import still
+    shows what came before it, short of what the thread had not yet forwarded). TensorFlow stays unimported until something needs it."""
     import glob
     import os
 
@@ -175,11 +176,17 @@ def quiet_tensorflow() -> None:
 
 def drop_startup_lines(text: str) -> str:
     """`text` without the lines of `STARTUP_LINES` (whole lines only)."""
-    import re
-
-    pattern = re.compile("|".join(f"(?:{p})" for p in STARTUP_LINES))
+    pattern = _startup_pattern()
     return "".join(line for line in text.splitlines(keepends=True)
                    if not pattern.fullmatch(line.rstrip("\r\n")))
+
+
+@functools.lru_cache(maxsize=1)
+def _startup_pattern():
+    """`STARTUP_LINES` as one compiled pattern (compiled once: the filter runs per line)."""
+    import re
+
+    return re.compile("|".join(f"(?:{p})" for p in STARTUP_LINES))
 
 
 class _QuietImport:
