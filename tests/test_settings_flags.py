@@ -287,9 +287,10 @@ def test_config_checks_name_the_setting():
     assert TruncationConfig(dataset="mnist", k=(6,), target="keras:x.keras").preflight()
 
 
-def test_audit_scenario_calls_the_public_door_by_keywords(tmp_path, monkeypatch):
+def test_audit_scenario_calls_the_public_door_in_its_typed_form(tmp_path, monkeypatch):
     """run_audit(AuditConfig) on the user's data: loads the specs, applies the budget caps and
-    hands everything to `tfminv.run_audit` (the door, keyword form); its result is written."""
+    hands everything to `tfminv.run_inversion` as InversionInputs + InversionConfig (the door's
+    typed form), the attack method and its settings included; its result is written."""
     import tfminv.leakage
     from tfminv.results import InversionResults
     from tfminv.scenarios import AuditConfig, run_audit
@@ -300,25 +301,32 @@ def test_audit_scenario_calls_the_public_door_by_keywords(tmp_path, monkeypatch)
              labels=np.arange(9) % 3)
     seen = {}
 
-    def door(target, aux_images, victim_images, victim_labels=None, **kw):
-        seen.update(target=target, n_aux=len(aux_images), n_victims=len(victim_images),
-                    labels=victim_labels, **kw)
+    def door(target, data, *, config, **kw):
+        seen.update(target=target, data=data, config=config, **kw)
         return InversionResults(rows=[], reconstructions={}, baselines={}, settings={},
-                                victim_images=victim_images, victim_labels=victim_labels)
+                                victim_images=data.victim_images,
+                                victim_labels=data.victim_labels)
 
-    monkeypatch.setattr(tfminv.leakage, "run_audit", door)
+    monkeypatch.setattr(tfminv.leakage, "run_inversion", door)
     config = AuditConfig(target="keras:m.keras", aux=f"npz:{tmp_path}/aux.npz",
                          victims=f"npz:{tmp_path}/vic.npz", max_aux=20, max_victims=6,
                          policies="identity;label", audit_seed=7, width=0.5, epochs=3,
-                         input_range="0,255", title="T", eval_model="keras:judge.keras")
+                         input_range="0,255", title="T", eval_model="keras:judge.keras",
+                         method="identity", identity_weight=0.5)
     result = run_audit(config)
-    assert seen["target"] == "keras:m.keras" and seen["n_aux"] == 20 and seen["n_victims"] == 6
-    assert [p.spec() for p in seen["policies"]] == ["identity", "label"]
-    assert seen["seed"] == 7 and seen["width"] == 0.5 and seen["input_range"] == "0,255"
-    assert seen["config"].epochs == 3 and seen["eval_model"] == "keras:judge.keras"
-    np.testing.assert_array_equal(seen["labels"], np.arange(6) % 3)
+    cfg, data = seen["config"], seen["data"]
+    assert seen["target"] == "keras:m.keras" and len(data.aux_images) == 20
+    assert len(data.victim_images) == 6 and seen["eval_model"] == "keras:judge.keras"
+    assert [p.spec() for p in cfg.policy_list()] == ["identity", "label"]
+    assert cfg.seed == 7 and cfg.width == 0.5 and cfg.input_range == "0,255"
+    assert cfg.epochs == 3 and cfg.train.epochs == 3
+    assert cfg.method == "identity" and cfg.identity_weight == 0.5
+    assert cfg.surrogate_epochs == AuditConfig().surrogate_epochs
+    np.testing.assert_array_equal(data.victim_labels, np.arange(6) % 3)
     assert result.name == "audit_user" and result.title == "T"
     assert result.extra == {"aux_set": config.aux, "victims_set": config.victims}
+    with pytest.raises(ConfigError, match="method"):
+        AuditConfig(method="gmi")
 
 
 def test_audit_public_names_stay_importable():

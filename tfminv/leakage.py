@@ -98,10 +98,7 @@ class InversionConfig:
     verbose: int = setting(0, "1: progress lines on stdout and Keras progress bars")
     train: object = setting(None, "the inverters' tfminv.training.TrainConfig (library only)",
                             flag=False)
-    method: str = setting("truncation", "attack method of every policy's inverter "
-                          "(tfminv.attacks.inversion.METHODS; 'identity' also trains a surrogate "
-                          "of the target from the same auxiliary releases)",
-                          choices=_inversion.METHODS)
+    method: str = _inversion.method_setting()
     identity_weight: float = _identity.declared("identity_weight")
     feature_weight: float = _identity.declared("feature_weight")
     surrogate_width: float = _identity.declared("surrogate_width")

@@ -26,12 +26,22 @@ import logging
 import numpy as np
 
 from tfminv.errors import ConfigError, DataError
+from tfminv.settings import setting
 
 log = logging.getLogger(__name__)
 
 #: the methods a scenario compares when none are named (the paper's comparison)
 DEFAULT_METHODS = ("truncation", "previous", "previous_logzero")
 METHODS = DEFAULT_METHODS + ("identity",)
+
+
+def method_setting():
+    """The dataclass field of the one-method setting (`method`) of the door and the audit."""
+    return setting("truncation", "attack method of every policy's inverter (truncation: the "
+                   "aligned inverter; identity: the same inverter trained with a surrogate of "
+                   "the target from the same auxiliary releases, for the victims' identity; "
+                   "previous / previous_logzero: the earlier training-based inversion)",
+                   choices=METHODS)
 
 
 def _check(preds, images, what):

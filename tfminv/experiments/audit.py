@@ -42,7 +42,7 @@ from tfminv.scenarios import AuditConfig, run_audit
 
 # --help lists these (auditing a model: the target, its data, the budget); --helpfull all
 KEY_FLAGS = ("target", "models", "victims", "aux", "eval_model", "input_range",
-             "eval_input_range", "outputs", "target_noise", "scale_check", "policies", "epochs",
+             "eval_input_range", "outputs", "target_noise", "scale_check", "policies", "method", "epochs",
              "width", "max_aux", "max_victims",
              "out_dir", "title", "figure_n", "dataset", "audit_seed", "seed", "aux_augment",
              "tfds_data_dir", "cache_dir", "concurrency", "rate_limit", "verbose")

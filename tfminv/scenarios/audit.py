@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tfminv.attacks import identity as _identity
+from tfminv.attacks import inversion as _inversion
 from tfminv.errors import ConfigError
 from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS
 from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP
@@ -103,9 +105,15 @@ class AuditConfig(base.ScenarioConfig):
                                  "','-separated NAME=TARGET pairs, each TARGET any --target "
                                  "form, e.g. 'plain=keras:a.keras,smoothed=keras:b.keras' "
                                  "(instead of --target); one table with a 'model' column")
+    method: str = _inversion.method_setting()
+    identity_weight: float = _identity.declared("identity_weight")
+    feature_weight: float = _identity.declared("feature_weight")
+    surrogate_width: float = _identity.declared("surrogate_width")
+    surrogate_epochs: int = _identity.declared("surrogate_epochs")
 
     def __post_init__(self):
         super().__post_init__()
+        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
         from tfminv.data import specs
         from tfminv.leakage import parse_input_range
         from tfminv.policies import parse_list
@@ -146,6 +154,10 @@ class AuditConfig(base.ScenarioConfig):
         alloc = super().preflight()
         aux_name(alloc, self.aux or alloc.default_aux)
         return alloc
+
+    def attack(self) -> dict:
+        """The attack's settings as the door's keywords: method and the identity settings."""
+        return {"method": self.method, **dataclasses.asdict(_identity.options_of(self))}
 
     @property
     def user_data(self) -> bool:
@@ -270,7 +282,7 @@ def run_audit(config: AuditConfig) -> AuditResult:
 
 def _user_audit(config: AuditConfig, policies) -> AuditResult:
     from tfminv.data import specs
-    from tfminv.leakage import run_audit as door
+    from tfminv.leakage import InversionInputs, inversion_config, run_inversion
 
     # the caps apply before loading: only the first max_aux / max_victims images are read
     aux = specs.load(config.aux, what="--aux", tfds_data_dir=config.tfds_data_dir,
@@ -280,19 +292,20 @@ def _user_audit(config: AuditConfig, policies) -> AuditResult:
     train = (specs.load(config.target_train, what="--target_train",
                         tfds_data_dir=config.tfds_data_dir) if config.target_train else None)
     cut = lambda a, n: a if a is None or not n else a[:n]  # noqa: E731 - the budget caps
-    result = door(target_spec(config.target), cut(aux.images, config.max_aux),
-                  cut(victims.images, config.max_victims),
-                  cut(victims.labels, config.max_victims),
-                  train_images=None if train is None else train.images,
-                  train_labels=None if train is None else train.labels,
-                  policies=policies, width=config.width, eval_model=config.eval_model or None,
-                  outputs=config.outputs, input_range=config.input_range,
-                  target_noise=config.target_noise,
-                  eval_input_range=config.eval_input_range or None,
-                  scale_check=config.scale_check, victim_label_names=victims.label_names,
-                  cache_dir=config.cache_dir, val_fraction=config.aux_val_fraction,
-                  seed=config.audit_seed, config=config.train_config(),
-                  aux_augment=config.aux_augment, progress=print)
+    data = InversionInputs(cut(aux.images, config.max_aux),
+                           cut(victims.images, config.max_victims),
+                           cut(victims.labels, config.max_victims),
+                           None if train is None else train.images,
+                           None if train is None else train.labels, victims.label_names)
+    cfg = inversion_config(config.train_config(), policies=policies, width=config.width,
+                           outputs=config.outputs, input_range=config.input_range,
+                           target_noise=config.target_noise,
+                           eval_input_range=config.eval_input_range or None,
+                           scale_check=config.scale_check, cache_dir=config.cache_dir,
+                           val_fraction=config.aux_val_fraction, seed=config.audit_seed,
+                           aux_augment=config.aux_augment, **config.attack())
+    result = run_inversion(target_spec(config.target), data, config=cfg,
+                           eval_model=config.eval_model or None, progress=print)
     return AuditResult("audit_user", config.title or "Leakage audit", result,
                        {"aux_set": config.aux, "victims_set": config.victims},
                        grid_count=config.figure_n)
@@ -314,7 +327,8 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
         cache_dir=config.cache_dir,
         workdir=core.run_folder(config.cache(), "audit_inverters", s.target_info["identity"]),
         val_fraction=config.aux_val_fraction, seed=config.audit_seed,
-        aux_augment=config.aux_augment, target_noise=config.target_noise, progress=print)
+        aux_augment=config.aux_augment, target_noise=config.target_noise, progress=print,
+        **config.attack())
     described = (target or f"bundled {alloc.name} classifier (width {s.target_info['width']}, "
                  f"{s.target_info['epochs']} epochs, test accuracy "
                  f"{s.target_info['test_accuracy']:.3f})")
@@ -335,20 +349,25 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
 def audit_sets(oracle, aux, victims, policies: str | Sequence, *, config, width: float = 1.0,
                eval_model=None, train_set=None, cache_dir=None, workdir=None,
                val_fraction: float = 0.1, seed: int = 0, aux_augment: str = "",
-               target_noise: str = "refuse", progress: Callable[[str], None] | None = None):
+               target_noise: str = "refuse", progress: Callable[[str], None] | None = None,
+               method: str = "truncation", **identity):
     """The door `tfminv.run_audit` for ImageSets (the bundled allocations' form): audit
     `oracle` under each policy. aux / victims / train_set: ImageSets (victims' labels index the
     target's classes; train_set only feeds the class-mean baseline). config: the inverters'
-    tfminv.training.TrainConfig. target_noise: see `tfminv.target.make_target`. Returns
-    InversionResults with settings naming the sets."""
-    from tfminv.leakage import run_audit as door
+    tfminv.training.TrainConfig. target_noise: see `tfminv.target.make_target`. method and
+    `identity` (identity_weight, feature_weight, surrogate_width, surrogate_epochs): the
+    attack, as `tfminv.InversionConfig`'s. Returns InversionResults with settings naming the
+    sets."""
+    from tfminv.leakage import InversionInputs, inversion_config, run_inversion
 
-    result = door(
-        oracle, aux.images, victims.images, victims.labels, policies=policies, width=width,
-        eval_model=eval_model, train_images=None if train_set is None else train_set.images,
-        train_labels=None if train_set is None else train_set.labels, cache_dir=cache_dir,
-        workdir=workdir, val_fraction=val_fraction, seed=seed, config=config,
-        aux_augment=aux_augment, target_noise=target_noise, progress=progress)
+    data = InversionInputs(aux.images, victims.images, victims.labels,
+                           None if train_set is None else train_set.images,
+                           None if train_set is None else train_set.labels)
+    cfg = inversion_config(config, policies=policies, width=width, cache_dir=cache_dir,
+                           workdir=workdir, val_fraction=val_fraction, seed=seed,
+                           aux_augment=aux_augment, target_noise=target_noise, method=method,
+                           **identity)
+    result = run_inversion(oracle, data, config=cfg, eval_model=eval_model, progress=progress)
     result.settings.update(aux_name=getattr(aux, "name", ""),
                            victims_name=getattr(victims, "name", ""))
     return result
