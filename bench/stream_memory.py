@@ -14,10 +14,15 @@ $TFMINV_RECORDS_DIR if missing.
 
     python bench/stream_memory.py --scenario --sizes=10000,50000,200000 --memory_sizes=10000 --steps=20
 
+    python bench/stream_memory.py --scenario --dataset=celeba_ids --aux=public --sizes=0 \
+        --memory_sizes=0 --steps=20
+
 `--scenario` measures the scenario layer instead (`tfminv.scenarios.base`, what the binaries'
 `--stream_aux` runs): `prepare` of the FaceScrub allocation with the CelebA auxiliary set
 ('generic', repeated as above) against the allocation's own target classifier (width --width,
-trained once on --max_train images in a warm-up process and cached), `reference_mses` (the
+trained once on --max_train images in a warm-up process and cached; --dataset / --aux name
+another allocation and set, e.g. the 55,210 pooled public faces of celeba_ids, where a size of
+0 means the whole set), `reference_mses` (the
 mean-aux baseline), `selection_data` (aux_val hold-out) and --steps inverter training steps on
 the training rows. "memory" runs the same with stream_aux off (sizes up to the 10,000 records).
 """
@@ -44,6 +49,10 @@ flags.DEFINE_string("out", "", "also append the JSON lines to this file")
 flags.DEFINE_bool("scenario", False, "measure the scenario layer (prepare, baselines, selection, "
                   "training) with stream_aux instead of the bare library path")
 flags.DEFINE_integer("max_train", 600, "--scenario: target classifier training images")
+flags.DEFINE_string("dataset", "facescrub", "--scenario: the allocation")
+flags.DEFINE_string("aux", "generic", "--scenario: its auxiliary set; 'generic' (CelebA) is "
+                    "repeated to reach sizes above its 10,000 records, any other set (e.g. "
+                    "celeba_ids' 'public' pool) is capped at the size, 0 meaning all of it")
 flags.DEFINE_string("cache", "", "internal: shared classifier cache of the --scenario runs")
 flags.DEFINE_string("_worker", "", "internal: run one measurement (mode:size)")
 FLAGS = flags.FLAGS
@@ -120,16 +129,17 @@ def scenario_worker(mode: str, size: int) -> dict:
     from tfminv.models import build_inverter
     from tfminv.scenarios import base
 
-    repeat = -(-size // CELEBA) if size else 1
+    repeat = -(-size // CELEBA) if size and FLAGS.aux == "generic" else 1
     if repeat > 1:  # larger sets: the CelebA records repeated (the allocation knows no repeat)
         from_ref = streaming.StreamedImages.from_ref.__func__
         streaming.StreamedImages.from_ref = classmethod(
             lambda cls, ref, **kw: from_ref(cls, ref, repeat=repeat, **kw))
-    if mode == "memory" and size > CELEBA:
+    if mode == "memory" and size > CELEBA and FLAGS.aux == "generic":
         raise SystemExit(f"--memory_sizes: at most {CELEBA} in --scenario mode")
     # every run queries afresh; the classifiers stay cached from the warm-up
     shutil.rmtree(os.path.join(FLAGS.cache, "predictions"), ignore_errors=True)
-    config = base.ScenarioConfig(dataset="facescrub", aux="generic", max_aux=size or 100,
+    config = base.ScenarioConfig(dataset=FLAGS.dataset, aux=FLAGS.aux,
+                                 max_aux=100 if mode == "warm" else size,
                                  max_train=FLAGS.max_train, max_victims=200, width=FLAGS.width,
                                  epochs=1, clf_epochs=1, batch_size=common.BATCH, verbose=0,
                                  cache_dir=FLAGS.cache, stream_aux=(mode == "streamed"))
@@ -176,7 +186,8 @@ def main(argv):
     extra = []
     if FLAGS.scenario:
         cache = tempfile.mkdtemp(prefix="tfminv-bench-scenario-")
-        extra = ["--scenario", f"--cache={cache}", f"--max_train={FLAGS.max_train}"]
+        extra = ["--scenario", f"--cache={cache}", f"--max_train={FLAGS.max_train}",
+                 f"--dataset={FLAGS.dataset}", f"--aux={FLAGS.aux}"]
         runs = [("warm", 0)] + runs
     for mode, size in runs:
         cmd = [sys.executable, os.path.abspath(__file__), f"--_worker={mode}:{size}",

@@ -454,6 +454,30 @@ def _paper_audit(rows, run):
 AUX_SIZES = (2500, 5000)  # --max_aux of the truncation_celeba_ids_aux<N> runs (k = 10)
 POOL = f"truncation_{PAPER}_pool"  # k = 10 with --aux=public (every public face set pooled)
 IDENTITY = f"truncation_{PAPER}_identity"  # k = 10, truncation vs the identity method
+OVERLAP = f"pool_overlap_{PAPER}"  # bench/pool_overlap.py: the pool's sources vs the victims
+#: the pooled sets whose people are unnamed (web searches): the ones the overlap test is about
+UNNAMED = ("utkface/all", "fer2013/all")
+OVERLAP_COLS = ("source", "n", "flagged", "flagged_share", "expected", "median_similarity")
+
+
+def _overlap(rows, run):
+    """No more of the unnamed sources' faces come close to a victim than of the CelebA sets
+    whose people are known to be disjoint from the target's."""
+    by = {r["source"]: r for r in rows}
+    unnamed = [by[n] for n in UNNAMED if n in by]
+    known = [r for n, r in by.items() if n not in UNNAMED and n != run.get("calibration")]
+    if not unnamed or not known or "rate" not in (run or {}):
+        return Outcome(None)
+    bound = max(2 * run["rate"], max(r["flagged_share"] for r in known))
+    return Outcome(all(r["flagged_share"] <= bound for r in unnamed),
+                   ", ".join(f"{r['source']} {r['flagged_share']:.4f}" for r in unnamed)
+                   + f" flagged vs at most {bound:.4f} (the disjoint CelebA sets: "
+                   + ", ".join(f"{r['source']} {r['flagged_share']:.4f}" for r in known)
+                   + f"; {run['rate']:.0%} of {run['calibration']} by construction)",
+                   f"the test's power: {run['power']:.3f} of the target's own training photos "
+                   "are flagged against a victim of their person; a different kind of photo "
+                   "(FER's 48x48 upsampled, equalised faces) lowers similarities whoever is in "
+                   "it, so a low share there is weaker evidence")
 
 
 def _paper_aux_size(d: Path):
@@ -559,6 +583,13 @@ def _paper_sections(d: Path) -> list:
                           "both at k = 10", _paper_pool_goal),)),
         *(Section(f"truncation_{PAPER}_aux{n}", f"Paper scale: k = 10 with --max_aux={n} "
                   "generic faces", PAPER_TRUNC_COLS) for n in AUX_SIZES),
+        Section(OVERLAP, "Paper scale: are the target's people among the pooled public faces?",
+                OVERLAP_COLS, (
+                    Claim(f"truncation/{PAPER}", "the unnamed web faces pooled by --aux=public "
+                          "(UTKFace, FER2013) do not bring the target's people in (not a claim "
+                          "of the paper)", "their share of faces closer to some victim than "
+                          "the 1% threshold set on CelebA #1-#10000 is at most the disjoint "
+                          "CelebA sets' share (or 2%)", _overlap),)),
         Section(f"auxiliary_{PAPER}", "Paper scale: auxiliary set distribution, 471 identities",
                 PAPER_AUX_COLS, (
                     Claim(f"auxiliary/{PAPER}", "the closer the auxiliary distribution, the "

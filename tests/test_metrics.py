@@ -128,3 +128,49 @@ def test_identity_judge_on_a_real_classifier():
     refs = judge.references(train[:6], labels[:6], train, train, labels)
     assert set(refs) == {"real_victims", "mean_aux", "class_mean"}
     assert refs["real_victims"] == own
+
+
+def test_best_matches_cosine_and_same_label_restriction():
+    q = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
+    r = np.array([[3.0, 0.1], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    sim, arg = metrics.best_matches(q, r)
+    assert arg.tolist() == [0, 1]
+    assert sim[0] == pytest.approx(3.0 / np.hypot(3.0, 0.1), abs=1e-6)
+    assert sim[1] == pytest.approx(1.0, abs=1e-6)
+    # only references of the query's own label: query 0 (label 1) may match rows 1 and 2 only
+    sim, arg = metrics.best_matches(q, r, query_labels=[1, 7], ref_labels=[0, 1, 1])
+    assert arg.tolist() == [2, -1]
+    assert sim[0] == pytest.approx(1 / np.sqrt(2), abs=1e-6) and sim[1] == -np.inf
+
+
+def test_pool_overlap_flags_a_source_that_holds_the_victims_people():
+    """Victims are 20 people (a direction each, plus noise); a disjoint source has 40 other
+    people; a second source hides 30 photos of the victims' people among 970 others. The
+    calibrated threshold flags about `rate` of another disjoint set, and far more of the hiding
+    set, about as many as its hidden photos times the measured power."""
+    rng = np.random.default_rng(0)
+    d = 64
+    people = rng.normal(size=(20, d))
+    others = rng.normal(size=(4000, d))
+
+    def photos(centres, n):
+        idx = rng.integers(0, len(centres), n)
+        return centres[idx] + 0.6 * rng.normal(size=(n, d)), idx
+
+    victims, v_labels = photos(people, 100)
+    known, k_labels = photos(people, 200)
+    calib, _ = photos(others[:2000], 2000)
+    disjoint, _ = photos(others[2000:3000], 1000)
+    hidden, _ = photos(people, 30)
+    mixed = np.concatenate([photos(others[3000:], 970)[0], hidden])
+    res = metrics.pool_overlap(victims, {"calib": calib, "disjoint": disjoint, "mixed": mixed},
+                               calibration="calib", known=(known, k_labels, v_labels),
+                               rate=0.01)
+    s = res["sources"]
+    assert s["calib"]["flagged"] == 20  # the quantile: 1% of 2,000
+    assert s["disjoint"]["flagged_share"] < 0.03
+    assert res["power"] > 0.9
+    assert 25 <= s["mixed"]["flagged"] <= 30 + 3 * 10  # the hidden photos, plus chance
+    assert all(i >= 970 for i, _, _ in s["mixed"]["top"])  # the most alike are the hidden ones
+    with pytest.raises(DataError, match="calibration='nope'"):
+        metrics.pool_overlap(victims, {"calib": calib}, calibration="nope")

@@ -201,3 +201,76 @@ class IdentityJudge:
         class_mean = class_mean_guess(train_images, train_labels, labels)
         return {"real_victims": self(victims, labels), "mean_aux": self(mean_aux, labels),
                 "class_mean": self(class_mean, labels)}
+
+
+def _unit(feats) -> np.ndarray:
+    f = np.asarray(feats, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def best_matches(query_feats, ref_feats, *, ref_labels=None, query_labels=None,
+                 chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, its highest cosine similarity to a reference row and that row's
+    index ([N] float32, [N] int64). With both label arrays, only references of the query's own
+    label count (-inf and -1 where there is none). Computed in chunks of `chunk` queries."""
+    q, r = _unit(query_feats), _unit(ref_feats)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or not len(r):
+        raise DataError(f"best_matches: features {q.shape} / {r.shape}; expected [N, D] and "
+                        "[M, D] with M >= 1")
+    same = ref_labels is not None and query_labels is not None
+    best = np.full(len(q), -np.inf, np.float32)
+    arg = np.full(len(q), -1, np.int64)
+    for i in range(0, len(q), chunk):
+        s = q[i:i + chunk] @ r.T
+        if same:
+            s = np.where(np.asarray(query_labels)[i:i + chunk, None]
+                         == np.asarray(ref_labels)[None, :], s, -np.inf)
+        j = s.argmax(axis=1)
+        best[i:i + chunk] = s[np.arange(len(s)), j]
+        arg[i:i + chunk] = np.where(np.isfinite(best[i:i + chunk]), j, -1)
+    return best, arg
+
+
+def pool_overlap(victim_feats, sources: dict, *, calibration: str, known=None,
+                 rate: float = 0.01, top: int = 8) -> dict:
+    """Does an auxiliary source hold faces of the target's people? A face-verification test in
+    the judge's feature space.
+
+    Each face of each source (`sources`: {name: features [n, D]}) gets its best cosine
+    similarity to any victim. The threshold is the (1 - rate) quantile of these over the source
+    `calibration`, whose people are known to be disjoint from the target's: about `rate` of any
+    such set's faces come that close to some victim by chance. A source whose flagged share is
+    well above `rate` holds faces unusually close to the victims (their people, or photos of
+    their kind); at or below it, the test finds no sign of them.
+
+    known: optional (features, labels, victim_labels) of other photos of the target's own
+    people (e.g. its training images) with the victims' labels: the share of them whose best
+    same-person victim clears the threshold is the test's power, i.e. how often a source photo
+    of a target person would be flagged.
+
+    Returns {"threshold", "rate", "calibration", "power" (or None), "sources": {name: {n,
+    flagged, flagged_share, expected, median_similarity, top: [(face index, victim index,
+    similarity)]}}}."""
+    if calibration not in sources:
+        raise DataError(f"pool_overlap: calibration={calibration!r} is not among the sources "
+                        f"{sorted(sources)}")
+    if not 0.0 < rate < 1.0:
+        raise DataError(f"pool_overlap: rate={rate!r}; expected a share in (0, 1)")
+    matches = {name: best_matches(f, victim_feats) for name, f in sources.items()}
+    threshold = float(np.quantile(matches[calibration][0], 1.0 - rate))
+    power = None
+    if known is not None:
+        k_feats, k_labels, v_labels = known
+        sim, _ = best_matches(k_feats, victim_feats, query_labels=k_labels, ref_labels=v_labels)
+        power = float((sim[np.isfinite(sim)] >= threshold).mean())
+    out = {}
+    for name, (sim, arg) in matches.items():
+        order = np.argsort(-sim, kind="stable")[:top]
+        flagged = int((sim >= threshold).sum())
+        out[name] = {"n": int(len(sim)), "flagged": flagged,
+                     "flagged_share": flagged / max(len(sim), 1),
+                     "expected": rate * len(sim),
+                     "median_similarity": float(np.median(sim)),
+                     "top": [(int(i), int(arg[i]), float(sim[i])) for i in order]}
+    return {"threshold": threshold, "rate": rate, "calibration": calibration, "power": power,
+            "sources": out}
