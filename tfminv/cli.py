@@ -251,7 +251,9 @@ class _FilteredLoader:
 
 
 def _parse_flags(argv):
-    """absl's parser, but a bad flag value exits 2 with one line instead of 1 with the usage."""
+    """absl's parser, but a bad flag value exits 2 with one line instead of 1 with the usage,
+    and a help flag (--help, -?, --helpshort, --helpfull, --helpxml), which absl answers with
+    exit 1, exits 0 after the help it printed."""
     from absl import flags
 
     try:
@@ -259,3 +261,25 @@ def _parse_flags(argv):
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(USER_ERROR)
+    except SystemExit as e:
+        if e.code == 1 and _asks_for_help(argv):
+            sys.exit(0)
+        raise
+
+
+HELP_FLAGS = ("help", "?", "helpshort", "helpfull", "helpxml")  # absl's (absl.app)
+
+
+def _asks_for_help(argv) -> bool:
+    """Whether the command line (`argv[0]` the program) turns on one of absl's help flags:
+    `--help`, `-help`, `--help=true`, not `--nohelp` or `--help=false`; arguments after `--`
+    are positional, not flags."""
+    for arg in list(argv or [])[1:]:
+        if arg == "--":
+            return False
+        if not arg.startswith("-"):
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in HELP_FLAGS and (not eq or value.lower() in ("true", "t", "1")):
+            return True
+    return False
