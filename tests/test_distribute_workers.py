@@ -1,5 +1,5 @@
 """Multi-worker edge cases: one worker (no TF_CONFIG, or a one-worker cluster), a TF_CONFIG port
-already in use, and per-worker cache folders (storage not shared): each trains, or stops with
+already in use, a peer that never answers, and per-worker cache folders (storage not shared): each trains, or stops with
 one line naming what is wrong, never a traceback."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -72,6 +73,65 @@ def test_tf_config_port_in_use_is_one_line(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and f"cannot listen on port {port}" in lines[0], res.stderr[-2000:]
     assert "TF_CONFIG" in lines[0] and "Traceback" not in res.stderr
+
+
+def test_tf_config_peer_that_never_answers_is_one_line_and_exit_2(tmp_path):
+    """Before: TensorFlow waited for the peer holding the interpreter lock, and the watchdog's
+    SIGKILL ended the run with exit 137 (after --cluster_timeout plus TensorFlow's start)."""
+    own, peer = _free_ports(2)  # nothing listens on the peer's port
+    cfg = json.dumps({"cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]},
+                      "task": {"type": "worker", "index": 0}})
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; "
+         "runpy.run_module('tfminv.experiments.truncation', run_name='__main__', alter_sys=True)",
+         "--dataset=mnist", "--k=1", "--strategy=multi-worker", "--cluster_timeout=3",
+         f"--out_dir={tmp_path}/out"],
+        env=_env(TF_CONFIG=cfg), capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, res.stderr[-2000:]
+    assert "did not form within --cluster_timeout=3s" in lines[0]
+    assert f"unreachable: worker 1 at 127.0.0.1:{peer}" in lines[0]
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+    assert 3 <= took < 30, took  # the timeout, then no TensorFlow start
+
+
+WAIT_ONLY = textwrap.dedent("""
+    import os, sys, time
+    from tfminv import distribute
+    time.sleep(float(sys.argv[1]))
+    t0 = time.monotonic()
+    distribute.wait_for_peers(distribute.cluster_task(), timeout=60)
+    print(f"{time.monotonic() - t0:.2f}", "tensorflow" in sys.modules)
+""")
+
+
+def test_wait_for_peers_lets_workers_started_apart_meet(tmp_path):
+    """Each worker listens on its own port while it waits, so two workers started 3 s apart
+    both see the other and go on (before TensorFlow starts), the first after about 3 s."""
+    script = tmp_path / "wait.py"
+    script.write_text(WAIT_ONLY)
+    ports = _free_ports(2)
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    procs = [subprocess.Popen(
+        [sys.executable, str(script), str(delay)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env=_env(TF_CONFIG=json.dumps({"cluster": {"worker": addrs},
+                                       "task": {"type": "worker", "index": i}})))
+        for i, delay in enumerate([0, 3])]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    waited = [float(out.split()[0]) for out, _ in outs]
+    assert [out.split()[1] for out, _ in outs] == ["False", "False"]
+    assert 1.5 < waited[0] < 30 and waited[1] < 5, waited
+    for port in ports:  # both listeners closed: TensorFlow can take the ports
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", port))
+            s.listen(1)
 
 
 PER_WORKER = textwrap.dedent("""

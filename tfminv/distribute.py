@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 from tfminv.errors import ConfigError, TfminvError, first_line
@@ -161,6 +162,7 @@ def start(name: str = "default", *, cluster_timeout: float = DEFAULT_CLUSTER_TIM
         raise ConfigError(f"--cluster_timeout must be > 0 seconds, got {cluster_timeout}")
     if task is not None:
         check_own_port(task)
+        wait_for_peers(task, float(cluster_timeout))
     import tensorflow as tf
 
     if name == "default":
@@ -237,6 +239,73 @@ def check_own_port(task: ClusterTask) -> None:
             raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
 
 
+#: seconds between two looks at the peers' ports while waiting for them (wait_for_peers)
+PEER_POLL = 0.25
+#: seconds a task keeps listening after it has seen every peer, so that they see it too
+PEER_LINGER = 4 * PEER_POLL + 1.0  # polls, plus a peer's one-second connect timeout
+
+
+def wait_for_peers(task: ClusterTask, timeout: float) -> None:
+    """Before TensorFlow starts: wait up to `timeout` seconds until every peer's TF_CONFIG port
+    answers, listening meanwhile on this task's own port so that the peers' own wait sees this
+    one. Raises ClusterError naming the peers that never answered (a worker not started, a
+    closed port, a wrong address): one line and exit 2, where TensorFlow's own wait would end
+    only in the watchdog's kill (exit 137; TensorFlow holds the interpreter lock while it
+    waits). A peer counts once it has answered (it may be starting TensorFlow, its port closed
+    for a few seconds, when looked at again); after the last one this task listens
+    `PEER_LINGER` seconds more, so that a peer started last, which sees everyone at once, is
+    seen too. TensorFlow's join that follows keeps the watchdog
+    for what this cannot see: a peer that answered and then never joined."""
+    waiting = task.peers()
+    if not waiting:
+        return
+    port = int(task.address.rpartition(":")[2])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as check_own_port
+        try:
+            listener.bind(("", port))
+        except OSError as e:
+            raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
+        listener.listen(64)
+        listener.setblocking(False)
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [(n, a) for n, a in waiting
+                       if not _reachable(a, timeout=min(1.0, max(0.05, deadline -
+                                                                  time.monotonic())))]
+            _drain(listener)  # the peers' looks at this port, closed so the queue stays short
+            if not waiting:
+                # still listening for a moment: a peer that started last sees everyone at once
+                # and would otherwise close its port before the others looked again
+                end = time.monotonic() + PEER_LINGER
+                while time.monotonic() < end:
+                    time.sleep(PEER_POLL / 5)
+                    _drain(listener)
+                return
+            if time.monotonic() >= deadline:
+                down = ", ".join(f"{n} at {a}" for n, a in waiting)
+                raise ClusterError(f"{_not_formed(task, timeout)} (unreachable: {down}); "
+                                   f"{_RERUN}")
+            time.sleep(PEER_POLL)
+    finally:
+        listener.close()
+
+
+def _drain(listener: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # BlockingIOError: no more
+            return
+        conn.close()
+
+
+def _not_formed(task: ClusterTask, timeout: float) -> str:
+    return (f"{task.name}: the multi-worker cluster in {TF_CONFIG} did not form within "
+            f"--cluster_timeout={timeout:g}s")
+
+
 def _port_in_use(task: ClusterTask, why: str) -> str:
     return (f"{task.name}: cannot listen on port {task.address.rpartition(':')[2]} given to "
             f"this task in {TF_CONFIG} ({why}); stop the program that holds it or give this "
@@ -268,10 +337,9 @@ def _start_watchdog(task: ClusterTask, timeout: float):
     import subprocess
     import sys
 
-    head = (f"{task.name}: the multi-worker cluster in {TF_CONFIG} did not form within "
-            f"--cluster_timeout={timeout:g}s")
     return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), head, _RERUN,
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
+         _not_formed(task, timeout), _RERUN,
          json.dumps(task.peers())], stdin=subprocess.PIPE)
 
 
