@@ -139,6 +139,9 @@ def test_flag_and_output_folder_checks_run_before_tensorflow(tmp_path):
         ("truncation", ["--k=1", f"--out_dir={a_file}"], f"--out_dir={a_file}: is a file"),
         ("truncation", ["--k=1", f"--out_dir={a_file}/sub"], f"{a_file} is a file"),
         ("joint", ["--k=1", f"--out_dir={tmp_path}/out"], "results.json is a folder"),
+        # /proc takes no new files, for root too (os.access said yes to root: a whole run first)
+        ("audit", ["--out_dir=/proc/tfminv_out"], "--out_dir=/proc/tfminv_out: cannot create "
+         "it in /proc (creating a file there fails"),
         ("audit", ["--audit_seed=0", "--policies=topk:0"], "topk"),
         ("audit", ["--victims=npz:x.npz"], "--victims, --aux and --target go together"),
         ("audit", ["--input_range=5,1"], "--input_range='5,1'"),

@@ -177,16 +177,35 @@ def check_out_dir(path) -> None:
             if (p / name).is_dir():
                 raise ConfigError(f"{what}: {p / name} is a folder; the binary writes a file "
                                   "there (move it away or choose another --out_dir)")
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise ConfigError(f"{what}: folder is not writable")
+        why = _cannot_write_in(p)
+        if why:
+            raise ConfigError(f"{what}: folder is not writable (creating a file there "
+                              f"fails: {why})")
         return
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
         raise ConfigError(f"{what}: {parent} is a file; expected a folder")
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}: cannot create it in {parent} (not writable)")
+    why = _cannot_write_in(parent) if parent.exists() else None
+    if why:
+        raise ConfigError(f"{what}: cannot create it in {parent} (creating a file there "
+                          f"fails: {why})")
+
+
+def _cannot_write_in(folder: Path) -> str | None:
+    """Why a file cannot be created in `folder` (None: it can), found by creating and removing
+    an empty one: permission bits (os.access) say yes to root everywhere, also on /proc or a
+    read-only mount, where the run would fail only when it writes its results."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".tfminv-write-check-")
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
 
 
 def main(fn, cls=None):
