@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,37 @@ def test_unwritable_or_full_cache_folder_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"No space left on device.*free some space") as e:
         fit(build, p, imgs, config=cfg, workdir=tmp_path / "ok")
     assert "\n" not in str(e.value)
+
+
+def test_a_folder_too_full_for_the_run_stops_before_h5py_writes(tmp_path, monkeypatch):
+    """Before: on a really full disk HDF5 printed a traceback per open object (its multi-line
+    report also made the error line several lines) and the interpreter crashed on exit (SIGSEGV,
+    exit 139). Now the backup checks the free space first: one line, no weights file written."""
+    pytest.importorskip("keras")
+    import collections
+    import shutil
+
+    from tfminv.training import checkpoints, fit
+
+    build, p, imgs, cfg = _tiny_inverter()
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - 5000, 5000))
+    with pytest.raises(ConfigError) as e:
+        fit(build, p, imgs, config=cfg, workdir=tmp_path / "run")
+    text = str(e.value)
+    assert "\n" not in text and "No space left on device: 0.0 MiB free" in text
+    assert "free some space" in text and str(tmp_path / "run" / "backup") in text
+    assert not list((tmp_path / "run").rglob("*.h5"))
+    need = checkpoints.SPACE_PER_WEIGHT_BYTE * checkpoints.weight_bytes(build()) + \
+        checkpoints.SPACE_MARGIN
+    assert need > 5000
+
+
+def test_hdf5s_multi_line_error_is_reported_in_the_os_words():
+    from tfminv.training.fit import unwritable
+
+    e = OSError(errno.ENOSPC, "Can't synchronously write data (file write failed: time = Wed\n"
+                ", filename = 'x.h5', file descriptor = 7, errno = 28, error message = 'No space")
+    text = str(unwritable(Path("/c/run"), e))
+    assert text == ("/c/run: cannot write the run folder /c/run (No space left on device); free "
+                    "some space or choose another --cache_dir")

@@ -29,12 +29,55 @@ METADATA = "training_metadata.json"
 PREVIOUS = ".bkp"  # suffix Keras gives the previous state
 
 
+#: free bytes a run folder must have before each epoch's backup, per byte of the model's
+#: weights: two backups (double_checkpoint), the best weights, model.keras with the optimiser's
+#: two Adam slots; plus SPACE_MARGIN for the small files (history, json, logs)
+SPACE_PER_WEIGHT_BYTE = 6
+SPACE_MARGIN = 1 << 20
+
+
 def callback(backup_dir):
-    """The BackupAndRestore callback of `fit` (its folder is removed by fit's commit)."""
+    """The BackupAndRestore callback of `fit` (its folder is removed by fit's commit). Before
+    each backup it checks the folder's free space (`check_space`): HDF5 that runs out of space
+    mid-file prints a traceback per open object and the interpreter then crashes on exit
+    (SIGSEGV), so a full disk must be found before h5py writes, as an OSError(ENOSPC) that
+    `fit` reports in one line."""
     import keras
 
-    return keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
-                                            delete_checkpoint=False)
+    class Backup(keras.callbacks.BackupAndRestore):
+        def on_epoch_end(self, epoch, logs=None):
+            check_space(backup_dir, self.model)
+            super().on_epoch_end(epoch, logs)
+
+    return Backup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+
+
+def weight_bytes(model) -> int:
+    """Bytes of `model`'s variables as stored (float32 unless a variable says otherwise)."""
+    import numpy as np
+
+    total = 0
+    for v in model.weights:
+        try:
+            size = np.dtype(str(v.dtype)).itemsize
+        except TypeError:  # a dtype numpy does not name (bfloat16 without ml_dtypes)
+            size = 4
+        total += int(np.prod(v.shape)) * size
+    return total
+
+
+def check_space(folder, model) -> None:
+    """OSError(ENOSPC) naming `folder` when it has less free space than a run of `model` writes
+    (`SPACE_PER_WEIGHT_BYTE` x its weights + `SPACE_MARGIN`)."""
+    import errno
+
+    folder = Path(folder)
+    probe = folder if folder.exists() else folder.parent
+    need = SPACE_PER_WEIGHT_BYTE * weight_bytes(model) + SPACE_MARGIN
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device: {free / 2**20:.1f} MiB free, "
+                      f"a run of this model needs about {need / 2**20:.1f} MiB", str(folder))
 
 
 def _readable(weights: Path, metadata: Path) -> int:

@@ -9,6 +9,7 @@ is here and in `commit` (the end of a run and its reuse), `checkpoints` (resume)
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -84,7 +85,11 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 def unwritable(folder: Path, e: OSError) -> ConfigError:
     """One line for a run folder the OS refuses: which file, why, what to do."""
     where = e.filename or folder
-    why = e.strerror or type(e).__name__
+    # h5py's strerror is HDF5's multi-line report (time, file descriptor, buffer, ...): the
+    # OS's own words for the errno instead, unless the message is one line already
+    why = " ".join((e.strerror or "").split()) or type(e).__name__
+    if e.errno and ("\n" in (e.strerror or "") or len(why) > 200):
+        why = os.strerror(e.errno)
     hint = ("free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
             "make it a writable folder")
     return ConfigError(f"{where}: cannot write the run folder {folder} ({why}); {hint} or "
