@@ -13,6 +13,7 @@ binaries have always used, so a library call and a binary run reuse each other's
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tfminv import defences
 from tfminv.attacks.predictions import AUX_AUGMENTATIONS
 from tfminv.errors import ConfigError
 from tfminv.settings import check, setting
+
+log = logging.getLogger(__name__)
 
 SELECT_ON = ("aux_val", "target_train")
 
@@ -318,20 +321,18 @@ def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
 
 def print_budget(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
                  n_inverters: int) -> None:
-    """One paragraph on stderr: what this run costs here (before cached models are reused)
-    and the flags of a quick CPU run."""
-    import sys
-
+    """One line on the "tfminv" logger (INFO; a binary prints it on stderr, `cli.run`): what
+    this run costs here (before cached models are reused) and the flags of a quick CPU run."""
     from tfminv.training import format_seconds as f
 
     c = budget_seconds(config, alloc, n_train, n_aux, n_inverters)
     target = "target: yours, not trained here" if config.target else f"target {f(c['target_s'])}"
-    print(f"budget: at --width={config.width:g} --epochs={config.epochs} this run costs about "
-          f"{f(c['total_s'])} on this machine if nothing is cached ({target}, "
-          f"evaluation classifier {f(c['eval_s'])}, {n_inverters} inverter(s) "
-          f"{f(c['inverters_s'])}; measured {c['classifier_step_s']:.2f} s / "
-          f"{c['inverter_step_s']:.2f} s per classifier / inverter step). Quick CPU run: "
-          "--width=0.25 --epochs=10 --clf_epochs=20", file=sys.stderr, flush=True)
+    log.info(f"budget: at --width={config.width:g} --epochs={config.epochs} this run costs "
+             f"about {f(c['total_s'])} on this machine if nothing is cached ({target}, "
+             f"evaluation classifier {f(c['eval_s'])}, {n_inverters} inverter(s) "
+             f"{f(c['inverters_s'])}; measured {c['classifier_step_s']:.2f} s / "
+             f"{c['inverter_step_s']:.2f} s per classifier / inverter step). Quick CPU run: "
+             "--width=0.25 --epochs=10 --clf_epochs=20")
 
 
 def full_or_k(k: int, m: int) -> int:

@@ -36,7 +36,7 @@ def workdir_lock(workdir: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another process training in {workdir} ...", flush=True)
+            log.info("waiting for another process training in %s ...", workdir)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
