@@ -104,9 +104,12 @@ def test_check_dpsgd_data_errors():
 
 def test_cache_key_part():
     assert defences.cache_key_part("none") == {}
-    assert defences.cache_key_part("ls:+0.10") == {"defence": "ls:0.1"}
+    from tfminv.training import code_version
+
+    code = code_version.version("defended")
+    assert defences.cache_key_part("ls:+0.10") == {"defence": "ls:0.1", "defence_code": code}
     assert defences.cache_key_part("tl:2", aux={"set": "celeba"}) == {
-        "defence": "tl:2", "defence_aux": {"set": "celeba"}}
+        "defence": "tl:2", "defence_code": code, "defence_aux": {"set": "celeba"}}
     with pytest.raises(ConfigError, match="pre-trains on"):
         defences.cache_key_part("tl:2")
 

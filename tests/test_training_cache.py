@@ -126,6 +126,27 @@ def test_classifier_key_includes_the_classifier_code(monkeypatch, tmp_path):
     assert classifier_key(alloc, "target", 0.25) not in (key, with_extra)
 
 
+def test_a_defended_classifier_key_includes_the_defence_code(monkeypatch, tmp_path):
+    """Every defence but 'none' keys by the code of kind 'defended' (transfer learning too,
+    though it trains with the plain recipe): a change there is another target, never a reused
+    one. An undefended target's key does not move."""
+    from tfminv.data import allocations
+    from tfminv.training.targets import classifier_key
+
+    alloc = allocations.get("mnist")
+    aux = {"set": "public"}
+    before = {d: classifier_key(alloc, "target", 0.25, defence=d, aux_key=aux)
+              for d in ("none", "ls:0.1", "tl:1")}
+    extra = tmp_path / "extra_defence_mod.py"
+    extra.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(code_version.KINDS, "defended",
+                        (*code_version.KINDS["defended"], "extra_defence_mod"))
+    after = {d: classifier_key(alloc, "target", 0.25, defence=d, aux_key=aux) for d in before}
+    assert after["none"] == before["none"]
+    assert after["ls:0.1"] != before["ls:0.1"] and after["tl:1"] != before["tl:1"]
+
+
 def tiny_classifier(tmp_path, **extra):
     """(allocation, keywords of get_or_train_classifier) of a 3-class, 30-image classifier."""
     from tfminv.data import ImageSet

@@ -206,12 +206,18 @@ def _divisor_near(n: int, b: int) -> int:
 
 def cache_key_part(defence, aux=None) -> dict:
     """The fragment a defended classifier adds to its cache key: {} for 'none' (so undefended
-    keys stay what they are), else {'defence': canonical spec}; transfer learning also keys by
-    `aux`, a JSON-able description of the public images it pre-trains on (required)."""
+    keys stay what they are), else {'defence': canonical spec, 'defence_code': the code version
+    of kind 'defended' (`tfminv.training.code_version`: this package, its training module and
+    the classifier builder)}, so a change to a defence's code trains its models again ('tl'
+    trains with the plain recipe, whose own code version leaves the defence's code out);
+    transfer learning also keys by `aux`, a JSON-able description of the public images it
+    pre-trains on (required)."""
+    from tfminv.training import code_version
+
     d = parse(defence)
     if d.name == "none":
         return {}
-    out = {"defence": str(d)}
+    out = {"defence": str(d), "defence_code": code_version.version("defended")}
     if d.name == "tl":
         if aux is None:
             raise ConfigError(f"defence {d}: the cache key needs a description of the public "

@@ -405,6 +405,8 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
     if d.name == "none":
         return fit(build_fn, x, y, workdir=workdir, meta=meta, **kw), info
 
+    from tfminv.training import code_version
+
     if d.name == "tl":
         n = int(d.params[0])
         tuned = _tl_layers(build_fn, n, d)
@@ -416,7 +418,8 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
         tr, va = holdout(len(xa), 0.1, config.seed)
         pre = fit(lambda: pretrain_model(build_fn, len(classes)), xa[tr], ya_idx[tr],
                   workdir=workdir / "pretrain",
-                  meta={"defence": str(d), "role": "pretrain", "aux": aux_hash}, **{
+                  meta={"defence": str(d), "role": "pretrain", "aux": aux_hash,
+                        "defence_code": code_version.version("defended")}, **{
                       **kw, "val": (xa[va], ya_idx[va])})
         weights = {layer.name: layer.get_weights() for layer in weighted_layers(pre)}
         pre_acc = float((np.argmax(pre.predict(xa[va], batch_size=256, verbose=0), 1)
@@ -437,8 +440,6 @@ def fit_defended(defence, build_fn, x, y, *, config, workdir, val=None, aux=None
                      "public_classes": int(len(classes)),
                      "pretrain_val_accuracy": round(pre_acc, 4)})
         return model, info
-
-    from tfminv.training import code_version
 
     # the defence's code is part of the key (fit adds the same entry to its run.json's meta)
     run_meta = {**meta, **cache_key_part(d), "code": code_version.version("defended")}
