@@ -340,3 +340,10 @@ def test_pool_command_builds_and_reports(root, tmp_path):
                          timeout=300)
     assert bad.returncode == 2 and "unknown set 'lfw'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_build_pool_refuses_a_set_that_is_not_pooled():
+    """The command's body is the library's `build_pool` (no data is read for this check)."""
+    with pytest.raises(DataError, match=r"^--aux=same: mnist is not a pooled set; expected a "
+                                        r"union"):
+        pool.build_pool("mnist", "same")

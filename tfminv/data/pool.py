@@ -261,6 +261,21 @@ def read_rows(path) -> dict:
     return limits.read_npz(f)
 
 
+def build_pool(dataset: str, aux: str, *, data_dir=None, records_dir=None) -> tuple[Path, dict]:
+    """Build (or reuse) the pooled auxiliary set `aux` of the allocation `dataset` (what
+    `python -m tfminv.data.pool` runs): (its records folder, the metadata's 'pool' entry:
+    'parts' with per-source counts, 'total'). DataError naming --aux when `aux` is not a
+    pooled set."""
+    from tfminv.data import allocations, records
+
+    ref = allocations.get(dataset).aux_ref(aux)
+    if ref.parts is None:
+        raise DataError(f"--aux={aux}: {ref.dataset} is not a pooled set; expected a union "
+                        "such as 'generic + celeba_wild'")
+    out = ensure(ref, data_dir=data_dir, records_dir=records_dir)
+    return out, records.read_metadata(out)["pool"]
+
+
 def main(argv=None):
     from absl import app, flags
 
@@ -271,15 +286,9 @@ def main(argv=None):
     FLAGS = flags.FLAGS
 
     def run(_):
-        from tfminv.data import allocations, records
-
         t0 = time.time()
-        ref = allocations.get(FLAGS.dataset).aux_ref(FLAGS.aux)
-        if ref.parts is None:
-            raise DataError(f"--aux={FLAGS.aux}: {ref.dataset} is not a pooled set; expected a "
-                            "union such as 'generic + celeba_wild'")
-        out = ensure(ref, data_dir=FLAGS.data_dir, records_dir=FLAGS.records_dir)
-        info = records.read_metadata(out)["pool"]
+        out, info = build_pool(FLAGS.dataset, FLAGS.aux, data_dir=FLAGS.data_dir,
+                               records_dir=FLAGS.records_dir)
         for part in info["parts"]:
             print(json.dumps({k: v for k, v in part.items() if k != "ref"}), flush=True)
         print(json.dumps({"records": str(out), "total": info["total"],
