@@ -158,6 +158,12 @@ def test_cli_exports_keras_files(tmp_path, models):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (base / "target" / "7" / "saved_model.pb").is_file()
     assert (base / f"inv_top{K}" / "7" / "saved_model.pb").is_file()
+    # the command prints what the library's export_files returns, one line each
+    lines = out.stdout.splitlines()
+    assert lines[:2] == [f"classifier target: {base / 'target' / '7'}",
+                         f"inverter inv_top{K}: {base / f'inv_top{K}' / '7'}"]
+    assert lines[2:] == [f"config: {base / 'models.config'}",
+                         f"config: {base / 'models.docker.config'}"]
     assert set(export.read_models_config(base / "models.config")) == {"target", f"inv_top{K}"}
     sig = tf.saved_model.load(str(base / f"inv_top{K}" / "7")).signatures["serving_default"]
     p = probs(3)

@@ -350,30 +350,45 @@ def _parse_named(value: str, flag: str) -> tuple[str, str]:
     return _check_name(name), path
 
 
+def export_files(base_dir, classifiers=(), inverters=(), *, version: int | None = None,
+                 softmax: bool | None = None, num_warmup: int = 2,
+                 overwrite: bool = False) -> list[tuple[str, str]]:
+    """Export saved Keras files for TF Serving (what `python -m tfminv.export` runs):
+    classifiers / inverters are 'NAME=PATH.keras' or 'PATH.keras' (name = the file's stem),
+    each checked before TensorFlow is imported (ConfigError naming the flag and value); then
+    `export_classifier` / `export_inverter` into base_dir/NAME/VERSION and the models.config
+    of base_dir. Returns (what, path) pairs in the order written: ('classifier NAME', dir),
+    ('inverter NAME', dir), ('config', file)."""
+    if not classifiers and not inverters:
+        raise ConfigError("nothing to export: pass --classifier and/or --inverter")
+    base = Path(base_dir)
+    clfs = [_parse_named(v, "classifier") for v in classifiers]
+    invs = [_parse_named(v, "inverter") for v in inverters]
+    for _, path in clfs + invs:  # fail on a bad path before importing TensorFlow
+        _check_keras_file(path)
+    done = []
+    for name, path in clfs:
+        done.append((f"classifier {name}", str(export_classifier(
+            _load_keras(path), base, name, version, softmax=softmax, num_warmup=num_warmup,
+            overwrite=overwrite))))
+    for name, path in invs:
+        done.append((f"inverter {name}", str(export_inverter(
+            _load_keras(path), base, name, version, num_warmup=num_warmup,
+            overwrite=overwrite))))
+    return done + [("config", str(p)) for p in write_models_config(base)]
+
+
 def main(argv):
     from absl import flags
 
     F = flags.FLAGS
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {argv[1:]}")
-    if not F.classifier and not F.inverter:
-        raise ConfigError("nothing to export: pass --classifier and/or --inverter")
-    base = Path(F.export_dir)
     softmax = {"auto": None, "true": True, "false": False}[F.softmax]
-    clfs = [_parse_named(v, "classifier") for v in F.classifier]
-    invs = [_parse_named(v, "inverter") for v in F.inverter]
-    for _, path in clfs + invs:  # fail on a bad path before importing TensorFlow
-        _check_keras_file(path)
-    for name, path in clfs:
-        out = export_classifier(_load_keras(path), base, name, F.version, softmax=softmax,
-                                num_warmup=F.num_warmup, overwrite=F.overwrite)
-        print(f"classifier {name}: {out}")
-    for name, path in invs:
-        out = export_inverter(_load_keras(path), base, name, F.version,
-                              num_warmup=F.num_warmup, overwrite=F.overwrite)
-        print(f"inverter {name}: {out}")
-    for p in write_models_config(base):
-        print(f"config: {p}")
+    for what, path in export_files(F.export_dir, F.classifier, F.inverter, version=F.version,
+                                   softmax=softmax, num_warmup=F.num_warmup,
+                                   overwrite=F.overwrite):
+        print(f"{what}: {path}")
 
 
 def _define_flags():
