@@ -337,8 +337,12 @@ def test_audit_public_names_stay_importable():
     from tfminv import audit
     from tfminv.scenarios import audit as scenario
 
-    assert audit.run_audit is scenario.run_audit  # the config form (the binary's)
-    assert tfminv.run_audit is __import__("tfminv.leakage").leakage.run_audit  # the door
+    # one run_audit: the door's, whose typed form run_audit(AuditConfig) is the scenario
+    assert audit.run_audit is scenario.run_audit is tfminv.run_audit
+    assert tfminv.run_audit is __import__("tfminv.leakage").leakage.run_audit
+    with pytest.raises(ConfigError, match=r"run_audit\(AuditConfig\) and victim_labels, "
+                                          r"epochs given: put every setting in the AuditConfig"):
+        tfminv.run_audit(scenario.AuditConfig(), victim_labels=[0], epochs=3)
     for name in ("DEFAULT_POLICIES", "tie_aware_accuracy", "grid_indices", "write_report",
                  "aux_name", "target_spec", "audit_sets", "AuditConfig"):
         assert hasattr(audit, name), name

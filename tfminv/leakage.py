@@ -592,19 +592,35 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                             per_victim=per_victim)
 
 
-def run_audit(target, aux_images, victim_images=None, victim_labels=None, *,
-              policies: str | Sequence = DEFAULT_POLICIES, **kwargs):
-    """The leakage/utility sweep: `run_inversion` over release policies (default: identity,
-    top-3, top-1, rounding, label only, Gaussian noise, reverse sigmoid, temperature). With
-    victim labels each row also has the released vector's utility.
+def run_audit(target, aux_images=None, victim_images=None, victim_labels=None, *,
+              policies: str | Sequence | None = None, **kwargs):
+    """The leakage/utility sweep: `run_inversion` over release policies (default
+    DEFAULT_POLICIES: identity, top-3, top-1, rounding, label only, Gaussian noise, reverse
+    sigmoid, temperature). With victim labels each row also has the released vector's utility.
 
-    The keyword form of the audit: the audit scenario `tfminv.scenarios.run_audit(AuditConfig)`
-    (what `python -m tfminv.experiments.audit` runs) builds these arguments from a config and
-    calls this function.
+    The one `run_audit` (also `tfminv.scenarios.run_audit`, `tfminv.audit.run_audit`), in two
+    forms, as `run_inversion` has:
+    - typed, the audit scenario (what `python -m tfminv.experiments.audit` runs):
+      `run_audit(AuditConfig(...))` -> `scenarios.audit.AuditResult` (with `models`:
+      `ModelsAuditResult`); every setting is in the config, so any other argument is a
+      ConfigError. The scenario builds the keyword form's arguments from the config (bundled
+      allocation or the user's data specs) and calls it.
+    - keyword: `run_audit(target, aux_images, victim_images, victim_labels, policies=...,
+      **run_inversion keywords)` -> InversionResults. Several already-trained models:
+      `target` a mapping {name: target} (each any form `run_inversion` takes) audits each
+      under the same policies, attacker budget, auxiliary split, seeds and victims, and
+      returns {name: InversionResults} in the mapping's order."""
+    from tfminv.scenarios.audit import AuditConfig, audit_scenario
 
-    Several already-trained models: `target` a mapping {name: target} (each any form
-    `run_inversion` takes) audits each under the same policies, attacker budget, auxiliary
-    split, seeds and victims, and returns {name: InversionResults} in the mapping's order."""
+    if isinstance(target, AuditConfig):
+        given = [name for name, v in (("aux_images", aux_images), ("victim_images", victim_images),
+                                      ("victim_labels", victim_labels), ("policies", policies))
+                 if v is not None] + sorted(kwargs)
+        if given:
+            raise ConfigError(f"run_audit(AuditConfig) and {', '.join(given)} given: put every "
+                              "setting in the AuditConfig")
+        return audit_scenario(target)
+    policies = DEFAULT_POLICIES if policies is None else policies
     if isinstance(target, Mapping):
         if not target:
             raise ConfigError("run_audit: the mapping of models to audit is empty")

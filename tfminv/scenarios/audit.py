@@ -11,7 +11,8 @@ policy can release, and inverts the victims' released vectors. Per policy we mea
   for an all-zero vector, count as a uniform random pick among the tied classes), and its
   agreement with the unreleased prediction.
 
-The seventh scenario: `run_audit(AuditConfig(...)) -> AuditResult`, whose `write` produces
+The seventh scenario: `run_audit(AuditConfig(...)) -> AuditResult` (the one `run_audit`,
+`tfminv.leakage`'s, in its typed form; the body is `audit_scenario`), whose `write` produces
 results.json / results.md / run.json, a leakage-vs-utility plot, a reconstruction grid,
 report.html (self-contained) and report.md. Two sources of data, one attack:
 
@@ -38,7 +39,8 @@ from typing import Callable, Sequence
 from tfminv.attacks import identity as _identity
 from tfminv.attacks import inversion as _inversion
 from tfminv.errors import ConfigError
-from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS
+# run_audit is the door's: its typed form run_audit(AuditConfig) runs `audit_scenario`
+from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS, run_audit  # noqa: F401 - public here
 from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP
 from tfminv.scenarios import base
 from tfminv.settings import setting
@@ -263,8 +265,9 @@ class ModelsAuditResult:
         return written + [out_dir / "run.json"]
 
 
-def run_audit(config: AuditConfig) -> AuditResult:
-    """The audit scenario: `config` -> target, auxiliary set and victims -> the door
+def audit_scenario(config: AuditConfig) -> AuditResult:
+    """The audit scenario, called as `run_audit(config)` (`tfminv.leakage.run_audit`'s typed
+    form, the one run_audit): `config` -> target, auxiliary set and victims -> the door
     `tfminv.run_audit` (keyword form) -> AuditResult; with `models`, one such audit per named
     model (the same policies, aux split, seeds and victims) -> ModelsAuditResult. Progress
     lines go to stdout."""
@@ -272,8 +275,8 @@ def run_audit(config: AuditConfig) -> AuditResult:
 
     policies = parse_list(config.policies or DEFAULT_POLICIES)
     if config.models:
-        return ModelsAuditResult({name: run_audit(dataclasses.replace(config, target=spec,
-                                                                      models=None))
+        return ModelsAuditResult({name: audit_scenario(dataclasses.replace(config, target=spec,
+                                                                           models=None))
                                   for name, spec in model_specs(config.models).items()})
     if config.user_data:
         return _user_audit(config, policies)
