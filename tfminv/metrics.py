@@ -190,18 +190,6 @@ class IdentityJudge:
         return {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"],
                 **identity_check(feats, labels, self.ref_feats, self.ref_labels)}
 
-    def references(self, victims, victim_labels, aux_images, train_images,
-                   train_labels) -> dict:
-        """The same scores for the reference points: the real victim images (the judge's
-        ceiling), the mean auxiliary image and the per-class mean of the target's training
-        images (the class-mean floor), each guessed for every victim. {name: scores}."""
-        victims = np.asarray(victims, np.float32)
-        labels = np.asarray(victim_labels).astype(np.int64)
-        mean_aux = np.broadcast_to(mean_image(aux_images), victims.shape)
-        class_mean = class_mean_guess(train_images, train_labels, labels)
-        return {"real_victims": self(victims, labels), "mean_aux": self(mean_aux, labels),
-                "class_mean": self(class_mean, labels)}
-
 
 def _unit(feats) -> np.ndarray:
     f = np.asarray(feats, np.float32)
