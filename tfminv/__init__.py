@@ -7,7 +7,7 @@ the public entry points below are attributes loaded on first use:
     tfminv.run_inversion(target, aux_images, victim_images, victim_labels, k=1)
     tfminv.run_audit(target, aux_images, victim_images, victim_labels, policies="identity;label")
     tfminv.run_audit(AuditConfig(...))  (the same function's typed form: the audit scenario,
-      tfminv.scenarios.run_audit, what the audit binary runs; it calls the keyword form)
+      tfminv.scenarios.run_audit, what the audit binary runs)
     tfminv.InversionInputs, tfminv.InversionConfig, tfminv.InversionResults, tfminv.InversionRow
     tfminv.LeakageCallback (a Keras callback that measures leakage while a model trains)
 """

@@ -603,8 +603,8 @@ def run_audit(target, aux_images=None, victim_images=None, victim_labels=None, *
     - typed, the audit scenario (what `python -m tfminv.experiments.audit` runs):
       `run_audit(AuditConfig(...))` -> `scenarios.audit.AuditResult` (with `models`:
       `ModelsAuditResult`); every setting is in the config, so any other argument is a
-      ConfigError. The scenario builds the keyword form's arguments from the config (bundled
-      allocation or the user's data specs) and calls it.
+      ConfigError. The scenario turns the config (bundled allocation or the user's data specs)
+      into `run_inversion`'s typed form (InversionInputs + InversionConfig) over the policies.
     - keyword: `run_audit(target, aux_images, victim_images, victim_labels, policies=...,
       **run_inversion keywords)` -> InversionResults. Several already-trained models:
       `target` a mapping {name: target} (each any form `run_inversion` takes) audits each

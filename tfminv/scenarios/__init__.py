@@ -19,8 +19,7 @@
 Every config extends `ScenarioConfig` (data, cache, budget, target and selection settings; its
 `dataset` is any allocation name of `tfminv.data.allocations` or a JSON allocation file).
 `run_audit(AuditConfig)` is the audit binary's scenario: the public door `tfminv.run_audit`
-itself (one function) in its typed form, whose body (`audit.audit_scenario`) calls the keyword
-form. Importing this package does not import TensorFlow.
+itself (one function) in its typed form, whose body is `audit.audit_scenario`. Importing this package does not import TensorFlow.
 """
 
 from tfminv.scenarios.alignment import AlignmentConfig, run_alignment

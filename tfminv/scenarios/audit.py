@@ -23,9 +23,10 @@ report.html (self-contained) and report.md. Two sources of data, one attack:
   attack accuracy is judged by `eval_model`, else by the target itself (labelled as biased
   upward).
 
-Both end in the public door's keyword form, `tfminv.run_audit(target, aux_images, ...,
-policies=...)` (= `tfminv.run_inversion` over release policies): this module only turns a
-config into that call's arguments. `audit_sets` is the same call for ImageSets.
+Both end in one call of the public door's typed form, `tfminv.run_inversion(target,
+InversionInputs(...), config=InversionConfig(policies=...))` (what the keyword form
+`tfminv.run_audit(target, aux_images, ...)` runs too): this module only turns a config into
+that call's arguments. `audit_sets` is the same call for ImageSets.
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ class ModelsAuditResult:
 def audit_scenario(config: AuditConfig) -> AuditResult:
     """The audit scenario, called as `run_audit(config)` (`tfminv.leakage.run_audit`'s typed
     form, the one run_audit): `config` -> target, auxiliary set and victims -> the door
-    `tfminv.run_audit` (keyword form) -> AuditResult; with `models`, one such audit per named
+    (`run_inversion`'s typed form over the policies) -> AuditResult; with `models`, one such audit per named
     model (the same policies, aux split, seeds and victims) -> ModelsAuditResult. Progress
     lines go to stdout."""
     from tfminv.policies import parse_list
