@@ -35,6 +35,9 @@ def main(argv=None):
     p.add_argument("--rate", type=float, default=0.01,
                    help="share of the calibration set flagged by chance")
     p.add_argument("--calibration", default="celeba/all")
+    p.add_argument("--duplicate_mse", type=float, default=0.005,
+                   help="a source face whose pixel MSE to its nearest victim (in features) is "
+                   "below this counts as a copy of that victim's photo")
     p.add_argument("--eval_epochs", type=int, default=40,
                    help="the judge's epochs (40: the paper-scale runs' judge, reused from the "
                    "cache; fewer: a cheaper judge, whose power the results state)")
@@ -76,6 +79,20 @@ def main(argv=None):
     res = metrics.pool_overlap(v_feats, sources, calibration=args.calibration, known=known,
                                rate=args.rate)
 
+    # the same photo again: pixel MSE to the victim nearest in features, in chunks
+    duplicates = {}
+    for name, f in sources.items():
+        _, arg = metrics.best_matches(f, v_feats)
+        px = np.concatenate([np.mean((images[name][i:i + 4096]
+                                      - victims.images[arg[i:i + 4096]]) ** 2, axis=(1, 2, 3))
+                             for i in range(0, len(arg), 4096)])
+        hit = np.flatnonzero(px < args.duplicate_mse)
+        duplicates[name] = [(int(i), int(arg[i]), round(float(px[i]), 5)) for i in hit]
+        res["sources"][name]["near_duplicates"] = int(len(hit))
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(victims.images), (2, 1000))
+    between = float(np.median(np.mean((victims.images[a] - victims.images[b]) ** 2,
+                                      axis=(1, 2, 3))))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     grid = []
@@ -92,6 +109,8 @@ def main(argv=None):
            "judge": {k: info.get(k) for k in ("key", "epochs", "test_accuracy", "augment")},
            "victims": int(len(victims.images)), "known": int(len(train_set.images)),
            "top_matches": {name: s["top"] for name, s in res["sources"].items()},
+           "duplicate_mse": args.duplicate_mse, "pixel_mse_between_victims": between,
+           "near_duplicates": duplicates,
            "figure": "pool_overlap.png", "seconds": round(time.time() - t0, 1)}
     write_json(out / "results.json", rows)
     write_json(out / "run.json", run)
@@ -102,12 +121,15 @@ def main(argv=None):
              f"cosine similarity to the nearest victim that {res['rate']:.0%} of "
              f"`{res['calibration']}` (people disjoint from the target's) reach. Power: "
              f"{res['power']:.3f} of the target's {run['known']} training photos (the victims' "
-             "people, other photos) clear it against a victim of their own person.", "",
+             "people, other photos) clear it against a victim of their own person. Near "
+             f"duplicates: faces within pixel MSE {args.duplicate_mse} of the victim nearest "
+             f"in features (two different victims' photos: median {between:.4f}).", "",
              "| source | faces | flagged | flagged share | expected by chance | median "
-             "similarity |", "|---|---|---|---|---|---|"]
+             "similarity | near duplicates |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['source']} | {r['n']} | {r['flagged']} | {r['flagged_share']:.4f} "
-                     f"| {r['expected']:.1f} | {r['median_similarity']:.3f} |")
+                     f"| {r['expected']:.1f} | {r['median_similarity']:.3f} | "
+                     f"{r['near_duplicates']} |")
     with atomic_path(out / "results.md") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -157,7 +157,8 @@ def test_label_smoothing_sign_moves_confidence(tmp_path):
         "code": code_version.version(None)}
     assert not (tmp_path / "none" / "defended").exists()
     assert json.loads((tmp_path / "ls_0.3" / "run.json").read_text())["meta"] == {
-        "defence": "ls:0.3", "code": code_version.version("defended")}
+        "defence": "ls:0.3", "defence_code": code_version.version("defended"),
+        "code": code_version.version("defended")}
     assert conf["ls:0.3"] < conf["none"] < conf["ls:-0.3"], conf
     # the smoothed loss itself, against the closed form, also for a negative strength
     from tfminv.defences.train import smoothed_cross_entropy
