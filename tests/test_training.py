@@ -139,7 +139,7 @@ def test_classifier_cache_key_depends_on_training_data_only():
     assert classifier_key(base, "target", 0.25, cfg.replace(seed=7)) != key
 
 
-def test_config_and_flag_errors():
+def test_config_and_flag_errors(monkeypatch):
     assert TrainConfig().batch_size == 128 and TrainConfig().beta_1 == 0.5
     opt = TrainConfig().optimizer()
     assert opt.amsgrad and float(opt.learning_rate.numpy()) == pytest.approx(2e-4)
@@ -149,7 +149,13 @@ def test_config_and_flag_errors():
         precision.resolve("half")
     with pytest.raises(ConfigError, match="--strategy"):
         strategy.get_strategy("tpu")
-    assert precision.resolve("auto") == precision.CPU_DEFAULT  # no GPU on the test machine
+    # no GPU on the test machine: bf16 where the CPU computes it natively, else float32
+    # (the same VM type has come with and without avx512_bf16 in /proc/cpuinfo)
+    with open("/proc/cpuinfo") as f:
+        native = "avx512_bf16" in (flags := f.read()) or "amx_bf16" in flags
+    assert precision.resolve("auto") == (precision.CPU_DEFAULT if native else "float32")
+    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: not native)
+    assert precision.resolve("auto") == ("float32" if native else precision.CPU_DEFAULT)
     with precision.policy_scope("mixed_bfloat16"):
         m = _build()
     assert m.get_layer("decoder").get_layer("deconv0").compute_dtype == "bfloat16"
