@@ -51,7 +51,6 @@ def main(argv=None):
     from tfminv.reporting.figures import image_grid
     from tfminv.scenarios import base
     from tfminv.scenarios.truncation import TruncationConfig
-    from tfminv.training import targets
 
     t0 = time.time()
     config = TruncationConfig(dataset="celeba_ids", epochs=10, clf_epochs=20, width=0.25,
@@ -63,11 +62,7 @@ def main(argv=None):
     train_set = allocations.materialize(alloc.target_train, **kw)
     test_set = allocations.materialize(alloc.target_test, **kw)
     victims = allocations.materialize(alloc.victims, **kw)
-    judge, info = targets.get_or_train_classifier(
-        alloc, role="eval", width=config.width, config=config.train_config(config.eval_epochs),
-        cache_dir=config.cache_dir, train_set=train_set, test_set=test_set,
-        monitor=config.clf_monitor, augment=config.eval_augment,
-        eval_width=config.eval_width or None, init=config.clf_init)
+    judge, info = base.eval_classifier(config, alloc, train_set, test_set)
     feat = metrics.penultimate_model(judge)
     sources, images = {}, {}
     for part in alloc.aux_ref(config.aux).parts:
@@ -81,8 +76,8 @@ def main(argv=None):
 
     # the same photo again: pixel MSE to the victim nearest in features, in chunks
     duplicates = {}
-    for name, f in sources.items():
-        _, arg = metrics.best_matches(f, v_feats)
+    for name in sources:
+        arg = res["sources"][name].pop("nearest")
         px = np.concatenate([np.mean((images[name][i:i + 4096]
                                       - victims.images[arg[i:i + 4096]]) ** 2, axis=(1, 2, 3))
                              for i in range(0, len(arg), 4096)])

@@ -229,14 +229,21 @@ def _multi_worker(tf, task: ClusterTask | None, timeout: float):
 def check_own_port(task: ClusterTask) -> None:
     """ClusterError when this task's TF_CONFIG port cannot be listened on (another program holds
     it): TensorFlow would stop with a traceback ending in 'Could not start gRPC server'."""
-    port = int(task.address.rpartition(":")[2])
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # SO_REUSEADDR as gRPC sets it: a port left in TIME_WAIT is usable, a listening one not
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-        except OSError as e:
-            raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
+    _bind_own_port(task).close()
+
+
+def _bind_own_port(task: ClusterTask) -> socket.socket:
+    """A socket bound to this task's TF_CONFIG port (the caller closes it); ClusterError when
+    another program holds the port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # SO_REUSEADDR as gRPC sets it: a port left in TIME_WAIT is usable, a listening one not
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("", int(task.address.rpartition(":")[2])))
+    except OSError as e:
+        s.close()
+        raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
+    return s
 
 
 #: seconds between two looks at the peers' ports while waiting for them (wait_for_peers)
@@ -259,14 +266,8 @@ def wait_for_peers(task: ClusterTask, timeout: float) -> None:
     waiting = task.peers()
     if not waiting:
         return
-    port = int(task.address.rpartition(":")[2])
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener = _bind_own_port(task)
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as check_own_port
-        try:
-            listener.bind(("", port))
-        except OSError as e:
-            raise ClusterError(_port_in_use(task, e.strerror or type(e).__name__)) from None
         listener.listen(64)
         listener.setblocking(False)
         deadline = time.monotonic() + timeout

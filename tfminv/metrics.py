@@ -206,13 +206,14 @@ def best_matches(query_feats, ref_feats, *, ref_labels=None, query_labels=None,
         raise DataError(f"best_matches: features {q.shape} / {r.shape}; expected [N, D] and "
                         "[M, D] with M >= 1")
     same = ref_labels is not None and query_labels is not None
+    if same:
+        ql, rl = np.asarray(query_labels), np.asarray(ref_labels)
     best = np.full(len(q), -np.inf, np.float32)
     arg = np.full(len(q), -1, np.int64)
     for i in range(0, len(q), chunk):
         s = q[i:i + chunk] @ r.T
         if same:
-            s = np.where(np.asarray(query_labels)[i:i + chunk, None]
-                         == np.asarray(ref_labels)[None, :], s, -np.inf)
+            s = np.where(ql[i:i + chunk, None] == rl[None, :], s, -np.inf)
         j = s.argmax(axis=1)
         best[i:i + chunk] = s[np.arange(len(s)), j]
         arg[i:i + chunk] = np.where(np.isfinite(best[i:i + chunk]), j, -1)
@@ -238,7 +239,7 @@ def pool_overlap(victim_feats, sources: dict, *, calibration: str, known=None,
 
     Returns {"threshold", "rate", "calibration", "power" (or None), "sources": {name: {n,
     flagged, flagged_share, expected, median_similarity, top: [(face index, victim index,
-    similarity)]}}}."""
+    similarity)], nearest: each face's nearest victim [n]}}}."""
     if calibration not in sources:
         raise DataError(f"pool_overlap: calibration={calibration!r} is not among the sources "
                         f"{sorted(sources)}")
@@ -259,6 +260,7 @@ def pool_overlap(victim_feats, sources: dict, *, calibration: str, known=None,
                      "flagged_share": flagged / max(len(sim), 1),
                      "expected": rate * len(sim),
                      "median_similarity": float(np.median(sim)),
-                     "top": [(int(i), int(arg[i]), float(sim[i])) for i in order]}
+                     "top": [(int(i), int(arg[i]), float(sim[i])) for i in order],
+                     "nearest": arg}
     return {"threshold": threshold, "rate": rate, "calibration": calibration, "power": power,
             "sources": out}

@@ -267,12 +267,7 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
         oracle = targets.target_oracle(model, target_info)
     seconds["target"] = time.perf_counter() - t
     t = time.perf_counter()
-    eval_cfg = config.train_config(config.eval_epochs or config.clf_epochs or config.epochs)
-    eval_model, eval_info = targets.get_or_train_classifier(
-        alloc, role="eval", width=config.width, config=eval_cfg, cache_dir=config.cache_dir,
-        train_set=train_set, test_set=test_set, monitor=config.clf_monitor,
-        augment=config.eval_augment, eval_width=config.eval_width or None,
-        init=config.clf_init)
+    eval_model, eval_info = eval_classifier(config, alloc, train_set, test_set)
     from tfminv import metrics
 
     judge = metrics.IdentityJudge(eval_model, train_set.images, train_set.labels)
@@ -283,6 +278,19 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
     seconds["queries"] = time.perf_counter() - t
     return Setup(config, alloc, aux_name, train_set, aux_set, victims, oracle, target_info,
                  eval_model, eval_info, aux_preds, victim_preds, seconds, judge)
+
+
+def eval_classifier(config: ScenarioConfig, alloc, train_set, test_set):
+    """(model, info) of the run's independent evaluation classifier (the judge), trained on the
+    target's data with the eval_* settings, or reused from the cache under the same key."""
+    from tfminv.training import targets
+
+    return targets.get_or_train_classifier(
+        alloc, role="eval", width=config.width,
+        config=config.train_config(config.eval_epochs or config.clf_epochs or config.epochs),
+        cache_dir=config.cache_dir, train_set=train_set, test_set=test_set,
+        monitor=config.clf_monitor, augment=config.eval_augment,
+        eval_width=config.eval_width or None, init=config.clf_init)
 
 
 def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
