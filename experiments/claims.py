@@ -571,6 +571,200 @@ def _identity_cost(rows, run):
                    "queries; the inverter's own training took 2.5x")
 
 
+# ----------------------------------------------------------------------------- defences
+
+DEFENCE_COLS = ("defence", "status", "test_accuracy", "mse", "mse_rel_mean_aux", "attack_acc",
+                "attack_acc_top5", "epsilon", "delta", "n_victims")
+#: a defended row differs from the undefended one only by more than this many standard errors
+#: of the difference of two top-5 rates over the same victims (taken as independent: wider)
+DEFENCE_SE = 2.0
+
+
+def _defence_rows(rows):
+    """(undefended row, {family: [(strength, row), ...] sorted}, mean-image row)."""
+    from tfminv import defences as defs
+
+    none = next((r for r in rows if r["defence"] == "none"), None)
+    ref = next((r for r in rows if r.get("status") == "reference"), None)
+    fam = {}
+    for r in rows:
+        if r.get("status") == "reference" or r["defence"] == "none":
+            continue
+        d = defs.parse(r["defence"])
+        fam.setdefault(d.name, []).append((d.params, r))
+    return none, {k: sorted(v, key=lambda t: t[0]) for k, v in fam.items()}, ref
+
+
+def _se(a, b, n):
+    """Standard error of the difference of two top-5 rates a, b over n victims each."""
+    return ((a * (1 - a) + b * (1 - b)) / n) ** 0.5
+
+
+def _cmp(r, none):
+    """-1 / 0 / 1: the row's attack top-5 is below / within DEFENCE_SE standard errors of /
+    above the undefended one's."""
+    a, b, n = r["attack_acc_top5"], none["attack_acc_top5"], none["n_victims"]
+    gap = a - b
+    if abs(gap) <= DEFENCE_SE * _se(a, b, n):
+        return 0
+    return 1 if gap > 0 else -1
+
+
+def _row_text(r, none):
+    return (f"{r['defence']}: top-5 {r['attack_acc_top5']:.3f} (undefended {none['attack_acc_top5']:.3f}), "
+            f"MSE ratio {r['mse_rel_mean_aux']:.3f} ({none['mse_rel_mean_aux']:.3f}), accuracy "
+            f"{r['test_accuracy']:.3f} ({none['test_accuracy']:.3f})"
+            + (" [utility destroyed]" if r["status"] == "utility destroyed" else ""))
+
+
+def _defence_claim(family, want, select=lambda params: True, context=""):
+    """Every row of `family` (whose parameters pass `select`) has an attack top-5 that differs
+    from the undefended target's in direction `want` (-1 lower, 1 higher) by more than
+    DEFENCE_SE standard errors."""
+    def check(rows, run):
+        if not rows:
+            return Outcome(None)
+        none, fam, _ = _defence_rows(rows)
+        picked = [r for params, r in fam.get(family, []) if select(params)]
+        if not none or not picked:
+            return Outcome(None)
+        ok = all(_cmp(r, none) == want for r in picked)
+        se = _se(none["attack_acc_top5"], none["attack_acc_top5"], none["n_victims"])
+        return Outcome(ok, "; ".join(_row_text(r, none) for r in picked),
+                       join(f"{DEFENCE_SE:g} standard errors of a top-5 difference here: about "
+                            f"{DEFENCE_SE * se:.3f} ({none['n_victims']} victims, one seed)",
+                            context))
+    return check
+
+
+def _dp_claim(rows, run):
+    """DP-SGD at epsilon <= 8: attack MSE within 3% of the mean-image guess."""
+    if not rows:
+        return Outcome(None)
+    none, fam, ref = _defence_rows(rows)
+    dp = [r for _, r in fam.get("dpsgd", []) if finite(r.get("epsilon")) and r["epsilon"] <= 8]
+    if not dp or not none:
+        return Outcome(None)
+    ok = all(r["mse_rel_mean_aux"] >= 0.97 for r in dp)
+    return Outcome(ok, "; ".join(f"{r['defence']} (epsilon {r['epsilon']:.2f} at delta "
+                                 f"{r['delta']:g}): MSE ratio {r['mse_rel_mean_aux']:.3f}, top-5 "
+                                 f"{r['attack_acc_top5']:.3f} (mean image "
+                                 f"{ref['attack_acc_top5'] if ref else float('nan'):.3f}), accuracy "
+                                 f"{r['test_accuracy']:.3f} vs {none['test_accuracy']:.3f}"
+                                 + (" [utility destroyed]" if r["status"] == "utility destroyed"
+                                    else "") for r in dp),
+                   "a target left at chance answers every face alike, so the attack falls to "
+                   "the mean image whatever else DP-SGD does")
+
+
+#: how each family's parameters order from weaker to stronger defence
+STRONGER = {"ls": lambda p: -p[0], "mid": lambda p: p[0], "bido": lambda p: p,
+            "dpsgd": lambda p: p[0], "tl": lambda p: -p[0]}
+
+
+def _knobs(rows, run):
+    """Within each family with two or more strengths, a stronger setting never raises the
+    target's accuracy nor the attack's top-5 (non-increasing, weakest to strongest)."""
+    if not rows:
+        return Outcome(None)
+    none, fam, _ = _defence_rows(rows)
+    parts, ok, any_ = [], True, False
+    for name, items in fam.items():
+        if len(items) < 2:
+            continue
+        any_ = True
+        items = sorted(items, key=lambda t: STRONGER[name](t[0]))
+        acc = [r["test_accuracy"] for _, r in items]
+        top5 = [r["attack_acc_top5"] for _, r in items]
+        fine = all(a >= b for a, b in zip(acc, acc[1:])) and all(
+            a >= b for a, b in zip(top5, top5[1:]))
+        ok &= fine
+        parts.append(f"{name} ({' -> '.join(r['defence'] for _, r in items)}): accuracy "
+                     + " -> ".join(f"{a:.3f}" for a in acc) + ", top-5 "
+                     + " -> ".join(f"{t:.3f}" for t in top5) + ("" if fine else " [not monotone]"))
+    if not any_:
+        return Outcome(None)
+    return Outcome(ok, "; ".join(parts),
+                   "label smoothing orders by -S (negative is the defence), transfer learning "
+                   "by fewer private layers; differences below a few victims are noise at one "
+                   "seed (see the standard errors above)")
+
+
+#: sub-folder of a defences_<dataset> folder holding the truncation scenario run at the same
+#: settings (--methods=truncation, the same k): its row must be the 'none' row
+SAME_RUN = "truncation"
+
+
+def _same_as_truncation(d: Path, folder: str):
+    """The undefended row equals the truncation scenario's row from a run at the same settings
+    (folder/SAME_RUN): same cached target and inverter, so the same numbers."""
+    def check(rows, run):
+        other, orun = load(d, f"{folder}/{SAME_RUN}")
+        none = next((r for r in rows or [] if r["defence"] == "none"), None)
+        if not other or not none:
+            return Outcome(None)
+        t = next((r for r in other if r["method"] == "truncation" and r["k"] == none["k"]),
+                 None)
+        if t is None:
+            return Outcome(None)
+        keys = ("mse", "attack_acc", "attack_acc_top5", "n_victims")
+        ok = all(t.get(k) == none.get(k) for k in keys)
+        return Outcome(ok, f"k={none['k']}: " + ", ".join(
+            f"{k} {fmt(none.get(k), 6)} vs {fmt(t.get(k), 6)}" for k in keys)
+            + f"; target key {none['target_key']} vs "
+            f"{(orun or {}).get('target', {}).get('key', 'n/a')}")
+    return check
+
+
+def _defence_facts(rows, run):
+    if not run:
+        return ""
+    sec = run.get("seconds", {})
+    return (f"Wall time {sec.get('total', 0) / 60:.1f} min for {len(run.get('defences', []))} "
+            "targets (one per defence), their inverters and the judge, from the caches the run "
+            "found; per defence (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sec.items()
+                                            if k != "total") + ".")
+
+
+def _defence_section(d: Path, dataset: str) -> Section:
+    name = f"defences_{dataset}"
+    return Section(name, f"Training-time defences vs the truncation attacker, {dataset}",
+                   DEFENCE_COLS, (
+                       Claim(f"defences/{dataset}", "positive label smoothing makes the model "
+                             "easier to invert (Struppek et al., ICLR 2024)", "attack top-5 of "
+                             "every ls:S>0 above the undefended target's by more than 2 "
+                             "standard errors", _defence_claim("ls", 1, lambda p: p[0] > 0)),
+                       Claim(f"defences/{dataset}", "negative label smoothing makes it harder "
+                             "(Struppek et al., ICLR 2024)", "attack top-5 of every ls:S<0 "
+                             "below the undefended target's by more than 2 standard errors",
+                             _defence_claim("ls", -1, lambda p: p[0] < 0)),
+                       Claim(f"defences/{dataset}", "MID's information bottleneck lowers "
+                             "leakage (Wang et al., AAAI 2021)", "attack top-5 of every mid:BETA "
+                             "below the undefended target's by more than 2 standard errors",
+                             _defence_claim("mid", -1)),
+                       Claim(f"defences/{dataset}", "BiDO's HSIC terms lower leakage (Peng et "
+                             "al., KDD 2022)", "attack top-5 of every bido:A,B below the "
+                             "undefended target's by more than 2 standard errors",
+                             _defence_claim("bido", -1)),
+                       Claim(f"defences/{dataset}", "training only the last layers on the "
+                             "private data lowers leakage (TL-DMI, Ho et al., CVPR 2024)",
+                             "attack top-5 of every tl:N below the undefended target's by more "
+                             "than 2 standard errors", _defence_claim("tl", -1)),
+                       Claim(f"defences/{dataset}", "DP-SGD at epsilon <= 8 lowers leakage to "
+                             "about the mean image", "attack MSE at least 97% of the mean "
+                             "auxiliary image's for every DP-SGD row with epsilon <= 8",
+                             _dp_claim),
+                       Claim(f"defences/{dataset}", "each defence's knob moves utility and "
+                             "leakage the same way (not a claim of a paper)", "within a family, "
+                             "a stronger setting never raises test accuracy nor attack top-5",
+                             _knobs),
+                       Claim(f"defences/{dataset}", "the undefended row is the truncation "
+                             "scenario's row (same cache, same numbers)", "MSE, attack top-1, "
+                             "top-5 and victim count equal to the truncation run at the same "
+                             f"settings ({name}/{SAME_RUN}/)", _same_as_truncation(d, name)),
+                   ), _defence_facts)
+
+
 def _paper_sections(d: Path) -> list:
     return [
         Section(f"truncation_{PAPER}", "Paper scale: truncation vs previous, 471 identities",
@@ -658,7 +852,9 @@ def sections(d: Path) -> list[Section]:
                     + _api_epochs_title(load(d, name)[1]), API_COLS,
                     (_api_vs_mean(name), _api_landmarks(name)), _api_facts)
             for name in api_dirs]
+    out.append(_defence_section(d, "facescrub"))
     out += _paper_sections(d)
+    out.append(_defence_section(d, PAPER))
     return out
 
 

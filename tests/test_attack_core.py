@@ -114,6 +114,13 @@ def test_inversion_config_never_overrides_silently(tmp_path):
     assert inversion_config(typed) is typed
     with pytest.raises(ConfigError, match="config=InversionConfig and k, width given"):
         inversion_config(typed, k=2, width=0.5)
+    # a keyword equal to its default is still a keyword the typed config would ignore
+    with pytest.raises(ConfigError, match="config=InversionConfig and width given"):
+        tfminv.run_inversion(_softmax_of_pixels, _imgs(10), _imgs(4, seed=1), config=typed,
+                             width=0.25)
+    with pytest.raises(ConfigError, match="config=InversionConfig and seed given"):
+        inversion_config(typed, seed=InversionConfig().seed)
+    assert inversion_config(None).width == InversionConfig().width  # defaults declared once
     with pytest.raises(ConfigError, match="width=0"):
         InversionConfig(width=0)
     with pytest.raises(ConfigError, match="outputs='soft'"):

@@ -415,7 +415,9 @@ def test_dpsgd_chunk_size_counts_activations(monkeypatch):
     from tfminv.defences import train
 
     model = _wrapper("dpsgd:1.0,1.0", build=_build(12, (64, 64, 1), 0.25))
-    params = sum(int(np.prod(v.shape)) for v in model.train_variables())
+    ghost = model._ghost_variables()
+    assert len(ghost) == 4  # fc1 and logits: kernel and bias, clipped from their in/outputs
+    params = sum(int(np.prod(v.shape)) for v in model.train_variables() if id(v) not in ghost)
     per_example = model.per_example_bytes()
     assert per_example >= train.DP_BYTES_FACTOR * 4 * (params + 64 * 64 * 8)
     by_params = train.DP_CHUNK_BYTES // (train.DP_BYTES_FACTOR * 4 * params)
@@ -424,3 +426,36 @@ def test_dpsgd_chunk_size_counts_activations(monkeypatch):
     assert model.chunk_size() == 3
     monkeypatch.setattr(train, "DP_CHUNK_BYTES", 1)
     assert model.chunk_size() == 1
+
+
+def test_dpsgd_dense_layers_cost_no_per_example_memory_and_other_graphs_fall_back():
+    """The Dense layers' per-example gradients are never materialised (their norms come from
+    |x_i|^2 |d_i|^2): a 471-class face classifier, 10.8 M of its 11.1 M parameters in Dense
+    layers, gets chunks of tens of examples, not 2. A classifier that is not a chain (a skip
+    connection) gets no ghost plan and the full per-example path, with the same clipped sum
+    as one example at a time."""
+    import keras
+    import tensorflow as tf
+
+    big = _wrapper("dpsgd:1.0,1.0", build=_build(471, (64, 64, 1), 0.25))
+    dense = sum(int(np.prod(v.shape)) for v in big.train_variables()
+                if id(v) in big._ghost_variables())
+    assert dense > 10_000_000 and big.chunk_size() >= 20
+
+    def residual():
+        inp = keras.Input(SIZE)
+        h = keras.layers.Flatten()(inp)
+        a = keras.layers.Dense(8, activation="relu")(h)
+        b = keras.layers.Dense(8)(a)
+        out = keras.layers.Dense(M)(keras.layers.Add()([a, b]))
+        return keras.Model(inp, out)
+
+    x, y = _data(7)
+    model = _wrapper("dpsgd:0.0,0.05", build=residual)
+    assert model._dp.ghost == () and model._dp.chain is None
+    ref, ref_norms = _one_by_one_clipped_sum(model, x, y, 0.05)
+    model.dp_chunk = 3
+    sums, _, _, norms = model.clipped_sum(tf.constant(x), tf.constant(y))
+    assert np.allclose(norms.numpy(), ref_norms, rtol=1e-4)
+    for total, r in zip(sums, ref):
+        assert np.allclose(total.numpy(), r, atol=1e-5)

@@ -76,6 +76,13 @@ def test_report_and_figure(tmp_path):
     assert "| dataset | k | method | mse | note |" in text
     assert "| mnist | 1 | truncation | 0.0123 |  |" in text and "| previous | 82.10 | x |" in text
     assert json.loads((tmp_path / "run.json").read_text()) == {"command": "run"}
+    # a long run.json value (a target's whole record) is named in results.md, kept in run.json
+    long = {"none": {"path": "x" * 500}, "ls:0.1": {"path": "y"}}
+    report.write_results(rows, tmp_path, extra={"command": "run", "targets": long})
+    text = (tmp_path / "results.md").read_text()
+    assert "- command: `\"run\"`" in text and "x" * 50 not in text
+    assert "- targets: 2 entries (none, ls:0.1): see run.json" in text
+    assert json.loads((tmp_path / "run.json").read_text())["targets"] == long
     imgs = np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8, 1)
     grid = image_grid([("truth", imgs), ("k=1", imgs[:2])], tmp_path / "g.png", scale=2,
                       label_width=60)  # wider than "truth" needs: exactly 60

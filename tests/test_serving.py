@@ -119,6 +119,23 @@ def test_client_cli_writes_pngs(world, tmp_path):
         assert np.abs(img.astype(np.float32) - np.clip(r[..., 0], 0, 1) * 255).max() <= 1.0
 
 
+def test_reconstruct_files_is_the_client_command_as_a_function(world, tmp_path):
+    from tfminv.serving import reconstruct_files
+
+    srv, inv, clf, x = world["server"], world["inv"], world["clf"], world["victims"][:3]
+    preds = keras_probs(clf, x)
+    np.save(tmp_path / "preds.npy", preds)
+    paths = reconstruct_files(f"rest:{srv.rest_url(f'inverter_top{K}')}", tmp_path / "out",
+                              predictions=str(tmp_path / "preds.npy"), prefix="r")
+    assert [p.name for p in paths] == sorted(p.name for p in (tmp_path / "out").glob("r_*.png"))
+    assert len(paths) == 3
+    with pytest.raises(ConfigError, match="exactly one of --predictions or --images"):
+        reconstruct_files("rest:http://127.0.0.1:1/v1/models/x", tmp_path / "o2")
+    with pytest.raises(ConfigError, match="--images needs --target"):
+        reconstruct_files("rest:http://127.0.0.1:1/v1/models/x", tmp_path / "o2", images="x.npy")
+    assert not (tmp_path / "o2").exists()
+
+
 def test_rest_contract_and_errors(world):
     srv, x = world["server"], world["victims"][:2]
     status = json.load(urllib.request.urlopen(srv.rest_url("target"), timeout=10))

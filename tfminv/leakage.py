@@ -197,16 +197,26 @@ _KEYWORDS = ("k", "policies", "epochs", "width", "batch_size", "outputs", "input
              "aux_augment", "cache_dir", "workdir", "verbose")
 
 
+class _Unset:
+    """The default of `run_inversion`'s setting keywords: "not given" (InversionConfig's own
+    default applies), told apart from any value a caller passes."""
+
+    def __repr__(self) -> str:
+        return "<InversionConfig's default>"
+
+
+UNSET = _Unset()
+
+
 def inversion_config(config=None, **keywords) -> InversionConfig:
     """The InversionConfig of `run_inversion`'s keyword form. config: an InversionConfig (then
-    no setting keyword may differ from its default), a TrainConfig (its epochs / batch_size
-    fill those not given; given ones that differ raise ConfigError naming both), or None.
-    Keywords left at None for epochs / batch_size mean "not given"."""
+    no setting keyword may be given), a TrainConfig (its epochs / batch_size fill those not
+    given; given ones that differ raise ConfigError naming both), or None. Keywords at UNSET
+    (and None for epochs / batch_size) mean "not given"."""
     given = {name: v for name, v in keywords.items()
-             if not (name in ("epochs", "batch_size") and v is None)}
+             if v is not UNSET and not (name in ("epochs", "batch_size") and v is None)}
     if isinstance(config, InversionConfig):
-        defaults = {f.name: f.default for f in dataclasses.fields(InversionConfig)}
-        clash = sorted(n for n, v in given.items() if v != defaults[n])
+        clash = sorted(given)
         if clash:
             raise ConfigError(f"config=InversionConfig and {', '.join(clash)} given as keywords: "
                               "put every setting in the InversionConfig")
@@ -224,24 +234,27 @@ def inversion_config(config=None, **keywords) -> InversionConfig:
 
 
 def run_inversion(target, aux_images, victim_images=None, victim_labels=None, *,
-                  k: int | None = None, policies: str | Sequence | None = None,
-                  epochs: int | None = None, width: float = 0.25,
-                  eval_model=None, outputs: str = "auto", input_range=(0.0, 1.0),
-                  eval_input_range=None, target_noise: str = "refuse",
-                  scale_check: str = "error", victim_label_names=(),
+                  k: int | None = UNSET, policies: str | Sequence | None = UNSET,
+                  epochs: int | None = UNSET, width: float = UNSET,
+                  eval_model=None, outputs: str = UNSET, input_range=UNSET,
+                  eval_input_range=UNSET, target_noise: str = UNSET,
+                  scale_check: str = UNSET, victim_label_names=(),
                   train_images=None, train_labels=None,
-                  batch_size: int | None = None, seed: int = 0, val_fraction: float = 0.1,
-                  cache_dir=None, workdir=None, config=None, verbose: int = 0,
-                  aux_augment: str = "", progress: Callable[[str], None] | None = None):
+                  batch_size: int | None = UNSET, seed: int = UNSET, val_fraction: float = UNSET,
+                  cache_dir=UNSET, workdir=UNSET, config=None, verbose: int = UNSET,
+                  aux_augment: str = UNSET, progress: Callable[[str], None] | None = None):
     """Train the aligned inversion attack against `target` and score it on the victims.
 
     Typed form: `run_inversion(target, InversionInputs(...), config=InversionConfig(...))` (as
     tensorflow/privacy's `run_attacks(AttackInputData, ...)`). Keyword form: the arrays and the
     settings as keywords, which build the same two values (`InversionInputs`,
-    `inversion_config`); the settings' meaning is `InversionConfig`'s (k, policies, epochs 20,
-    width 0.25, batch_size 128, outputs, input_range, target_noise, seed, val_fraction, aux_augment,
-    cache_dir, workdir, verbose). config: an InversionConfig, or the inverters' TrainConfig
-    (never silently overriding epochs / batch_size: both given and different is a ConfigError).
+    `inversion_config`); the settings' meaning and defaults are `InversionConfig`'s (k, policies,
+    epochs 20, width 0.25, batch_size 128, outputs, input_range, target_noise, seed,
+    val_fraction, aux_augment, cache_dir, workdir, verbose): a keyword left out (`UNSET`) takes
+    its default there, so the defaults are declared once. config: an InversionConfig (then any
+    setting keyword, even one equal to its default, is a ConfigError: it would be ignored), or
+    the inverters' TrainConfig (never silently overriding epochs / batch_size: both given and
+    different is a ConfigError).
     eval_model: the judge for attack accuracy (any target form; its input scale is
     eval_input_range, else the target's; only its argmax is used, and only with victim
     labels). train_images / train_labels: the target's training data, only for the class-mean

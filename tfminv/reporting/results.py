@@ -43,13 +43,33 @@ def write_results(rows, out_dir, *, columns=None, title: str | None = None,
         parts.append(f"# {title}\n")
     parts.append(markdown_table(rows, columns))
     if extra:
-        parts.append("\n" + "\n".join(f"- {k}: `{json.dumps(v, default=str)}`"
-                                      for k, v in extra.items()) + "\n")
+        parts.append("\n" + "\n".join(f"- {k}: {_md_value(v)}" for k, v in extra.items())
+                     + "\n")
     for note in notes:
         parts.append(f"\n{note}\n")
     with atomic_path(md_path, suffix=".md") as tmp:
         tmp.write_text("\n".join(parts))
     return json_path, md_path
+
+
+#: a run.json value longer than this (as JSON) is only named in results.md, not printed there
+MD_VALUE_CHARS = 400
+
+
+def _md_value(value) -> str:
+    """A run.json value as results.md lists it: its JSON in backticks, or for a long one (the
+    targets' full records, say) what it is and where to read it, so the page stays readable."""
+    text = json.dumps(value, default=str)
+    if len(text) <= MD_VALUE_CHARS:
+        return f"`{text}`"
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in value)
+        if len(keys) > MD_VALUE_CHARS:
+            keys = keys[:MD_VALUE_CHARS] + ", ..."
+        return f"{len(value)} entries ({keys}): see run.json"
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} items: see run.json"
+    return f"`{text[:MD_VALUE_CHARS]}...` (see run.json)"
 
 
 def read_rows(path) -> list[dict]:

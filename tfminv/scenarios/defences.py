@@ -13,6 +13,7 @@ gets for free: a ratio of 1 means the attack recovers no more than that guess).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tfminv.settings import setting
 COLUMNS = ["defence", "status", "test_accuracy", "mse", "mse_rel_mean_aux", "attack_acc",
            "attack_acc_top5", "epsilon", "delta", "mse_mean_aux", "k", "dataset", "width",
            "epochs", "clf_epochs", "n_aux", "n_victims", "target_key"]
+
+log = logging.getLogger(__name__)
 
 #: a defended target at or below this multiple of chance accuracy has no utility left
 DESTROYED_FACTOR = 2.0
@@ -104,8 +107,9 @@ def run_defences(config: DefencesConfig) -> "DefencesResult":
     chance = 1.0 / alloc.num_classes
     rows, targets, timings = [], {}, {}
     mean_row = None
-    for spec in specs:
+    for i, spec in enumerate(specs, 1):
         t = time.perf_counter()
+        log.info("defence %d/%d: %s", i, len(specs), spec)
         s = base.prepare(dataclasses.replace(config, defence=spec))
         tr_preds, tr_images, val, selection = base.selection_data(s)
         attack = base.blackbox_attack(s, tr_preds, tr_images, val, k=min(config.k,
@@ -129,6 +133,10 @@ def run_defences(config: DefencesConfig) -> "DefencesResult":
                      "target_key": s.target_info["key"], "selection": selection})
         targets[spec] = s.target_info
         timings[spec] = round(time.perf_counter() - t, 1)
+        r = rows[-1]
+        log.info("defence %s: %s, test accuracy %.4f, attack top-5 %s, MSE / mean-image MSE "
+                 "%.4f (%.0f s)", spec, r["status"], acc, _num(r["attack_acc_top5"]),
+                 r["mse_rel_mean_aux"], timings[spec])
         if mean_row is None:
             mean_row = _mean_image_row(s, refs, config)
     rows.append(mean_row)
@@ -152,6 +160,10 @@ def run_defences(config: DefencesConfig) -> "DefencesResult":
     return DefencesResult(name, f"Training-time defences vs truncation inversion: "
                           f"{config.dataset}", rows, COLUMNS, extra, notes, [],
                           plot_name=fig)
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def _mean_image_row(setup, refs, config) -> dict:

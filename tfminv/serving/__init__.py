@@ -1,8 +1,9 @@
 """Serving exported models: inverter clients (REST/gRPC) and an in-process TF Serving stand-in."""
 
-__all__ = ["InverterClient", "write_pngs", "ModelServer", "ServerLimits", "ServingError"]
+__all__ = ["InverterClient", "reconstruct_files", "write_pngs", "ModelServer", "ServerLimits", "ServingError"]
 
 _LAZY = {"InverterClient": "tfminv.serving.client", "write_pngs": "tfminv.serving.client",
+         "reconstruct_files": "tfminv.serving.client",
          "ModelServer": "tfminv.serving.testing_server",
          "ServingError": "tfminv.serving.testing_server",
          "ServerLimits": "tfminv.serving.testing_server"}

@@ -113,29 +113,43 @@ def load_array(path: str, flag: str) -> np.ndarray:
     raise ConfigError(f"--{flag}={path}: expected a .npy, .npz or .json file")
 
 
+def reconstruct_files(server: str, out_dir, *, predictions: str | None = None,
+                      images: str | None = None, target: str | None = None,
+                      prefix: str = "recon", timeout: float = 30.0,
+                      retries: int = 3) -> list[Path]:
+    """The client command's body: reconstruct the prediction vectors of the file
+    `predictions` (or of the image file `images`, queried through the classifier spec `target`)
+    with the inverter served at `server`, and write one PNG per reconstruction into `out_dir`;
+    returns the PNGs' paths. ConfigError (naming the flag) unless exactly one of predictions /
+    images is given, images without a target."""
+    if bool(predictions) == bool(images):
+        raise ConfigError("pass exactly one of --predictions or --images (with --target)")
+    if images:
+        if not target:
+            raise ConfigError("--images needs --target (the classifier to query)")
+        from tfminv.oracles import from_spec
+
+        oracle = from_spec(target, timeout=timeout, retries=retries)
+        preds = oracle(load_array(images, "images"))
+    else:
+        preds = load_array(predictions, "predictions")
+    client = InverterClient(server, timeout=timeout, retries=retries)
+    try:
+        recon = client.reconstruct(preds)
+    finally:
+        client.close()
+    return write_pngs(recon, out_dir, prefix)
+
+
 def main(argv):
     from absl import flags
 
     F = flags.FLAGS
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {argv[1:]}")
-    if bool(F.predictions) == bool(F.images):
-        raise ConfigError("pass exactly one of --predictions or --images (with --target)")
-    if F.images:
-        if not F.target:
-            raise ConfigError("--images needs --target (the classifier to query)")
-        from tfminv.oracles import from_spec
-
-        oracle = from_spec(F.target, timeout=F.timeout, retries=F.retries)
-        preds = oracle(load_array(F.images, "images"))
-    else:
-        preds = load_array(F.predictions, "predictions")
-    client = InverterClient(F.server, timeout=F.timeout, retries=F.retries)
-    try:
-        images = client.reconstruct(preds)
-    finally:
-        client.close()
-    paths = write_pngs(images, F.out_dir, F.prefix)
+    paths = reconstruct_files(F.server, F.out_dir, predictions=F.predictions, images=F.images,
+                              target=F.target, prefix=F.prefix, timeout=F.timeout,
+                              retries=F.retries)
     print(f"wrote {len(paths)} images to {F.out_dir}")
 
 
