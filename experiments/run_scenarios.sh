@@ -42,5 +42,17 @@ if [ -z "$SELECTED" ] || want paper; then
   run audit $PAPER '--policies=identity;topk:10;topk:1;round:2;label;gaussian:0.1;temperature:4' \
       --out_dir=experiments/audit_celeba_ids
 fi
+if [ -z "$SELECTED" ] || want defences; then
+  # training-time defences under one truncation attacker (k = 10); see the folders' README.md
+  DEFS='--defences=none;ls:0.1;ls:-0.05;ls:-0.1;mid:0.003;mid:0.03;bido:0.05,0.5;bido:0.1,1.0;dpsgd:0.5,1.0;dpsgd:1.1,1.0;tl:1;tl:2'
+  DFACES="--dataset=facescrub --width=0.25 --epochs=3 --clf_epochs=10 --max_train=1280 --verbose=2 --k=10"
+  run defences $DFACES "$DEFS" --out_dir=experiments/defences_facescrub
+  run truncation $DFACES --methods=truncation --out_dir=experiments/defences_facescrub/truncation
+  # --max_train=9244 leaves 8,320 training images after the 10% hold-out: 65 DP-SGD batches of 128
+  DPAPER="--dataset=celeba_ids --width=0.25 --clf_epochs=10 --epochs=5 --max_train=9244 --clf_init=torch --eval_width=0.25 --eval_epochs=20 --eval_augment=flip+shift --verbose=2 --k=10"
+  run defences $DPAPER "$DEFS" --out_dir=experiments/defences_celeba_ids
+  # the undefended row again, through the truncation scenario (same cache: same numbers)
+  run truncation $DPAPER --methods=truncation --out_dir=experiments/defences_celeba_ids/truncation
+fi
 # experiments/truncation_* come from tfminv.experiments.truncation (commands in REPRODUCTION.md)
 python -m tfminv.experiments.reproduction --experiments_dir=experiments

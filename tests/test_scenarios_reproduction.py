@@ -179,3 +179,51 @@ def test_no_attack_top5_for_five_class_tables():
     assert "attack_acc_top5" not in section
     facescrub = text.split("(`class_inference_facescrub/`)")[1].split("\n## ")[0]
     assert "attack_acc_top5" in facescrub  # 12 classes: top-5 says something
+
+
+def test_defence_claims_need_more_than_noise_and_the_truncation_row(tmp_path):
+    """The defence comparison's claims: a defended row counts as lower/higher leakage only by
+    more than 2 standard errors of a top-5 difference over its victims; DP-SGD at epsilon <= 8
+    must bring the MSE within 3% of the mean image; each family's knob must be monotone; the
+    'none' row must equal the truncation scenario's row."""
+    from tfminv.reporting.reproduction import render
+
+    def row(defence, acc, top5, rel=0.9, eps=None, status="ok"):
+        return {"defence": defence, "status": status, "test_accuracy": acc, "mse": rel * 0.04,
+                "mse_rel_mean_aux": rel, "attack_acc": top5 / 3, "attack_acc_top5": top5,
+                "epsilon": eps, "delta": 1e-4 if eps else None, "n_victims": 1000, "k": 10,
+                "target_key": "abc"}
+
+    rows = [row("none", 0.80, 0.30),
+            row("ls:0.1", 0.81, 0.36),   # +0.06: SE of the difference ~0.0205, 2 SE ~0.041
+            row("ls:-0.05", 0.78, 0.29),  # -0.01: noise
+            row("mid:0.01", 0.75, 0.20), row("mid:0.1", 0.70, 0.22),  # lower, not monotone
+            row("dpsgd:1.1,1.0", 0.09, 0.10, rel=1.0, eps=6.0, status="utility destroyed"),
+            {"defence": "reference: mean_aux image", "status": "reference",
+             "test_accuracy": None, "mse": 0.04, "mse_rel_mean_aux": 1.0, "attack_acc": 0.03,
+             "attack_acc_top5": 0.1, "n_victims": 1000, "k": 0}]
+    _write(tmp_path, "defences_celeba_ids", rows)
+    trunc = [{"k": 10, "method": "truncation", "mse": 0.9 * 0.04, "attack_acc": 0.30 / 3,
+              "attack_acc_top5": 0.30, "n_victims": 1000}]
+    _write(tmp_path, "defences_celeba_ids/truncation", trunc)
+    text = render(tmp_path, claims=CLAIMS)
+    got = {ln.split(" | ")[1]: ln.split(" | ")[3] for ln in text.splitlines()
+           if ln.startswith("| defences/celeba_ids")}
+
+    def verdict(start):
+        return next(v for c, v in got.items() if c.startswith(start))
+
+    assert verdict("positive label smoothing").startswith("**holds**")
+    assert verdict("negative label smoothing").startswith("**does not hold**")  # within noise
+    assert verdict("MID's").startswith("**holds**")
+    assert verdict("BiDO's").startswith("**not run**")
+    assert verdict("DP-SGD at epsilon").startswith("**holds**")
+    assert verdict("each defence's knob").startswith("**does not hold**")  # mid 0.20 -> 0.22
+    assert verdict("the undefended row").startswith("**holds**")
+    trunc[0]["attack_acc_top5"] = 0.31
+    (tmp_path / "defences_celeba_ids" / "truncation" / "results.json").write_text(
+        json.dumps(trunc))
+    text = render(tmp_path, claims=CLAIMS)
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith("| defences/celeba_ids") and "undefended row" in ln)
+    assert "**does not hold**" in line
