@@ -653,8 +653,9 @@ def _dp_claim(rows, run):
                                  f"{r['test_accuracy']:.3f} vs {none['test_accuracy']:.3f}"
                                  + (" [utility destroyed]" if r["status"] == "utility destroyed"
                                     else "") for r in dp),
-                   "a target left at chance answers every face alike, so the attack falls to "
-                   "the mean image whatever else DP-SGD does")
+                   "a target at chance accuracy need not answer every face alike: what an "
+                   "inverter still recovers from it is appearance (lighting, pose), not identity "
+                   "(compare its top-5 with the mean image's)")
 
 
 #: how each family's parameters order from weaker to stronger defence

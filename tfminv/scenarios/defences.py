@@ -253,28 +253,59 @@ def _label(row) -> str:
     return row["defence"] + (f" (\u03b5={eps:.3g})" if eps is not None else "")
 
 
+#: label offsets (points) tried in order: close to the point first, then rings farther out
+#: (drawn with a leader line), so that a cluster of points at one place still gets a label each
 OFFSETS = [(8, 6), (8, -14), (-8, 6), (-8, -14), (8, 18), (-8, 18), (8, -26), (-8, -26),
-           (20, 0), (-20, 0), (8, 30), (-8, -38)]
+           (20, 0), (-20, 0), (8, 30), (-8, -38)] + [
+    (dx * s, dy * s) for s in (2, 3) for dx, dy in ((16, 12), (16, -16), (-16, 12),
+                                                    (-16, -16), (24, 0), (-24, 0), (0, 24),
+                                                    (0, -28))]
 
 
 def _place_labels(fig, ax, points) -> None:
-    """Annotate each (x, y, text) at the first offset whose text box overlaps no label placed
-    so far, nor a marker (falls back to the first offset)."""
+    """Annotate each (x, y, text) at the first offset whose text box lies inside the axes and
+    overlaps neither a label placed so far, the legend, nor a marker (falls back to the first
+    offset that stays inside, then to the first offset)."""
+    from matplotlib.transforms import Bbox
+
     renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
     placed = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
-    for x, y, text in points:
-        best = None
+    r = 6  # marker half-size in display pixels
+    markers = [Bbox.from_extents(px - r, py - r, px + r, py + r)
+               for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)]
+
+    def fits(box):
+        return (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0
+                and box.y1 <= inside.y1)
+
+    def annotate(text, x, y, dx, dy, line=True):
+        # a thin leader line wherever the label is not at its usual place (up right); the
+        # search measures the text alone (an annotation's extent includes its line)
+        far = line and (dx, dy) != OFFSETS[0]
+        return ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                           fontsize=8, ha="left" if dx > 0 else "right",
+                           arrowprops=dict(arrowstyle="-", lw=0.5, color="grey",
+                                           shrinkA=0, shrinkB=4) if far else None)
+
+    for i, (x, y, text) in enumerate(points):
+        others = markers[:i] + markers[i + 1:]
+        # the first offset that clears everything, else labels (a marker may be covered: two
+        # points at one place), else that stays inside the axes, else the first
+        tiers = [None, None, None]
         for dx, dy in OFFSETS:
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
-                              fontsize=8, ha="left" if dx > 0 else "right")
+            ann = annotate(text, x, y, dx, dy, line=False)
             box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(b) for b in placed):
-                best = (ann, box)
-                break
             ann.remove()
-        if best is None:
-            dx, dy = OFFSETS[0]
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
-                              fontsize=8)
-            best = (ann, ann.get_window_extent(renderer))
-        placed.append(best[1])
+            clear_labels = not any(box.overlaps(b) for b in placed)
+            clear_markers = not any(box.overlaps(b) for b in others)
+            for t, ok in enumerate((clear_labels and clear_markers, clear_labels, True)):
+                if tiers[t] is None and fits(box) and ok:
+                    tiers[t] = (dx, dy)
+            if tiers[0]:
+                break
+        dx, dy = next((t for t in tiers if t), OFFSETS[0])
+        box = annotate(text, x, y, dx, dy, line=False)
+        placed.append(box.get_window_extent(renderer).expanded(1.05, 1.1))
+        box.remove()
+        annotate(text, x, y, dx, dy)
