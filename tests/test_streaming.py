@@ -60,6 +60,31 @@ def test_streamed_query_is_chunked_and_matches_the_arrays(data_dir, ref, tmp_pat
     assert again.num_queries == 0
 
 
+def test_training_batches_pair_each_image_with_its_prediction(data_dir, ref):
+    """The pipeline (predictions from a generator, uint8 images shuffled, scaled per batch)
+    yields what shuffling the float32 arrays would: the same pairs, in the same order."""
+    import tensorflow as tf
+
+    s = StreamedImages.from_ref(ref, data_dir=data_dir)
+    images = s.to_array()
+    preds = np.random.default_rng(0).random((len(s), 7), dtype=np.float32)
+    want = tf.data.Dataset.from_tensor_slices((preds, images)).shuffle(
+        len(s), seed=5, reshuffle_each_iteration=True).batch(16)
+    got = inverter_dataset(preds, s, 16, seed=5, shuffle_buffer=len(s))
+    assert got.cardinality().numpy() == -(-len(s) // 16)
+    n = 0
+    for (p, x), (wp, wx) in zip(got.as_numpy_iterator(), want.as_numpy_iterator()):
+        assert x.dtype == np.float32 and x.max() <= 1.0
+        np.testing.assert_array_equal(p, wp)
+        np.testing.assert_array_equal(x, wx)
+        n += len(p)
+    assert n == len(s)
+    # each pass is another order (reshuffled each epoch) of the same rows
+    first, second = (np.concatenate([p for p, _ in got.as_numpy_iterator()]) for _ in range(2))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(np.sort(first, axis=0), np.sort(second, axis=0))
+
+
 def test_inverter_trains_on_a_streamed_set(data_dir, ref, tmp_path):
     from tfminv.attacks.inversion import train_inverter
     from tfminv.training import TrainConfig

@@ -202,11 +202,31 @@ def _check_normalize(normalize: str):
         raise ConfigError(f"normalize={normalize!r}; expected one of {NORMALIZATIONS}")
 
 
-def make_parser(meta: dict, path: Path, normalize: str = "unit", with_attributes: bool = False):
-    """A function parsing a batch of serialized records -> (images [n,H,W,1] float32, labels[, attrs])."""
+def make_normalizer(meta: dict, path: Path, normalize: str = "unit"):
+    """A function uint8 images [..., H, W, 1] -> float32 in the records' `normalize` scale
+    ('unit': / 255; 'minmax': per-pixel min-max of the records' training images)."""
     import tensorflow as tf
 
     _check_normalize(normalize)
+    if normalize != "minmax":
+        return lambda img: tf.cast(img, tf.float32) / 255.0
+    lo, hi = load_minmax(path)
+    lo_t = tf.constant(lo.astype(np.float32)[..., None])
+    rng = hi.astype(np.float32) - lo.astype(np.float32)
+    rng[rng == 0] = 1.0
+    rng_t = tf.constant(rng[..., None])
+    return lambda img: (tf.cast(img, tf.float32) - lo_t) / rng_t
+
+
+def make_parser(meta: dict, path: Path, normalize: str | None = "unit",
+                with_attributes: bool = False):
+    """A function parsing a batch of serialized records -> (images [n,H,W,1] float32, labels[, attrs]).
+
+    normalize=None keeps the images as stored (uint8), for pipelines that hold many images
+    before use (`tfminv.data.streaming.inverter_dataset` shuffles them at 1 byte a pixel and
+    scales each batch with `make_normalizer`)."""
+    import tensorflow as tf
+
     h, w = meta["height"], meta["width"]
     n_attr = len(meta.get("attribute_names") or ())
     if with_attributes and not n_attr:
@@ -215,21 +235,11 @@ def make_parser(meta: dict, path: Path, normalize: str = "unit", with_attributes
             "label": tf.io.FixedLenFeature([], tf.int64)}
     if with_attributes:
         spec["attributes"] = tf.io.FixedLenFeature([], tf.string)
-    if normalize == "minmax":
-        lo, hi = load_minmax(path)
-        lo_t = tf.constant(lo.astype(np.float32)[..., None])
-        rng = hi.astype(np.float32) - lo.astype(np.float32)
-        rng[rng == 0] = 1.0
-        rng_t = tf.constant(rng[..., None])
+    scale = (lambda img: img) if normalize is None else make_normalizer(meta, path, normalize)
 
     def parse_batch(serialized):
         ex = tf.io.parse_example(serialized, spec)
-        img = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, h, w, 1])
-        img = tf.cast(img, tf.float32)
-        if normalize == "minmax":
-            img = (img - lo_t) / rng_t
-        else:
-            img = img / 255.0
+        img = scale(tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, h, w, 1]))
         if with_attributes:
             attrs = tf.reshape(tf.io.decode_raw(ex["attributes"], tf.int8), [-1, n_attr])
             return img, ex["label"], attrs

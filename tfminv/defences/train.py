@@ -63,6 +63,18 @@ def _ce(labels, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
 
 
+def _squared_norms(grads):
+    """Per-example squared L2 norms over all of `grads` together (each [B, ...]) -> [B]."""
+    b = tf.shape(grads[0])[0]
+    return tf.add_n([tf.reduce_sum(tf.reshape(tf.square(tf.cast(g, tf.float32)), [b, -1]), 1)
+                     for g in grads])
+
+
+def _clip_factor(norms, clip: float):
+    """The factor scaling each example's gradient to L2 norm <= clip (1 below it)."""
+    return tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
+
+
 def gaussian_gram(a, sigma: float = HSIC_SIGMA):
     """exp(-|a_i - a_j|^2 / (2 sigma^2 d)) over the rows of `a` flattened to d features."""
     a = tf.cast(tf.reshape(a, [tf.shape(a)[0], -1]), tf.float32)
@@ -318,12 +330,8 @@ class DefendedClassifier(keras.Model):
         """(per-example gradients scaled to L2 norm <= CLIP over all variables together,
         their norms before clipping): the reference form of `clipped_sum`, for gradients
         materialised per example."""
-        clip = self.strengths[1]
-        b = tf.shape(grads[0])[0]
-        sq = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(tf.cast(g, tf.float32)), [b, -1]), 1)
-                       for g in grads])
-        norms = tf.sqrt(sq)
-        factor = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
+        norms = tf.sqrt(_squared_norms(grads))
+        factor = _clip_factor(norms, self.strengths[1])
         clipped = [g * tf.reshape(tf.cast(factor, g.dtype), [-1] + [1] * (len(g.shape) - 1))
                    for g in grads]
         return clipped, norms
@@ -382,13 +390,11 @@ class DefendedClassifier(keras.Model):
                 taps.append((layer, h, d))
         if other:
             grads, other_logits, other_losses = self.per_example_gradients(x, y, other)
-            b = tf.shape(grads[0])[0]
-            sq += tf.add_n([tf.reduce_sum(tf.reshape(tf.square(tf.cast(g, tf.float32)),
-                                                     [b, -1]), 1) for g in grads])
+            sq += _squared_norms(grads)
             if not self._dp.ghost:
                 logits, losses = other_logits, other_losses
         norms = tf.sqrt(sq)
-        factor = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
+        factor = _clip_factor(norms, clip)
         if weight is not None:
             factor = factor * weight
         sums = {id(v): tf.tensordot(tf.cast(factor, g.dtype), g, 1) for v, g in zip(other, grads)}
