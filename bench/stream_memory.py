@@ -22,9 +22,10 @@ $TFMINV_RECORDS_DIR if missing.
 ('generic', repeated as above) against the allocation's own target classifier (width --width,
 trained once on --max_train images in a warm-up process and cached; --dataset / --aux name
 another allocation and set, e.g. the 55,210 pooled public faces of celeba_ids, where a size of
-0 means the whole set), `reference_mses` (the
-mean-aux baseline), `selection_data` (aux_val hold-out) and --steps inverter training steps on
-the training rows. "memory" runs the same with stream_aux off (sizes up to the 10,000 records).
+0 means the whole set), `reference_mses` (the mean-aux baseline), `selection_data` (aux_val
+hold-out), --steps inverter training steps on the training rows, then the victims inverted and
+judged (as a run ends). "memory" runs the same with stream_aux off (sizes up to the 10,000
+records).
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ def scenario_worker(mode: str, size: int) -> dict:
     model.fit(ds.repeat(), steps_per_epoch=FLAGS.steps, epochs=1, verbose=0,
               validation_data=val)
     t_train = time.perf_counter() - t1
+    # the run's last step: invert the victims and judge the reconstructions (its features of
+    # the target's training images are computed here, after training)
+    t2 = time.perf_counter()
+    recon = model.predict(s.victim_preds, batch_size=256, verbose=0)
+    s.judge(recon, s.victims.labels)
+    t_judge = time.perf_counter() - t2
     return {"bench": "stream_memory_scenario", "mode": mode, "size": len(s.aux_set),
             "n_train": len(tr_preds), "n_val": len(val[0]), "queries": s.oracle.num_queries,
             "steps": FLAGS.steps, "width": FLAGS.width,
@@ -172,7 +179,8 @@ def scenario_worker(mode: str, size: int) -> dict:
             "rss_after_prepare_mb": round(rss_after_prepare, 1),
             "mse_mean_aux": round(refs["mse_mean_aux"], 5),
             "prepare_s": round(t_prepare, 1), "baseline_and_selection_s": round(t_select, 1),
-            "train_s": round(t_train, 1), "load_avg_1m": round(os.getloadavg()[0], 1)}
+            "train_s": round(t_train, 1), "judge_s": round(t_judge, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 1)}
 
 
 def main(argv):

@@ -112,6 +112,23 @@ def test_identity_check_known_values():
         metrics.identity_check(q[:, :1], np.zeros(4), ref, ref_labels)
 
 
+def test_identity_check_in_blocks_equals_one_block(monkeypatch):
+    """Blocks of queries and references (any size, ragged ends) give the one-block answer."""
+    g = np.random.default_rng(0)
+    ref_labels, labels = g.integers(0, 9, 50), g.integers(0, 9, 23)
+    centres = g.normal(size=(9, 6))
+    ref = (centres[ref_labels] + g.normal(size=(50, 6))).astype(np.float32)
+    q = (centres[labels] + g.normal(size=(23, 6))).astype(np.float32)
+    monkeypatch.setattr(metrics, "ID_BLOCK", 10 ** 6)
+    whole = metrics.identity_check(q, labels, ref, ref_labels)
+    assert 0.2 < whole["nn_acc"] < 1.0  # neither trivial nor hopeless
+    for block in (1, 7, 23):
+        monkeypatch.setattr(metrics, "ID_BLOCK", block)
+        got = metrics.identity_check(q, labels, ref, ref_labels)
+        assert got["nn_acc"] == whole["nn_acc"] and got["nn_acc_top5"] == whole["nn_acc_top5"]
+        assert abs(got["knn_dist"] - whole["knn_dist"]) < 1e-9
+
+
 def test_identity_judge_on_a_real_classifier():
     """The judge's features are the input of the classifier's last Dense layer, and a real
     image of a training identity is nearer its own identity than a flat grey image is."""

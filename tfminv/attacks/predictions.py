@@ -171,8 +171,15 @@ def _raw_predictions(oracle, images, folder: Path, key: str, chunk_size: int) ->
             done[i] = a
     if n == 0:
         preds = np.asarray(oracle(np.zeros((0, 1, 1, 1), np.float32)), np.float32)
-    else:
-        preds = np.concatenate([done[i] for i in range(n_chunks)], axis=0)
+    else:  # filled chunk by chunk, each freed once copied: one copy of the answers at a time
+        preds = np.empty((n, next(iter(done.values())).shape[1]), np.float32)
+        row = 0
+        for i in range(n_chunks):
+            a = done.pop(i)
+            preds[row:row + len(a)] = a
+            row += len(a)
+        if row != n:
+            raise OracleError(f"{oracle.identity()}: {row} answers for {n} images")
     if preds.shape[0] != n:
         raise OracleError(f"{oracle.identity()}: {preds.shape[0]} answers for {n} images")
     with atomic_path(raw_path, suffix=".npy") as tmp:
