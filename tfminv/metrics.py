@@ -178,11 +178,11 @@ def identity_check(query_feats, query_labels, ref_feats, ref_labels) -> dict:
     per_class = np.empty((len(q), len(classes)))
     for i in range(0, len(q), ID_BLOCK):
         qi = np.asarray(q[i:i + ID_BLOCK], np.float64)
+        q2 = (qi ** 2).sum(1)[:, None]
         d2 = np.empty((len(qi), len(r)))
         for j in range(0, len(r), ID_BLOCK):
             rj = np.asarray(r[j:j + ID_BLOCK], np.float64)
-            d2[:, j:j + len(rj)] = (qi ** 2).sum(1)[:, None] + r2[None, j:j + len(rj)] \
-                - 2.0 * qi @ rj.T
+            d2[:, j:j + len(rj)] = q2 + r2[None, j:j + len(rj)] - 2.0 * qi @ rj.T
         d = np.sqrt(np.maximum(d2, 0.0))
         per_class[i:i + len(qi)] = np.stack([d[:, cols].min(axis=1) for cols in members], axis=1)
     order = np.argsort(per_class, axis=1, kind="stable")
