@@ -42,6 +42,23 @@ if [ -z "$SELECTED" ] || want paper; then
   run audit $PAPER '--policies=identity;topk:10;topk:1;round:2;label;gaussian:0.1;temperature:4' \
       --out_dir=experiments/audit_celeba_ids
 fi
+if [ -z "$SELECTED" ] || want budget; then
+  # paper scale at the README main job's budget (about 8 minutes for the main job on 2 quiet
+  # cores from empty caches; the rest reuses its target and judge): which public face sources
+  # help, every k with and without the pool, the release-policy audit with and without it
+  BUDGET="--dataset=celeba_ids --width=0.25 --epochs=5 --clf_epochs=10 --clf_init=torch --eval_width=0.25 --eval_epochs=20 --eval_augment=flip+shift"
+  run truncation $BUDGET --k=10 --methods=truncation,previous --out_dir=experiments/main_job_celeba_ids
+  run auxiliary $BUDGET --verbose=2 --k=10 \
+      --aux_sets=generic,generic+same,generic+celeba_wild,generic+utkface,generic+fer2013,generic+same+celeba_wild+utkface,public \
+      --out_dir=experiments/auxiliary_celeba_ids_sources
+  run truncation $BUDGET --verbose=2 --aux=public --k=1,5,10,50,100,471 --methods=truncation,previous \
+      --out_dir=experiments/truncation_celeba_ids_pool_k
+  run truncation $BUDGET --verbose=2 --k=1,5,10,50,100,471 --methods=truncation,previous \
+      --out_dir=experiments/truncation_celeba_ids_budget_k
+  POLICIES='--policies=identity;topk:10;topk:1;round:2;label;gaussian:0.1;temperature:4'
+  run audit $BUDGET --verbose=2 --aux=public "$POLICIES" --out_dir=experiments/audit_celeba_ids_pool
+  run audit $BUDGET --verbose=2 "$POLICIES" --out_dir=experiments/audit_celeba_ids_budget
+fi
 if [ -z "$SELECTED" ] || want defences; then
   # training-time defences under one truncation attacker (k = 10); see the folders' README.md
   DEFS='--defences=none;ls:0.1;ls:-0.05;ls:-0.1;mid:0.003;mid:0.03;bido:0.05,0.5;bido:0.1,1.0;dpsgd:0.5,1.0;dpsgd:1.1,1.0;tl:1;tl:2'
