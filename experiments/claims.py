@@ -337,7 +337,8 @@ PAPER_CI_COLS = ("method", "attack_acc", "attack_acc_top5", "eval_acc", "nn_acc"
                  "n_attacked", "access")
 
 
-def _paper_prev(prev):
+def _paper_prev(prev, where=""):
+    """The claim that truncation beats `prev` below m; `where` tells apart runs of it."""
     def check(rows, run):
         by = {(r["k"], r["method"]): r["mse"] for r in rows}
         ks = sorted({r["k"] for r in rows if r["k"] > 0})
@@ -352,7 +353,7 @@ def _paper_prev(prev):
                           "came out non-finite in mixed_bfloat16, see the table)"
                           if skipped else ""), WHY_PAPER)
     return Claim(f"truncation/{PAPER}", f"truncation beats the previous approach ('{prev}') "
-                 "for every k < m at 471 identities",
+                 "for every k < m at 471 identities" + (f" ({where})" if where else ""),
                  "MSE truncation < MSE " + prev + " at every k below m (finite values)", check)
 
 
@@ -923,7 +924,8 @@ def _budget_sections(d: Path) -> list:
                           "rows (same cache, same numbers)", "MSE, top-5, nearest-identity and "
                           f"victim count equal to {BUDGET_K}'s", _main_same(d)))),
         Section(BUDGET_K, "Paper scale at the main job's budget: truncation vs previous at each "
-                "k, CelebA #1-#10000", PAPER_TRUNC_COLS, (_paper_prev("previous"),)),
+                "k, CelebA #1-#10000", PAPER_TRUNC_COLS,
+                (_paper_prev("previous", "main job's budget, CelebA #1-#10000"),)),
         Section(SOURCES, "Paper scale at the main job's budget: which public face sources help "
                 "(k = 10)", PAPER_AUX_COLS, (
                     Claim(f"auxiliary/{PAPER}", "each public face source added to CelebA "
@@ -938,20 +940,22 @@ def _budget_sections(d: Path) -> list:
                           "CelebA's alone by more than 2 standard errors", _sources_identity))),
         Section(POOL_K, "Paper scale at the main job's budget: truncation vs previous at each "
                 "k, every public face set pooled", PAPER_TRUNC_COLS, (
-                    _paper_prev("previous"),
+                    _paper_prev("previous", "main job's budget, pooled public faces"),
                     Claim(f"truncation/{PAPER}", "more public faces help at every k (not a "
                           "claim of the paper)", "truncation MSE with the pool below CelebA's "
                           f"alone at every k ({BUDGET_K})", _pool_every_k(d)))),
         Section(AUDIT_BUDGET, "Paper scale at the main job's budget: release policies, CelebA "
                 "#1-#10000", PAPER_AUDIT_COLS, (
                     Claim(f"audit/{PAPER}", "releasing less of the same scores (top-k, the "
-                          "label, rounding) does not stop an attacker aligned to the release",
+                          "label, rounding) does not stop an attacker aligned to the release "
+                          "(main job's budget, CelebA #1-#10000)",
                           "MSE at most 95% of the mean auxiliary image's under identity, "
                           "topk, label and round policies", _paper_audit),)),
         Section(AUDIT_POOL, "Paper scale at the main job's budget: release policies, every "
                 "public face set pooled", PAPER_AUDIT_COLS, (
                     Claim(f"audit/{PAPER}", "releasing less of the same scores (top-k, the "
-                          "label, rounding) does not stop an attacker aligned to the release",
+                          "label, rounding) does not stop an attacker aligned to the release "
+                          "(main job's budget, pooled public faces)",
                           "MSE at most 95% of the mean auxiliary image's under identity, "
                           "topk, label and round policies", _paper_audit),
                     Claim(f"audit/{PAPER}", "more public faces help under every release policy "
