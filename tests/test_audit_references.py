@@ -160,6 +160,6 @@ def test_paired_interval_and_mse_lines():
                            settings={}, victim_images=np.zeros((1, 2, 2, 1)),
                            references=[{"reference": "class-mean floor", "mse": 0.0395,
                                         "ssim": 0.4, "attack_acc": 0.1}])
-    labels = dict((t, v) for v, t in inversion._mse_lines(res, res.baselines))
+    labels = dict((t, v) for v, t in inversion._mse_lines(res.references, res.baselines))
     assert "class-mean floor" not in labels
     assert labels["class-mean guess (worse than mean image)"] == 0.0395

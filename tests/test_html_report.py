@@ -86,6 +86,40 @@ def test_scatter_panels_draws_points_in_the_right_places(tmp_path):
     assert len(left_colours) == 3
 
 
+def test_labels_of_close_reference_lines_and_points_do_not_overlap():
+    """Two reference lines a pixel apart keep both labels readable, and no label covers a
+    marker (the 471-identity audit plot had 'majority class' over 'chance')."""
+    def draw(hlines, point=(0.1, 0.1)):
+        panel = Panel([point[0]], [point[1]], ["p"], "x", "y", x_range=(0, 1), y_range=(0, 1),
+                      hlines=hlines)
+        return scatter_panels([panel], panel_size=(400, 300))
+
+    inside = np.zeros((300, 400), bool)
+    inside[38:248, 72:378] = True  # the plot area of this layout, without its frame
+
+    def ink(rgb):
+        return (rgb.min(axis=2) < 150) & inside
+
+    def bbox(mask):
+        ys, xs = np.nonzero(mask)
+        return xs.min(), ys.min(), xs.max(), ys.max()
+
+    rest = ink(draw([(0.5, ""), (0.505, "")]))  # the dashed lines, the point and its label
+    one = draw([(0.5, "chance"), (0.505, "")])
+    both = draw([(0.5, "chance"), (0.505, "majority class")])
+    chance = ink(one) & ~rest
+    majority = ink(both) & ~rest & ~chance
+    assert chance.sum() > 20 and majority.sum() > 20  # both labels are drawn
+    a, b = bbox(chance), bbox(majority)
+    assert b[2] < a[0] or b[0] > a[2] or b[3] < a[1] or b[1] > a[3], (a, b)
+    np.testing.assert_array_equal(both[chance], one[chance])  # 'chance' is not drawn over
+    # a point right where the line's label would go: the label moves off its marker
+    x, y = int(round(70 + 0.95 * 310)), int(round(36 + 214 - 0.53 * 214))
+    crowded = draw([(0.5, "chance")], point=(0.95, 0.53))[y - 5:y + 6, x - 5:x + 6]
+    clean = draw([(0.5, "")], point=(0.95, 0.53))[y - 5:y + 6, x - 5:x + 6]
+    np.testing.assert_array_equal(crowded, clean)
+
+
 def test_grid_labels_have_their_own_column(tmp_path):
     """A label longer than label_width widens the label column: the first image column holds
     the image's pixels only (the committed grids had 'previous_logzero k=100' over it)."""

@@ -212,24 +212,52 @@ def _reference_findings(result, rows, refs) -> list[str]:
     return out
 
 
-def _accuracy_lines(result, refs) -> list:
+def _accuracy_lines(references, refs) -> list:
     """The attack-accuracy panel's reference lines: chance (1/m) and the majority class."""
     lines = [(refs["chance_accuracy"], "chance")] if "chance_accuracy" in refs else []
-    lines += [(r["attack_acc"], "majority class") for r in result.references
+    lines += [(r["attack_acc"], "majority class") for r in references
               if r["reference"] == "majority class"]
     return lines
 
 
-def _mse_lines(result, refs) -> list:
+def _mse_lines(references, refs) -> list:
     """The MSE panel's reference lines: the mean image and, only when the class means come
     from the target's training images, the class-mean guess -- called a floor only when it is
     below the mean image (a 'floor' drawn above the mean image would mislead)."""
     lines = [(refs["mse_mean_aux"], "mean aux image")]
-    cm = next((r for r in result.references if r["reference"] == "class-mean floor"), None)
+    cm = next((r for r in references if r["reference"] == "class-mean floor"), None)
     if cm is not None:
         lines.append((cm["mse"], "class-mean floor" if cm["mse"] < refs["mse_mean_aux"]
                       else "class-mean guess (worse than mean image)"))
     return lines
+
+
+def plot_leakage_utility(rows, baselines: dict, references, path) -> bool:
+    """leakage_utility.png from data alone: the rows of an audit (policy, utility, attack_acc,
+    ssim, mse), its baselines and its scored references, as results.json and run.json
+    ('baselines', 'references') hold them, so a committed audit's plot can be drawn again.
+    False (nothing written) when a row has no utility."""
+    from tfminv.reporting.plots import Panel, scatter_panels
+
+    if not rows or any(r.get("utility") is None for r in rows):
+        return False
+    labels = [r["policy"] for r in rows]
+    util = [r["utility"] for r in rows]
+    panels = []
+    if all(r.get("attack_acc") is not None for r in rows):
+        panels.append(Panel(util, [r["attack_acc"] for r in rows], labels,
+                            "utility (top-1 accuracy of released vector)", "attack accuracy",
+                            title="Attack accuracy vs utility", note="up = more leakage",
+                            hlines=_accuracy_lines(references, baselines)))
+    panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
+                        title="SSIM vs utility", note="up = more leakage",
+                        hlines=[(r["ssim"], "mean aux image") for r in references
+                                if r["reference"] == "mean image"]))
+    panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
+                        title="MSE vs utility", note="down = more leakage",
+                        hlines=_mse_lines(references, baselines)))
+    scatter_panels(panels, path)
+    return True
 
 
 def write_report(result: InversionResults, out_dir, *, title: str = "Inversion leakage",
@@ -241,7 +269,6 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     from tfminv.policies import parse
     from tfminv.reporting.figures import image_grid
     from tfminv.reporting.html_report import Report
-    from tfminv.reporting.plots import Panel, scatter_panels
     from tfminv.reporting.results import markdown_table, write_results
 
     out_dir = Path(out_dir)
@@ -274,26 +301,11 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
                                        notes=notes, extra=settings)
     files = {"results.json": json_path, "results.md": md_path, "run.json": out_dir / "run.json"}
 
-    labels = [r["policy"] for r in rows]
-    plot_path = None
-    if all(r["utility"] is not None for r in rows):
-        util = [r["utility"] for r in rows]
-        panels = []
-        if all(r["attack_acc"] is not None for r in rows):
-            panels.append(Panel(util, [r["attack_acc"] for r in rows], labels,
-                                "utility (top-1 accuracy of released vector)", "attack accuracy",
-                                title="Attack accuracy vs utility", note="up = more leakage",
-                                hlines=_accuracy_lines(result, refs)))
-        panels.append(Panel(util, [r["ssim"] for r in rows], labels, "utility", "SSIM",
-                            title="SSIM vs utility", note="up = more leakage",
-                            hlines=[(r["ssim"], "mean aux image") for r in result.references
-                                    if r["reference"] == "mean image"]))
-        hl = _mse_lines(result, refs)
-        panels.append(Panel(util, [r["mse"] for r in rows], labels, "utility", "MSE",
-                            title="MSE vs utility", note="down = more leakage", hlines=hl))
-        plot_path = out_dir / "leakage_utility.png"
-        scatter_panels(panels, plot_path)
+    plot_path = out_dir / "leakage_utility.png"
+    if plot_leakage_utility(rows, refs, result.references, plot_path):
         files["leakage_utility.png"] = plot_path
+    else:
+        plot_path = None
 
     idx = grid_indices(result.victim_labels, grid_count, len(result.victim_images))
     grid_rows = [("ground truth", result.victim_images[idx])]

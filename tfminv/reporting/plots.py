@@ -146,19 +146,8 @@ def _draw_panel(panel: Panel, width: int, height: int, colors: dict[str, tuple])
     if panel.note:
         w, h, _ = _text_size(panel.note, 0.4)
         _text(img, panel.note, (left + pw / 2 - w / 2, 42), 0.4, (110, 110, 110))
-    # reference lines; their labels reserve space so point labels do not cover them
-    placed: list[tuple[int, int, int, int]] = []
-    for yv, text in panel.hlines:
-        if yv is None or not math.isfinite(yv) or not (yr[0] <= yv <= yr[1]):
-            continue
-        y = py(yv)
-        _dashed_hline(img, left, left + pw, y, (120, 120, 120))
-        w, h, _ = _text_size(text, 0.38)
-        _text(img, text, (left + pw - w - 4, y - 4), 0.38, (100, 100, 100))
-        placed.append((int(left + pw - w - 6), int(y - 4 - h - 2), int(left + pw), int(y + 2)))
-    # points, then labels placed so they do not overlap each other
+    # points that land on (almost) the same pixel share one marker stack and one label, "a = b"
     order = sorted(range(n), key=lambda i: (-panel.y[i], panel.x[i]))
-    # points that land on (almost) the same pixel share one label, "a = b"
     groups: list[tuple[float, float, list[int]]] = []
     for i in order:
         xv, yv = panel.x[i], panel.y[i]
@@ -171,6 +160,46 @@ def _draw_panel(panel: Panel, width: int, height: int, colors: dict[str, tuple])
                 break
         else:
             groups.append((x, y, [i]))
+    # every marker's box: no label may cover one (a label over a marker hides which it names)
+    markers = [(int(x) - 8, int(y) - 8 - 2 * (len(m) - 1), int(x) + 8 + 2 * (len(m) - 1),
+                int(y) + 8) for x, y, m in groups]
+    placed: list[tuple[int, int, int, int]] = []
+    lines: list[tuple[int, int, int, int]] = []
+
+    def clashes(box) -> int:
+        return sum(not (box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3])
+                   for b in placed + markers)
+
+    def place(candidates, w, h):
+        """The first candidate (text origin) whose box, kept inside the plot area, touches no
+        label or marker; else the one touching fewest."""
+        best = None
+        for cx, cy in candidates:
+            cx = min(max(cx, left + 3), left + pw - w - 3)
+            cy = min(max(cy, top + h + 3), top + ph - 3)
+            box = (int(cx), int(cy - h), int(cx + w), int(cy + 2))
+            k = clashes(box)
+            if best is None or k < best[0]:
+                best = (k, cx, cy, box)
+            if k == 0:
+                break
+        placed.append(best[3])
+        return best[1], best[2]
+
+    # reference lines: the label above the line at its right end, else below it, else at the
+    # left end, so that two lines close together keep both labels readable
+    for yv, text in panel.hlines:
+        if yv is None or not math.isfinite(yv) or not (yr[0] <= yv <= yr[1]):
+            continue
+        y = py(yv)
+        _dashed_hline(img, left, left + pw, y, (120, 120, 120))
+        w, h, _ = _text_size(text, 0.38)
+        right_x, left_x = left + pw - w - 4, left + 4
+        tx, ty = place([(right_x, y - 4), (right_x, y + h + 4), (left_x, y - 4),
+                        (left_x, y + h + 4)], w, h)
+        _text(img, text, (tx, ty), 0.38, (100, 100, 100))
+        lines.append((left, int(y) - 2, left + pw, int(y) + 2))
+    markers += lines  # point labels keep off the reference lines too
     for x, y, members in groups:
         for j, i in enumerate(members):  # the first member's colour ends on top
             off = 2 * (len(members) - 1 - j)
@@ -182,24 +211,9 @@ def _draw_panel(panel: Panel, width: int, height: int, colors: dict[str, tuple])
         w, h, _ = _text_size(s, 0.4)
         candidates = [(x + 9, y - 6), (x + 9, y + h + 6), (x - w - 9, y - 6), (x - w - 9, y + h + 6),
                       (x - w / 2, y - 12), (x - w / 2, y + h + 12)]
-        best, fallback = None, None
-        extra = [(x + 9 + dx, y - 6 + d) for d in range(-60, 61, 12) for dx in (0, -w - 18)]
-        for cx, cy in candidates + extra:
-            # keep labels inside the plot area
-            cx = min(max(cx, left + 3), left + pw - w - 3)
-            cy = min(max(cy, top + h + 3), top + ph - 3)
-            box = (int(cx), int(cy - h), int(cx + w), int(cy + 2))
-            clash = any(not (box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3])
-                        for b in placed)
-            covers_point = box[0] - 4 < x < box[2] + 4 and box[1] - 4 < y < box[3] + 4
-            if not clash and not covers_point:
-                best = (cx, cy, box)
-                break
-            if fallback is None and not covers_point:
-                fallback = (cx, cy, box)
-        best = best or fallback or (cx, cy, box)
-        placed.append(best[2])
-        _text(img, s, (best[0], best[1]), 0.4, (30, 30, 30))
+        candidates += [(x + 9 + dx, y - 6 + d) for d in range(-60, 61, 12) for dx in (0, -w - 18)]
+        tx, ty = place(candidates, w, h)
+        _text(img, s, (tx, ty), 0.4, (30, 30, 30))
     return img
 
 
