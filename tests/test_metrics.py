@@ -25,6 +25,20 @@ def test_mse_psnr_ssim_known_values():
         metrics.mse(img[:2], img)
 
 
+def test_psnr_and_ssim_in_blocks_average_every_image(monkeypatch):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((7, 16, 16, 1)).astype(np.float32)
+    recon = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1).astype(np.float32)
+    recon[0] = truth[0] * 0.5  # one image far off, so an unweighted last block would show
+    whole_ssim = float(tf.reduce_mean(tf.image.ssim(recon, truth, max_val=1.0)))
+    whole_psnr = float(tf.reduce_mean(tf.image.psnr(recon, truth, max_val=1.0)))
+    monkeypatch.setattr(metrics, "IMAGE_BLOCK", 3)  # blocks of 3, 3 and 1 images
+    assert metrics.ssim(recon, truth) == pytest.approx(whole_ssim, rel=1e-6)
+    assert metrics.psnr(recon, truth) == pytest.approx(whole_psnr, rel=1e-6)
+
+
 def test_baselines():
     rng = np.random.default_rng(1)
     victims = rng.random((10, 8, 8, 1)).astype(np.float32)

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 from tfminv.attacks import predictions  # noqa: E402
 from tfminv.data import allocations  # noqa: E402
-from tfminv.data.streaming import StreamedImages, inverter_dataset  # noqa: E402
+from tfminv.data.streaming import Rows, StreamedImages, inverter_dataset  # noqa: E402
 from tfminv.errors import DataError  # noqa: E402
 from tfminv.oracles.base import CallableOracle  # noqa: E402
 
@@ -107,3 +107,35 @@ def test_inverter_trains_on_a_streamed_set(data_dir, ref, tmp_path):
 
     hist = (Path(g.run_dir) / "history.csv").read_text().splitlines()
     assert len(hist) == 2 and json.loads((Path(g.run_dir) / "run.json").read_text())["epochs_run"] == 1
+
+
+def test_a_rows_view_trains_like_the_copied_rows(data_dir, ref, tmp_path):
+    """selection_data's training answers are a `Rows` view of the answers: the same batches,
+    the same content hash, so the same cached inverter as the copy `base[index]`."""
+    from tfminv.attacks.inversion import train_inverter
+    from tfminv.hashing import content_hash
+    from tfminv.training import TrainConfig
+
+    s = StreamedImages.from_ref(ref, data_dir=data_dir)
+    rng = np.random.default_rng(1)
+    base = rng.random((len(s) + 40, 4), dtype=np.float32)
+    index = rng.permutation(len(base))[:len(s)]  # unsorted, some rows left out
+    view, copy = Rows(base, index), base[index]
+    assert view.shape == copy.shape and len(view) == len(s)
+    np.testing.assert_array_equal(np.asarray(view), copy)
+    np.testing.assert_array_equal(view[3:9], copy[3:9])
+    assert content_hash(view) == content_hash(copy)
+    assert content_hash(view) != content_hash(base[index[::-1]])
+    for (p, x), (wp, wx) in zip(inverter_dataset(view, s, 16, seed=5).as_numpy_iterator(),
+                                inverter_dataset(copy, s, 16, seed=5).as_numpy_iterator()):
+        np.testing.assert_array_equal(p, wp)
+        np.testing.assert_array_equal(x, wx)
+    config = TrainConfig(epochs=1, batch_size=32, verbose=0, precision="float32")
+    runs = [train_inverter(p, s, k=2, method="truncation", config=config,
+                           workdir=tmp_path / "inv", width=0.0625).run_dir
+            for p in (copy, view)]
+    assert runs[0] == runs[1]
+    with pytest.raises(DataError, match=r"row indices must be in \[0, "):
+        Rows(base, [0, len(base)])
+    with pytest.raises(DataError, match="expected answers"):
+        Rows(base[0], [0])

@@ -20,7 +20,7 @@ def content_hash(images) -> str:
         return images.content_hash()
     a = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
     h = hashlib.sha256(str(a.shape).encode())
-    h.update(a.tobytes())
+    h.update(a)  # the buffer itself: tobytes() would copy it
     return h.hexdigest()
 
 

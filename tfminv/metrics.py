@@ -34,20 +34,35 @@ def mse(recon, truth) -> float:
     return float(mse_per_image(recon, truth).mean())
 
 
+#: images per tf.image call of `psnr` / `ssim`: one call on all 2,344 victims at 64x64 grew the
+#: process by 387 MiB (the allocator keeps what SSIM's filters used), blocks of 256 by 56 MiB,
+#: with the same mean (bench/stream_memory.py, issue 23's 2 GB goal)
+IMAGE_BLOCK = 256
+
+
+def _per_image_mean(fn, recon, truth) -> float:
+    """Mean over images of fn(recon_block, truth_block) (a tf.image per-image metric), computed
+    in blocks of `IMAGE_BLOCK` images."""
+    recon, truth = _pair(recon, truth)
+    if len(recon) == 0:
+        return float("nan")
+    vals = [np.asarray(fn(recon[i:i + IMAGE_BLOCK], truth[i:i + IMAGE_BLOCK]), np.float64)
+            for i in range(0, len(recon), IMAGE_BLOCK)]
+    return float(np.concatenate(vals).mean())
+
+
 def psnr(recon, truth) -> float:
     """Mean PSNR in dB with max value 1 (tf.image.psnr)."""
     import tensorflow as tf
 
-    recon, truth = _pair(recon, truth)
-    return float(tf.reduce_mean(tf.image.psnr(recon, truth, max_val=1.0)).numpy())
+    return _per_image_mean(lambda r, t: tf.image.psnr(r, t, max_val=1.0), recon, truth)
 
 
 def ssim(recon, truth) -> float:
     """Mean SSIM with max value 1 (tf.image.ssim, 11x11 Gaussian window)."""
     import tensorflow as tf
 
-    recon, truth = _pair(recon, truth)
-    return float(tf.reduce_mean(tf.image.ssim(recon, truth, max_val=1.0)).numpy())
+    return _per_image_mean(lambda r, t: tf.image.ssim(r, t, max_val=1.0), recon, truth)
 
 
 def mean_image(images) -> np.ndarray:
@@ -146,7 +161,7 @@ def features(feature_model, images, *, batch_size: int = 256) -> np.ndarray:
 
 
 #: rows of queries / references per block of `identity_check`'s distances
-ID_BLOCK = 1024
+ID_BLOCK = 128
 
 
 def identity_check(query_feats, query_labels, ref_feats, ref_labels) -> dict:
@@ -172,7 +187,9 @@ def identity_check(query_feats, query_labels, ref_feats, ref_labels) -> dict:
     # per query, the nearest distance to each identity [N, C], in float64, computed in blocks of
     # queries and references: a float64 copy of the references (177 MB for 9,379 x 2,355
     # features) and the whole distance matrix with its temporaries (176 MB each at 2,344
-    # victims) made this function the peak of a paper-scale run
+    # victims) made this function the peak of a paper-scale run; a block of 128 queries holds
+    # one [128, M] distance array (9.6 MB at M = 9,379): with 2,344 queries of 2,355 features the
+    # call grew the process by 39 MiB at its peak, 123 MiB with blocks of 512 (1.9 s vs 1.5 s)
     r2 = np.concatenate([(np.asarray(r[j:j + ID_BLOCK], np.float64) ** 2).sum(1)
                          for j in range(0, len(r), ID_BLOCK)])
     per_class = np.empty((len(q), len(classes)))
@@ -183,7 +200,7 @@ def identity_check(query_feats, query_labels, ref_feats, ref_labels) -> dict:
         for j in range(0, len(r), ID_BLOCK):
             rj = np.asarray(r[j:j + ID_BLOCK], np.float64)
             d2[:, j:j + len(rj)] = q2 + r2[None, j:j + len(rj)] - 2.0 * qi @ rj.T
-        d = np.sqrt(np.maximum(d2, 0.0))
+        d = np.sqrt(np.maximum(d2, 0.0, out=d2), out=d2)  # in place: one [block, M] array
         per_class[i:i + len(qi)] = np.stack([d[:, cols].min(axis=1) for cols in members], axis=1)
     order = np.argsort(per_class, axis=1, kind="stable")
     pos = np.searchsorted(classes, ql)

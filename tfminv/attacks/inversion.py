@@ -59,7 +59,9 @@ def _check(preds, images, what):
 
 
 def _check_streamed(preds, images):
-    preds = np.asarray(preds, dtype=np.float32)
+    from tfminv.data.streaming import answers
+
+    preds = answers(preds)  # a streaming.Rows stays a view
     if preds.ndim != 2 or len(preds) != len(images):
         raise DataError(f"auxiliary set: expected predictions [N, m] for the {len(images)} "
                         f"streamed images of {images.name}, got {preds.shape}")

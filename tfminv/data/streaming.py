@@ -156,6 +156,56 @@ class StreamedImages:
             yield i, batch
 
 
+class Rows:
+    """Rows `index` of a 2-D float32 array, gathered a slice at a time: stands where the array
+    `base[index]` would as the training answers of a streamed inverter (`inverter_dataset`,
+    `tfminv.attacks.inversion.train_inverter`), without the copy.
+
+    Why: `tfminv.scenarios.base.selection_data` holds out at most STREAM_VAL_MAX rows, so the
+    training rows are nearly all of them, and their copy (100 MB for 53,210 x 471 answers of
+    the pooled public faces) sat beside the answers for the whole run. `content_hash()` equals
+    `hashing.content_hash(base[index])` (cache keys do not change); NumPy functions get the
+    copy (`__array__`), so every other use stays correct.
+    """
+
+    def __init__(self, base, index):
+        self.base = np.asarray(base, dtype=np.float32)
+        self.index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if self.base.ndim != 2:
+            raise DataError(f"expected answers [N, m], got shape {self.base.shape}")
+        if self.index.size and (self.index.min() < 0 or self.index.max() >= len(self.base)):
+            raise DataError(f"row indices must be in [0, {len(self.base)}), got "
+                            f"{self.index.min()}..{self.index.max()}")
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    @property
+    def shape(self) -> tuple:
+        return (int(self.index.size), int(self.base.shape[1]))
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def __getitem__(self, key):
+        return self.base[self.index[key]]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.base[self.index]
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def content_hash(self, chunk: int = PRED_CHUNK) -> str:
+        h = hashlib.sha256(str(self.shape).encode())
+        for i in range(0, len(self), chunk):
+            h.update(np.ascontiguousarray(self[i:i + chunk]))
+        return h.hexdigest()
+
+
+def answers(preds):
+    """`preds` as training answers: a `Rows` as it is, anything else as a float32 array."""
+    return preds if isinstance(preds, Rows) else np.asarray(preds, np.float32)
+
+
 def _labels(path: Path, meta: dict, split: str) -> np.ndarray:
     import tensorflow as tf
 
@@ -168,10 +218,10 @@ def _labels(path: Path, meta: dict, split: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0,), np.int64)
 
 
-def inverter_dataset(preds: np.ndarray, images: StreamedImages, batch_size: int, *,
+def inverter_dataset(preds, images: StreamedImages, batch_size: int, *,
                      seed: int | None = None, shuffle_buffer: int = SHUFFLE_BUFFER):
-    """(prediction, image) batches for training: predictions zipped with the streamed images,
-    shuffled in a bounded buffer (reshuffled each epoch), batched and prefetched.
+    """(prediction, image) batches for training: predictions (an array or a `Rows` view) zipped
+    with the streamed images, shuffled in a bounded buffer (reshuffled each epoch), batched and prefetched.
 
     Memory: the predictions enter the pipeline from the NumPy array in chunks (a generator),
     not as one graph constant (`from_tensor_slices` copied them: 100 MB for 53,210 x 471),
@@ -183,7 +233,7 @@ def inverter_dataset(preds: np.ndarray, images: StreamedImages, batch_size: int,
     """
     import tensorflow as tf
 
-    preds = np.asarray(preds, np.float32)
+    preds = answers(preds)
     if len(preds) != len(images):
         raise DataError(f"{len(preds)} prediction vectors for the {len(images)} images of "
                         f"{images.name}")

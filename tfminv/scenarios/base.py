@@ -401,7 +401,8 @@ def selection_data(setup: Setup):
     """(train_preds, train_images, val, label) for inverter training per `select_on`.
 
     aux_val: the `aux_split` held-out rows select the model. With stream_aux, train_images is
-    a StreamedImages of the remaining rows and at most STREAM_VAL_MAX held-out rows are read
+    a StreamedImages of the remaining rows, train_preds their answers as a `streaming.Rows`
+    view of setup.aux_preds, and at most STREAM_VAL_MAX held-out rows are read
     into memory (the rest of the held-out share goes back to training); rows of a stream are
     in record order, those of an in-memory set in the allocation's shuffled order, so the two
     modes hold out different (equally random) rows. target_train: the target is queried on (up
@@ -415,8 +416,12 @@ def selection_data(setup: Setup):
     if split is not None:
         tr_idx, val_idx = split
         if config.stream_aux:
+            from tfminv.data.streaming import Rows
+
             val = (setup.aux_preds[val_idx], setup.aux_set.subset(val_idx).to_array())
-            return setup.aux_preds[tr_idx], setup.aux_set.subset(tr_idx), val, "aux_val"
+            # the training rows' answers as a view: nearly every row, a copy would double them
+            return (Rows(setup.aux_preds, tr_idx), setup.aux_set.subset(tr_idx), val,
+                    "aux_val")
         val = (setup.aux_preds[val_idx], setup.aux_set.images[val_idx])
         return (*augmented(setup, setup.aux_preds[tr_idx], setup.aux_set.images[tr_idx]), val,
                 "aux_val")
