@@ -39,6 +39,16 @@ def test_psnr_and_ssim_in_blocks_average_every_image(monkeypatch):
     assert metrics.psnr(recon, truth) == pytest.approx(whole_psnr, rel=1e-6)
 
 
+def test_a_judge_panel_reports_both_judges_under_their_names():
+    first = lambda x, y: {"attack_acc": 0.5, "nn_acc": 0.25}  # noqa: E731
+    second = lambda x, y: {"attack_acc": 0.125, "nn_acc": float(len(x))}  # noqa: E731
+    panel = metrics.JudgePanel(first, second, suffix="_j2")
+    assert panel(np.zeros((3, 2, 2, 1)), [0, 1, 2]) == {
+        "attack_acc": 0.5, "nn_acc": 0.25, "attack_acc_j2": 0.125, "nn_acc_j2": 3.0}
+    with pytest.raises(ValueError, match="suffix"):
+        metrics.JudgePanel(first, second, suffix="")
+
+
 def test_baselines():
     rng = np.random.default_rng(1)
     victims = rng.random((10, 8, 8, 1)).astype(np.float32)

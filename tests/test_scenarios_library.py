@@ -147,6 +147,32 @@ def test_truncation_function_rows_figure_and_cache_reuse(data_dir, tmp_path):
         [r["mse"] for r in result.rows])
 
 
+def test_a_second_judge_scores_every_row_beside_the_first(data_dir, tmp_path):
+    from tfminv.scenarios import TruncationConfig, run_truncation
+    from tfminv.scenarios.audit import AuditConfig
+
+    with pytest.raises(ConfigError, match="must differ from the first"):
+        _cfg(TruncationConfig, data_dir, dataset="mnist", judge2_width=0.03125)  # = first's
+    with pytest.raises(ConfigError, match="reports one judge"):
+        _cfg(AuditConfig, data_dir, dataset="mnist", judge2_width=0.125)
+    result = run_truncation(_cfg(TruncationConfig, data_dir, dataset="mnist", k=(2,),
+                                 methods=("truncation",), judge2_width=0.125))
+    judged = ["attack_acc", "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist"]
+    assert [c for c in result.columns if c.endswith("_j2")] == [c + "_j2" for c in judged]
+    first, second = result.extra["eval_classifier"], result.extra["eval_classifier_2"]
+    assert second["width"] == 0.125 and first["width"] == 0.03125
+    assert second["key"] != first["key"]
+    assert [r["method"] for r in result.rows][1:] == [
+        "reference: real_victims", "reference: mean_aux", "reference: class_mean"]
+    for r in result.rows:
+        assert r["eval_acc_j2"] == second["test_accuracy"]
+        assert r["eval_acc"] == first["test_accuracy"]
+        for c in judged[:2] + judged[3:5]:
+            assert 0 <= r[c + "_j2"] <= 1
+        assert r["knn_dist_j2"] > 0
+    assert "_j2" in " ".join(result.notes)
+
+
 @pytest.mark.slow
 def test_auxiliary_and_joint_functions(data_dir):
     from tfminv.scenarios import AuxiliaryConfig, JointConfig, run_auxiliary, run_joint

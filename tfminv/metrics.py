@@ -239,6 +239,23 @@ class IdentityJudge:
                 **identity_check(feats, labels, self.ref_feats, self.ref_labels)}
 
 
+class JudgePanel:
+    """Two independent judges as one: the first's scores under their names and the second's
+    with `suffix` (attack_acc_j2, ...), so every row a judge scores carries both. Why: an
+    attack optimised through a surrogate can produce detail that classifiers of one family
+    read and others do not; a second judge of another width shows it as disagreement."""
+
+    def __init__(self, first, second, *, suffix: str):
+        if not suffix:
+            raise ValueError("JudgePanel: the second judge needs a non-empty suffix")
+        self.first, self.second, self.suffix = first, second, suffix
+
+    def __call__(self, images, labels) -> dict:
+        out = dict(self.first(images, labels))
+        out.update({k + self.suffix: v for k, v in self.second(images, labels).items()})
+        return out
+
+
 def _unit(feats) -> np.ndarray:
     f = np.asarray(feats, np.float32)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)

@@ -79,9 +79,9 @@ def score_class_images(images, classes, *, eval_model, target_model=None, means=
         raise DataError(f"{len(images)} class images but {len(classes)} classes")
     acc = metrics.attack_accuracy(eval_model, images, classes)
     out = {"attack_acc": acc["top1"], "attack_acc_top5": acc["top5"]}
-    if judge is not None:  # feature-space identity check (metrics.IdentityJudge)
-        j = judge(images, classes)
-        out.update({k: j[k] for k in ("nn_acc", "nn_acc_top5", "knn_dist")})
+    if judge is not None:  # feature-space identity check (metrics.IdentityJudge or a
+        # JudgePanel: the second judge's scores too); the judge's attack_acc is eval_model's
+        out.update({k: v for k, v in judge(images, classes).items() if k not in out})
     if target_model is not None:
         logits = np.asarray(target_model.predict(images, verbose=0), np.float64)
         logits -= logits.max(axis=1, keepdims=True)

@@ -8,6 +8,8 @@ that set and inverts the same victims.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 import time
 
@@ -25,6 +27,8 @@ COLUMNS = ["dataset", "aux", "aux_data", "k", "mse", "psnr", "ssim", "attack_acc
 class AuxiliaryConfig(base.ScenarioConfig):
     """aux_sets: names of the allocation's auxiliary sets to compare, or unions of them and
     the public face sets ('generic+celeba_wild'); k: released top-k (0: the full vector)."""
+
+    reports_judge2: ClassVar[bool] = True
 
     aux_sets: tuple = setting(("same", "generic", "distinct"), "auxiliary sets to compare",
                               flag_type="str_list")
@@ -64,7 +68,7 @@ def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
             fig_rows.append(("ground truth", s.victims.images[pick]))
         fig_rows.append((f"aux {aux_name}", recon[pick]))
         rows.append({"dataset": config.dataset, "aux": aux_name, "aux_data": s.aux_set.name,
-                     "k": k, **base.attack_row(attack), "eval_acc": s.eval_info.get("test_accuracy"),
+                     "k": k, **base.attack_row(attack), **base.judge_fields(s),
                      **base.reference_mses(s), "selection": selection,
                      "width": config.width, "epochs": config.epochs, "n_aux": len(tr_images),
                      "n_victims": len(s.victims)})
@@ -75,5 +79,7 @@ def run_auxiliary(config: AuxiliaryConfig) -> base.ScenarioResult:
              "mse_mean_aux is the mean image of *that row's* auxiliary training rows; "
              "mse_class_mean the per-class mean of the target's training images "
              "(unreachable for a real attacker)."]
+    if first.eval2_info is not None:
+        notes.append(base.JUDGE2_NOTE)
     return base.ScenarioResult(name, f"Auxiliary set distribution: {config.dataset}", rows,
-                               COLUMNS, extra, notes, [fig])
+                               COLUMNS + base.judge2_columns(first, COLUMNS), extra, notes, [fig])

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,6 +112,11 @@ class ScenarioConfig:
                                minimum=0)
     eval_augment: str = setting("", "training-time augmentation of the evaluation classifier",
                                 choices=("", "flip", "flip+shift"))
+    judge2_width: float = setting(0.0, "width of a second, independent evaluation classifier "
+                                  "(its own seed; the eval_* epochs and augmentation): its "
+                                  "scores are reported beside the first judge's with the "
+                                  "suffix _j2 (0: none; it must differ from the first judge's "
+                                  "width)", minimum=0)
     clf_monitor: str = setting("val_loss", "model selection of target and evaluation "
                                "classifiers on their held-out 10%",
                                choices=("val_loss", "val_accuracy"))
@@ -127,9 +133,25 @@ class ScenarioConfig:
         if self.aux_augment and self.stream_aux:
             raise ConfigError(f"--aux_augment={self.aux_augment}: mirrors the auxiliary set in "
                               "memory; run it without --stream_aux")
+        if self.judge2_width and not self.reports_judge2:
+            raise ConfigError(f"--judge2_width={self.judge2_width}: this scenario reports one "
+                              "judge; the second judge is reported by truncation, auxiliary "
+                              "and class_inference")
+        if self.judge2_width and float(self.judge2_width) == self.judge_width():
+            raise ConfigError(f"--judge2_width={self.judge2_width}: the second judge must differ "
+                              f"from the first (width {self.judge_width()}, --eval_width)")
         if not 0.0 < float(self.aux_val_fraction) < 1.0:
             raise ConfigError(f"--aux_val_fraction={self.aux_val_fraction}: expected a share in "
                               "(0, 1)")
+
+    #: whether the scenario reports a second judge's columns (--judge2_width)
+    reports_judge2: ClassVar[bool] = False
+
+    def judge_width(self) -> float:
+        """The width of the (first) evaluation classifier: --eval_width, else half of --width."""
+        from tfminv.training.targets import EVAL_WIDTH_FACTOR
+
+        return float(self.eval_width) if self.eval_width else float(self.width) * EVAL_WIDTH_FACTOR
 
     def preflight(self):
         """The checks that need the allocation's description but no data and no TensorFlow
@@ -199,6 +221,9 @@ class Setup:
     victim_preds: np.ndarray
     seconds: dict
     judge: object = None       # metrics.IdentityJudge over eval_model and the target's data
+    #: the second judge's info (--judge2_width; None without): `judge` is then a
+    #: metrics.JudgePanel whose scores hold both judges'
+    eval2_info: dict | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -271,26 +296,66 @@ def prepare(config: ScenarioConfig, aux_name: str | None = None, n_inverters: in
     from tfminv import metrics
 
     judge = metrics.IdentityJudge(eval_model, train_set.images, train_set.labels)
+    eval2_info = None
+    if config.judge2_width:
+        eval2_model, eval2_info = eval_classifier(config, alloc, train_set, test_set, second=True)
+        judge = metrics.JudgePanel(judge, metrics.IdentityJudge(
+            eval2_model, train_set.images, train_set.labels), suffix=JUDGE2_SUFFIX)
     seconds["eval_classifier"] = time.perf_counter() - t
     t = time.perf_counter()
     aux_preds = query_cached(oracle, aux_set, config.cache_dir)
     victim_preds = query_cached(oracle, victims, config.cache_dir)
     seconds["queries"] = time.perf_counter() - t
     return Setup(config, alloc, aux_name, train_set, aux_set, victims, oracle, target_info,
-                 eval_model, eval_info, aux_preds, victim_preds, seconds, judge)
+                 eval_model, eval_info, aux_preds, victim_preds, seconds, judge, eval2_info)
 
 
-def eval_classifier(config: ScenarioConfig, alloc, train_set, test_set):
+#: the suffix of the second judge's scores (attack_acc_j2, ..., eval_acc_j2)
+JUDGE2_SUFFIX = "_j2"
+#: the second judge's training seed, from the run's seed (the first judge's is the
+#: role's offset, `tfminv.training.targets.EVAL_SEED_OFFSET`, added to it again)
+JUDGE2_SEED_OFFSET = 202
+
+
+def eval_classifier(config: ScenarioConfig, alloc, train_set, test_set, *, second=False):
     """(model, info) of the run's independent evaluation classifier (the judge), trained on the
-    target's data with the eval_* settings, or reused from the cache under the same key."""
+    target's data with the eval_* settings, or reused from the cache under the same key.
+    second: the second judge instead (width --judge2_width, its own seed; same epochs and
+    augmentation), cached under its own key."""
     from tfminv.training import targets
 
+    cfg = config.train_config(config.eval_epochs or config.clf_epochs or config.epochs)
+    width = config.eval_width or None
+    if second:
+        cfg, width = cfg.replace(seed=cfg.seed + JUDGE2_SEED_OFFSET), config.judge2_width
     return targets.get_or_train_classifier(
-        alloc, role="eval", width=config.width,
-        config=config.train_config(config.eval_epochs or config.clf_epochs or config.epochs),
+        alloc, role="eval", width=config.width, config=cfg,
         cache_dir=config.cache_dir, train_set=train_set, test_set=test_set,
         monitor=config.clf_monitor, augment=config.eval_augment,
-        eval_width=config.eval_width or None, init=config.clf_init)
+        eval_width=width, init=config.clf_init)
+
+
+#: the results' note on the second judge's columns
+JUDGE2_NOTE = ("Columns ending in _j2 are the same scores by a second, independent evaluation "
+               "classifier (--judge2_width, its own seed): an attack that only fools "
+               "classifiers like the first judge (or the surrogate) shows as disagreement.")
+
+
+def judge_fields(setup: Setup) -> dict:
+    """eval_acc (the judge's top-1 on the target's held-out images: the ceiling of attack_acc)
+    and, with a second judge, eval_acc_j2: the columns every judged row carries."""
+    out = {"eval_acc": setup.eval_info.get("test_accuracy")}
+    if setup.eval2_info is not None:
+        out["eval_acc" + JUDGE2_SUFFIX] = setup.eval2_info.get("test_accuracy")
+    return out
+
+
+def judge2_columns(setup: Setup, columns) -> list:
+    """The second judge's columns (`columns` that a judge scores, suffixed), empty without one."""
+    if setup.eval2_info is None:
+        return []
+    judged = ("attack_acc", "attack_acc_top5", "eval_acc", "nn_acc", "nn_acc_top5", "knn_dist")
+    return [c + JUDGE2_SUFFIX for c in columns if c in judged]
 
 
 def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
@@ -315,13 +380,14 @@ def budget_seconds(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
     t_inv = step_seconds(lambda: build_inverter(m, size, config.width, k=m), p, x, config=cfg)
     clf_epochs = config.clf_epochs or config.epochs
     eval_epochs = config.eval_epochs or clf_epochs
-    eval_w = config.eval_width or config.width / 2
+    eval_w = config.judge_width()
     steps_clf = math.ceil(0.9 * n_train / b)
     steps_inv = math.ceil(0.9 * n_aux / b)
     # the evaluation classifier's step scales ~ with width^2 (conv FLOPs)
     out = {"classifier_step_s": t_clf, "inverter_step_s": t_inv,
            "target_s": 0.0 if config.target else t_clf * steps_clf * clf_epochs,
-           "eval_s": t_clf * (eval_w / config.width) ** 2 * steps_clf * eval_epochs,
+           "eval_s": t_clf * (eval_w ** 2 + float(config.judge2_width) ** 2) / config.width ** 2
+           * steps_clf * eval_epochs,
            "inverters_s": t_inv * steps_inv * config.epochs * n_inverters}
     out["total_s"] = out["target_s"] + out["eval_s"] + out["inverters_s"]
     return out
@@ -337,7 +403,7 @@ def print_budget(config: ScenarioConfig, alloc, n_train: int, n_aux: int,
     target = "target: yours, not trained here" if config.target else f"target {f(c['target_s'])}"
     log.info(f"budget: at --width={config.width:g} --epochs={config.epochs} this run costs "
              f"about {f(c['total_s'])} on this machine if nothing is cached ({target}, "
-             f"evaluation classifier {f(c['eval_s'])}, {n_inverters} inverter(s) "
+             f"evaluation classifier(s) {f(c['eval_s'])}, {n_inverters} inverter(s) "
              f"{f(c['inverters_s'])}; measured {c['classifier_step_s']:.2f} s / "
              f"{c['inverter_step_s']:.2f} s per classifier / inverter step). Quick CPU run: "
              "--width=0.25 --epochs=10 --clf_epochs=20")
@@ -547,7 +613,8 @@ def seconds_since(t_start: float, setup: Setup | None = None, **more) -> dict:
 def setup_extra(setup: Setup, t_start: float, **more) -> dict:
     """run.json content shared by the attack scenarios: target, evaluation classifier, queries,
     `more`, timings (the binary adds the command line in front)."""
-    return {"target": setup.target_info, "eval_classifier": setup.eval_info,
+    judge2 = {} if setup.eval2_info is None else {"eval_classifier_2": setup.eval2_info}
+    return {"target": setup.target_info, "eval_classifier": setup.eval_info, **judge2,
             "oracle_queries": setup.oracle.num_queries, **aux_extra(setup), **more,
             "seconds": seconds_since(t_start, setup)}
 

@@ -11,6 +11,8 @@ class, MSE to the class's mean training image, and time per class.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 import time
 
@@ -32,6 +34,8 @@ COLUMNS = ["dataset", "method", "attack_acc", "attack_acc_top5", "eval_acc", "nn
 class ClassInferenceConfig(base.ScenarioConfig):
     """k: truncation of the inverters' input; confidence: of the class in the one-hot-like
     vector; methods: a subset of METHODS; mia_*: `tfminv.attacks.fredrikson.FredriksonConfig`."""
+
+    reports_judge2: ClassVar[bool] = True
 
     figure_n: int = setting(10, "not used: the figure shows one image per attacked class (at "
                             "most FIGURE_CLASSES)", flag=False)
@@ -83,7 +87,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     target = base.target_model(s)
     tr_preds, tr_images, val, selection = base.selection_data(s)
     row0 = {"dataset": config.dataset, "k": config.k, "n_classes": m,
-            "n_attacked": int(len(classes)), "eval_acc": s.eval_info.get("test_accuracy")}
+            "n_attacked": int(len(classes)), **base.judge_fields(s)}
     score_kw = dict(eval_model=s.eval_model, target_model=target, means=means, judge=s.judge)
     rows, fig_rows = [], [("class mean (train)", means)]
     for method in config.methods:
@@ -126,5 +130,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
              "one forward pass per class for the trained inverters (train_seconds is their "
              "one-off training, 0 when reused from the cache), the whole optimisation divided "
              "by the number of classes (all classes optimised in one batch) for Fredrikson."]
+    if s.eval2_info is not None:
+        notes.append(base.JUDGE2_NOTE)
     return base.ScenarioResult(name, f"Training-class inference: {config.dataset}", rows,
-                               COLUMNS, extra, notes, [fig])
+                               COLUMNS + base.judge2_columns(s, COLUMNS), extra, notes, [fig])

@@ -7,6 +7,8 @@ references. Trained classifiers, predictions and inverters are cached and reused
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 import time
 
@@ -41,6 +43,8 @@ class TruncationConfig(base.ScenarioConfig):
     `tfminv.attacks.inversion.METHODS` (default: the paper's comparison, without 'identity');
     identity_weight ... surrogate_epochs: the 'identity' method's settings
     (`tfminv.attacks.identity.SETTINGS`)."""
+
+    reports_judge2: ClassVar[bool] = True
 
     k: tuple = setting((10,), "size of the released top-k prediction: one value or a list",
                        flag_type="int_list", minimum=1)
@@ -97,8 +101,7 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
             # train_seconds of the session that trained the (cached) inverter
             train_s = load_run(attack.inverter.run_dir).get("train_seconds")
             rows.append({**row0, "k": k, "method": method, **attack.scores,
-                         "train_seconds": train_s, "eval_acc": s.eval_info.get("test_accuracy"),
-                         **refs.mses()})
+                         "train_seconds": train_s, **base.judge_fields(s), **refs.mses()})
             fig_rows.append((f"{method} k={k}", attack.reconstructions[pick]))
     rows += reference_rows(s, row0, refs)
     name = f"truncation_{alloc.name}"
@@ -126,9 +129,12 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
              "scored the same way: the real victim images, the mean auxiliary image, the "
              "per-class mean of the target's training images. train_seconds = wall time of "
              "the training session that produced the (cached) inverter."]
-    columns = COLUMNS
+    columns = COLUMNS + base.judge2_columns(s, COLUMNS)
+    if s.eval2_info is not None:
+        extra["eval_classifier_2"] = s.eval2_info
+        notes.append(base.JUDGE2_NOTE)
     if "identity" in config.methods:
-        columns = COLUMNS + IDENTITY_COLUMNS
+        columns = columns + IDENTITY_COLUMNS
         extra["identity"] = _identity.options_of(config).key()
         notes.append(IDENTITY_NOTE)
     return base.ScenarioResult(name, f"Truncation vs previous: {config.dataset}", rows, columns,
@@ -152,4 +158,4 @@ def reference_rows(setup, base_row: dict, refs=None) -> list[dict]:
                "class_mean": refs.class_mean_images}
     return [{**base_row, "k": 0, "method": f"reference: {name}",
              **core.score(np.asarray(guess, np.float32), v.images, v.labels, setup.judge),
-             "eval_acc": setup.eval_info.get("test_accuracy")} for name, guess in guesses.items()]
+             **base.judge_fields(setup)} for name, guess in guesses.items()]
