@@ -211,6 +211,29 @@ def test_class_inference_function(data_dir):
 
 
 @pytest.mark.slow
+def test_class_inference_with_the_identity_method(data_dir):
+    """'identity' is a class-inference method too: its own trained inverter (not the truncation
+    one), fed the class vectors, with its surrogate's columns; refused settings are refused."""
+    from tfminv.scenarios import ClassInferenceConfig, run_class_inference
+    from tfminv.scenarios.class_inference import DEFAULT_METHODS
+
+    assert "identity" not in DEFAULT_METHODS  # the default stays the paper's comparison
+    res = run_class_inference(_cfg(ClassInferenceConfig, data_dir, dataset="mnist", k=2,
+                                   methods=("truncation", "identity"), identity_weight=0.1))
+    rows = {r["method"]: r for r in res.rows}
+    assert set(rows) == {"truncation", "identity"}
+    ident, trunc = rows["identity"], rows["truncation"]
+    assert 0 <= ident["attack_acc"] <= 1 and 0 < ident["target_confidence"] <= 1
+    assert 0 <= ident["surrogate_top1_agreement"] <= 1 and ident["surrogate_k"] == 2
+    assert np.isfinite(ident["surrogate_kl"]) and ident["surrogate_kl"] >= 0
+    assert "surrogate_kl" not in trunc and "surrogate_kl" in res.columns
+    assert ident["mse_to_class_mean"] != trunc["mse_to_class_mean"]  # another inverter
+    assert res.extra["identity"]["identity_weight"] == 0.1
+    with pytest.raises(ConfigError, match="identity_weight"):
+        ClassInferenceConfig(identity_weight=-1.0)
+
+
+@pytest.mark.slow
 def test_a_json_allocation_needs_no_binary_change(data_dir, tmp_path):
     """A user's allocation file (digits 0-2 vs 3-5) runs through the library and the binary's
     --dataset alike."""

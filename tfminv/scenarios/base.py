@@ -341,6 +341,22 @@ JUDGE2_NOTE = ("Columns ending in _j2 are the same scores by a second, independe
                "classifiers like the first judge (or the surrogate) shows as disagreement.")
 
 
+#: the identity method's extra columns (its surrogate; shown only when the method runs), in
+#: the truncation and class-inference tables alike
+IDENTITY_COLUMNS = ["surrogate_top1_agreement", "surrogate_topk_overlap", "surrogate_kl",
+                    "surrogate_near_chance"]
+IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + identity_weight "
+                 "x KL between the released entries of v and the attacker's surrogate's on G(v) "
+                 "(+ feature_weight x its penultimate-feature MSE); the surrogate is distilled "
+                 "from the same auxiliary releases (no extra query). surrogate_top1_agreement / "
+                 "surrogate_topk_overlap: its agreement with the target on the held-out "
+                 "auxiliary rows; surrogate_near_chance: at most 2x chance (then the row is not "
+                 "an identity attack); surrogate_kl: that KL on the row's own images (the "
+                 "victims' reconstructions; in class inference the class images). "
+                 "No realism term: detail the surrogate reads may also sway the judge, which "
+                 "is a classifier of the same family; compare nn_acc and the figure.")
+
+
 def judge_fields(setup: Setup) -> dict:
     """eval_acc (the judge's top-1 on the target's held-out images: the ceiling of attack_acc)
     and, with a second judge, eval_acc_j2: the columns every judged row carries."""

@@ -3,6 +3,9 @@
 - truncation: G trained black-box on auxiliary predictions truncated to `k` (default 1: only
   the top confidence), fed a one-hot-like vector per class (one forward pass);
 - previous: G trained on full vectors, fed the same vector;
+- identity: the truncation inverter trained identity-consistent through the attacker's own
+  surrogate of the target (`tfminv.attacks.identity`; black-box, no query beyond the auxiliary
+  set), fed the same vector; not in the default comparison (about 4x a truncation inverter);
 - fredrikson: Fredrikson et al.'s optimisation on the input with the target's gradients
   (white-box), with Gaussian denoising + sharpening of the result (raw result also scored).
 Scores: top-1/top-5 of the independent evaluation classifier, the target's confidence in the
@@ -18,11 +21,14 @@ import time
 
 import numpy as np
 
+from tfminv.attacks import identity as _identity
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
-METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
+METHODS = ("truncation", "previous", "identity", "fredrikson", "fredrikson_meanaux")
+#: what a run compares unless told: the paper's comparison (no 'identity')
+DEFAULT_METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
 FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
 COLUMNS = ["dataset", "method", "attack_acc", "attack_acc_top5", "eval_acc", "nn_acc",
            "nn_acc_top5", "knn_dist", "target_confidence", "mse_to_class_mean",
@@ -33,7 +39,9 @@ COLUMNS = ["dataset", "method", "attack_acc", "attack_acc_top5", "eval_acc", "nn
 @dataclasses.dataclass
 class ClassInferenceConfig(base.ScenarioConfig):
     """k: truncation of the inverters' input; confidence: of the class in the one-hot-like
-    vector; methods: a subset of METHODS; mia_*: `tfminv.attacks.fredrikson.FredriksonConfig`."""
+    vector; methods: a subset of METHODS (default DEFAULT_METHODS); mia_*:
+    `tfminv.attacks.fredrikson.FredriksonConfig`; identity_weight ... surrogate_epochs: the
+    'identity' method's settings (`tfminv.attacks.identity.SETTINGS`)."""
 
     reports_judge2: ClassVar[bool] = True
 
@@ -42,8 +50,9 @@ class ClassInferenceConfig(base.ScenarioConfig):
     k: int = setting(1, "truncation of the inverters' input (paper: keep the top one)",
                      minimum=1)
     confidence: float = setting(1.0, "confidence of the class in the one-hot-like vector")
-    methods: tuple = setting(METHODS, "methods to compare (fredrikson_meanaux: the optimisation "
-                             "started from the mean auxiliary image instead of black)",
+    methods: tuple = setting(DEFAULT_METHODS, "methods to compare (fredrikson_meanaux: the "
+                             "optimisation started from the mean auxiliary image instead of "
+                             "black; identity: the identity-consistent inverter)",
                              flag_type="str_list", choices=METHODS)
     mia_steps: int = setting(1000, "Fredrikson: most gradient steps per class", minimum=1)
     mia_lr: float = setting(0.1, "Fredrikson: step size")
@@ -57,6 +66,14 @@ class ClassInferenceConfig(base.ScenarioConfig):
                                      "result)", minimum=0)
     n_classes_sample: int = setting(0, "attack a seeded sample of this many classes (0: all)",
                                     minimum=0)
+    identity_weight: float = _identity.declared("identity_weight")
+    feature_weight: float = _identity.declared("feature_weight")
+    surrogate_width: float = _identity.declared("surrogate_width")
+    surrogate_epochs: int = _identity.declared("surrogate_epochs")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
@@ -75,7 +92,8 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     mia_cfg = FredriksonConfig(steps=config.mia_steps, learning_rate=config.mia_lr,
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
-    s = base.prepare(config)
+    inverters = [mt for mt in config.methods if not mt.startswith("fredrikson")]
+    s = base.prepare(config, n_inverters=len(inverters) + 2 * ("identity" in inverters))
     m = s.num_outputs
     if not 1 <= config.k <= m:
         raise ConfigError(f"--k={config.k}: expected 1 to {m}")
@@ -109,10 +127,15 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
         t = time.perf_counter()
         g = train_inverter(tr_preds, tr_images, k=config.k, method=method,
                            config=config.train_config(), workdir=base.inverter_workdir(s),
-                           val=val, width=config.width)
+                           val=val, width=config.width, identity=config)
         train_seconds = time.perf_counter() - t
         images, per_class = ci.infer_classes(g, m, classes, config.confidence)
         score = ci.score_class_images(images, classes, **score_kw)
+        sur = getattr(g, "surrogate", None)
+        if sur is not None:  # the identity method: its surrogate's agreement and KL
+            score.update(sur.fields(), surrogate_kl=_identity.identity_kl(
+                sur.model, g, ci.class_vectors(m, classes, config.confidence), config.k,
+                images))
         rows.append({**row0, "method": method, **score, "seconds_per_class": per_class,
                      "train_seconds": round(train_seconds, 1),
                      "access": "black-box (predictions)", "mean_steps": 1.0})
@@ -130,7 +153,12 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
              "one forward pass per class for the trained inverters (train_seconds is their "
              "one-off training, 0 when reused from the cache), the whole optimisation divided "
              "by the number of classes (all classes optimised in one batch) for Fredrikson."]
+    columns = COLUMNS + base.judge2_columns(s, COLUMNS)
     if s.eval2_info is not None:
         notes.append(base.JUDGE2_NOTE)
+    if "identity" in config.methods:
+        columns += base.IDENTITY_COLUMNS
+        extra["identity"] = _identity.options_of(config).key()
+        notes.append(base.IDENTITY_NOTE)
     return base.ScenarioResult(name, f"Training-class inference: {config.dataset}", rows,
-                               COLUMNS + base.judge2_columns(s, COLUMNS), extra, notes, [fig])
+                               columns, extra, notes, [fig])

@@ -23,18 +23,7 @@ COLUMNS = ["dataset", "k", "method", "mse", "psnr", "ssim", "attack_acc", "attac
            "mse_class_mean", "mse_zeros", "selection", "width", "epochs", "n_aux",
            "n_victims", "train_seconds"]
 
-#: the identity method's extra columns (its surrogate; shown only when the method runs)
-IDENTITY_COLUMNS = ["surrogate_top1_agreement", "surrogate_topk_overlap", "surrogate_kl",
-                    "surrogate_near_chance"]
-IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + identity_weight "
-                 "x KL between the released entries of v and the attacker's surrogate's on G(v) "
-                 "(+ feature_weight x its penultimate-feature MSE); the surrogate is distilled "
-                 "from the same auxiliary releases (no extra query). surrogate_top1_agreement / "
-                 "surrogate_topk_overlap: its agreement with the target on the held-out "
-                 "auxiliary rows; surrogate_near_chance: at most 2x chance (then the row is not "
-                 "an identity attack); surrogate_kl: that KL on the victims' reconstructions. "
-                 "No realism term: detail the surrogate reads may also sway the judge, which "
-                 "is a classifier of the same family; compare nn_acc and the figure.")
+IDENTITY_COLUMNS, IDENTITY_NOTE = base.IDENTITY_COLUMNS, base.IDENTITY_NOTE  # one home: base
 
 
 @dataclasses.dataclass
