@@ -56,7 +56,7 @@ DEFAULT_POLICIES = ("identity;topk:3;topk:1;round:1;label;gaussian:0.1;reverse_s
 
 # ----------------------------------------------------------------------------------- settings
 @dataclasses.dataclass(frozen=True)
-class InversionConfig:
+class InversionConfig(_identity.FrozenIdentitySettings):
     """The settings of one `run_inversion` (each declared once, with its help).
 
     Checked on construction (ConfigError naming the field); checks that need the target (k at
@@ -99,10 +99,6 @@ class InversionConfig:
     train: object = setting(None, "the inverters' tfminv.training.TrainConfig (library only)",
                             flag=False)
     method: str = _inversion.method_setting()
-    identity_weight: float = _identity.declared("identity_weight")
-    feature_weight: float = _identity.declared("feature_weight")
-    surrogate_width: float = _identity.declared("surrogate_width")
-    surrogate_epochs: int = _identity.declared("surrogate_epochs")
 
     def __post_init__(self):
         from tfminv.attacks.predictions import check_aux_augment
@@ -110,7 +106,7 @@ class InversionConfig:
         if self.method not in _inversion.METHODS:
             raise ConfigError(f"method={self.method!r}: expected one of "
                               f"{', '.join(_inversion.METHODS)}")
-        _identity.options_of(self)  # the identity weights: negative or NaN is a ConfigError
+        super().__post_init__()  # the identity settings' checks (IdentitySettings)
         policy_list(self.k, self.policies)
         if not float(self.width) > 0:
             raise ConfigError(f"width={self.width!r}: expected a multiplier > 0")

@@ -85,15 +85,17 @@ def spelled(value) -> str:
     return str(value)
 
 
-def check(config) -> None:
+def check(config, names=None) -> None:
     """The pure checks every field of `config` declares (choices, minimum; a list is never
-    empty), in field order.
+    empty), in field order; `names`: only those fields.
 
     A failure raises ConfigError naming the setting (as the command line spells it, which is
     also the field's name) and what was expected."""
     from tfminv.errors import ConfigError
 
     for name, (field, s) in settings_of(config).items():
+        if names is not None and name not in names:
+            continue
         value = getattr(config, name)
         items = list(value) if is_list(field, s) and isinstance(value, (tuple, list)) else \
             [value]

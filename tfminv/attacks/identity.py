@@ -50,26 +50,56 @@ def declared(name: str):
     return setting(default, help_, minimum=minimum)
 
 
+def _settings_block(frozen: bool):
+    """The dataclass that declares `SETTINGS`' four fields once, as a base (mixin) of every
+    config offering the method; two builds because a frozen dataclass cannot inherit from a
+    mutable one, nor the reverse. kw_only: the fields stay out of a config's positional
+    arguments (they come first in field order, as bases' fields do)."""
+
+    @dataclasses.dataclass(frozen=frozen, kw_only=True)
+    class IdentitySettings:
+        """The identity method's settings (`SETTINGS`), checked after the config's own
+        checks: negative or NaN is a ConfigError naming the setting."""
+
+        identity_weight: float = declared("identity_weight")
+        feature_weight: float = declared("feature_weight")
+        surrogate_width: float = declared("surrogate_width")
+        surrogate_epochs: int = declared("surrogate_epochs")
+
+        def __post_init__(self):
+            parent = getattr(super(), "__post_init__", None)
+            if parent is not None:
+                parent()
+            check_settings(self)
+
+    IdentitySettings.__qualname__ = IdentitySettings.__name__ = (
+        "FrozenIdentitySettings" if frozen else "IdentitySettings")
+    return IdentitySettings
+
+
+def check_settings(config) -> None:
+    """The identity settings' checks on any object that has them as attributes."""
+    from tfminv.settings import check
+
+    check(config, names=SETTINGS)  # minimum 0 refuses negatives and NaN (NaN >= 0 is false)
+    w = config.surrogate_width
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+        raise ConfigError(f"--surrogate_width={w}: expected a multiplier > 0")
+
+
+#: the base of a (mutable) scenario config that offers the method
+IdentitySettings = _settings_block(frozen=False)
+#: the base of a frozen config that offers the method (`tfminv.leakage.InversionConfig`)
+FrozenIdentitySettings = _settings_block(frozen=True)
+
+
 @dataclasses.dataclass(frozen=True)
-class IdentityOptions:
-    """The identity method's settings (`SETTINGS`); checked on construction."""
-
-    identity_weight: float = declared("identity_weight")
-    feature_weight: float = declared("feature_weight")
-    surrogate_width: float = declared("surrogate_width")
-    surrogate_epochs: int = declared("surrogate_epochs")
-
-    def __post_init__(self):
-        from tfminv.settings import check
-
-        check(self)  # minimum 0 refuses negatives and NaN (NaN >= 0 is false)
-        w = self.surrogate_width
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-            raise ConfigError(f"--surrogate_width={w}: expected a multiplier > 0")
+class IdentityOptions(FrozenIdentitySettings):
+    """The identity method's settings alone (`SETTINGS`); checked on construction."""
 
     def key(self) -> dict:
-        return {k: float(v) if k != "surrogate_epochs" else int(v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {k: float(getattr(self, k)) if k != "surrogate_epochs" else int(getattr(self, k))
+                for k in SETTINGS}
 
 
 def options_of(config=None) -> IdentityOptions:

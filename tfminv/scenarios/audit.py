@@ -48,7 +48,7 @@ from tfminv.settings import setting
 
 
 @dataclasses.dataclass
-class AuditConfig(base.ScenarioConfig):
+class AuditConfig(_identity.IdentitySettings, base.ScenarioConfig):
     """policies: release policy specs separated by ';' (None: DEFAULT_POLICIES); audit_seed: the
     auxiliary train/validation split and the policies' noise draws (training seeds come from
     `seed`); title: the report's (None: one naming target and auxiliary set); victims / aux /
@@ -109,14 +109,9 @@ class AuditConfig(base.ScenarioConfig):
                                  "form, e.g. 'plain=keras:a.keras,smoothed=keras:b.keras' "
                                  "(instead of --target); one table with a 'model' column")
     method: str = _inversion.method_setting()
-    identity_weight: float = _identity.declared("identity_weight")
-    feature_weight: float = _identity.declared("feature_weight")
-    surrogate_width: float = _identity.declared("surrogate_width")
-    surrogate_epochs: int = _identity.declared("surrogate_epochs")
 
     def __post_init__(self):
-        super().__post_init__()
-        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
+        super().__post_init__()  # ScenarioConfig's checks, then the identity settings'
         from tfminv.data import specs
         from tfminv.leakage import parse_input_range
         from tfminv.policies import parse_list

@@ -37,11 +37,11 @@ COLUMNS = ["dataset", "method", "attack_acc", "attack_acc_top5", "eval_acc", "nn
 
 
 @dataclasses.dataclass
-class ClassInferenceConfig(base.ScenarioConfig):
+class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
     """k: truncation of the inverters' input; confidence: of the class in the one-hot-like
     vector; methods: a subset of METHODS (default DEFAULT_METHODS); mia_*:
     `tfminv.attacks.fredrikson.FredriksonConfig`; identity_weight ... surrogate_epochs: the
-    'identity' method's settings (`tfminv.attacks.identity.SETTINGS`)."""
+    'identity' method's settings (the `tfminv.attacks.identity.IdentitySettings` base)."""
 
     reports_judge2: ClassVar[bool] = True
 
@@ -66,14 +66,6 @@ class ClassInferenceConfig(base.ScenarioConfig):
                                      "result)", minimum=0)
     n_classes_sample: int = setting(0, "attack a seeded sample of this many classes (0: all)",
                                     minimum=0)
-    identity_weight: float = _identity.declared("identity_weight")
-    feature_weight: float = _identity.declared("feature_weight")
-    surrogate_width: float = _identity.declared("surrogate_width")
-    surrogate_epochs: int = _identity.declared("surrogate_epochs")
-
-    def __post_init__(self):
-        super().__post_init__()
-        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:

@@ -27,11 +27,11 @@ IDENTITY_COLUMNS, IDENTITY_NOTE = base.IDENTITY_COLUMNS, base.IDENTITY_NOTE  # o
 
 
 @dataclasses.dataclass
-class TruncationConfig(base.ScenarioConfig):
+class TruncationConfig(_identity.IdentitySettings, base.ScenarioConfig):
     """k: the released top-k sizes to compare; methods: a subset of
     `tfminv.attacks.inversion.METHODS` (default: the paper's comparison, without 'identity');
-    identity_weight ... surrogate_epochs: the 'identity' method's settings
-    (`tfminv.attacks.identity.SETTINGS`)."""
+    identity_weight ... surrogate_epochs: the 'identity' method's settings (the
+    `tfminv.attacks.identity.IdentitySettings` base)."""
 
     reports_judge2: ClassVar[bool] = True
 
@@ -39,14 +39,6 @@ class TruncationConfig(base.ScenarioConfig):
                        flag_type="int_list", minimum=1)
     methods: tuple = setting(DEFAULT_METHODS, "methods to compare", flag_type="str_list",
                              choices=METHODS)
-    identity_weight: float = _identity.declared("identity_weight")
-    feature_weight: float = _identity.declared("feature_weight")
-    surrogate_width: float = _identity.declared("surrogate_width")
-    surrogate_epochs: int = _identity.declared("surrogate_epochs")
-
-    def __post_init__(self):
-        super().__post_init__()
-        _identity.options_of(self)  # the identity settings' own checks (surrogate_width > 0)
 
     def preflight(self):
         alloc = super().preflight()
