@@ -593,7 +593,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                 "seed": cfg.seed, "aux_augment": cfg.aux_augment, "method": cfg.method,
                 "oracle_queries": oracle.num_queries, "seconds": round(time.time() - t0, 1)}
     if surrogates:
-        settings["identity"] = _identity.options_of(cfg).key()
+        settings["identity"] = _identity.options_of(cfg).report()
         settings["surrogate"] = surrogates
     return InversionResults(rows=rows, reconstructions=recons, baselines=refs,
                             settings=settings, victim_images=data.victim_images,

@@ -258,14 +258,14 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     `surrogate_kl`, the surrogate's KL between the victims' released entries and its own on
     their reconstructions.
     """
-    from tfminv.attacks.inversion import invert, train_inverter
+    from tfminv.attacks.inversion import train_inverter
 
     t = time.perf_counter()
     inverter = train_inverter(train_preds, train_images, k=k, method=method, config=config,
                               workdir=workdir, val=val, width=width, callbacks=callbacks,
                               identity=identity)
     seconds = time.perf_counter() - t
-    recon = invert(inverter, victim_preds)
+    recon, facts = reconstruct(inverter, victim_preds, k=k, method=method, identity=identity)
     scores = score(recon, victim_images, victim_labels, judge)
     sur = getattr(inverter, "surrogate", None)
     if sur is not None:
@@ -273,7 +273,29 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
 
         scores.update(sur.fields())
         scores["surrogate_kl"] = identity_kl(sur.model, inverter, victim_preds, k, recon)
+    scores.update(facts)
     return Attack(inverter, recon, scores, round(seconds, 1))
+
+
+def reconstruct(inverter, released, *, k: int, method: str, identity=None):
+    """(images [N, H, W, C], facts): what the attack makes of released vectors [N, m]: the
+    inverter's images, refined per vector through its surrogate for 'identity_refine'
+    (`tfminv.attacks.refine`; facts: surrogate_kl_start, the KL before refinement, and
+    refine_seconds). The one home of that step for every door and class inference."""
+    from tfminv.attacks.inversion import invert
+
+    if method != "identity_refine":
+        return invert(inverter, released), {}
+    from tfminv.attacks.identity import options_of
+    from tfminv.attacks.refine import refine
+
+    opts = options_of(identity)
+    t = time.perf_counter()
+    images, facts = refine(inverter, inverter.surrogate.model, released, k,
+                           steps=int(opts.refine_steps), lr=float(opts.refine_lr),
+                           prox=float(opts.refine_prox))
+    return images, {"surrogate_kl_start": facts.get("surrogate_kl_start"),
+                    "refine_seconds": round(time.perf_counter() - t, 1)}
 
 
 # ----------------------------------------------------------------------------- run folders

@@ -30,6 +30,8 @@ import numpy as np
 from tfminv.errors import ConfigError
 from tfminv.settings import setting
 
+REFINE_STEPS, REFINE_LR, REFINE_PROX = 30, 0.05, 0.0  # measured: DESIGN.md, 'identity_refine'
+
 #: name -> (default, help, minimum): each identity setting declared once, used by
 #: `IdentityOptions` and every config that offers the method (`declared`)
 SETTINGS = {
@@ -41,7 +43,17 @@ SETTINGS = {
     "surrogate_width": (0.25, "identity method: width multiplier of the surrogate classifier",
                         None),
     "surrogate_epochs": (0, "identity method: surrogate training epochs (0: the inverter's)", 0),
+    # attack time only (method 'identity_refine', `tfminv.attacks.refine`): not in the
+    # inverter's cache key, so one trained identity inverter serves both methods
+    "refine_steps": (REFINE_STEPS, "identity_refine method: per-victim steps that move the "
+                                   "decoder's input so the surrogate's released entries of "
+                                   "the image match the victim's", 1),
+    "refine_lr": (REFINE_LR, "identity_refine method: Adam step size of those steps", 0.0),
+    "refine_prox": (REFINE_PROX, "identity_refine method: weight of the squared distance of the "
+                                 "decoder's input to where it started", 0.0),
 }
+#: the settings that shape the trained inverter (its cache key); the rest act at attack time
+TRAINING = ("identity_weight", "feature_weight", "surrogate_width", "surrogate_epochs")
 
 
 def declared(name: str):
@@ -65,6 +77,9 @@ def _settings_block(frozen: bool):
         feature_weight: float = declared("feature_weight")
         surrogate_width: float = declared("surrogate_width")
         surrogate_epochs: int = declared("surrogate_epochs")
+        refine_steps: int = declared("refine_steps")
+        refine_lr: float = declared("refine_lr")
+        refine_prox: float = declared("refine_prox")
 
         def __post_init__(self):
             parent = getattr(super(), "__post_init__", None)
@@ -85,6 +100,9 @@ def check_settings(config) -> None:
     w = config.surrogate_width
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
         raise ConfigError(f"--surrogate_width={w}: expected a multiplier > 0")
+    from tfminv.attacks.refine import check as check_refine
+
+    check_refine(config.refine_steps, config.refine_lr, config.refine_prox)
 
 
 #: the base of a (mutable) scenario config that offers the method
@@ -98,7 +116,13 @@ class IdentityOptions(FrozenIdentitySettings):
     """The identity method's settings alone (`SETTINGS`); checked on construction."""
 
     def key(self) -> dict:
-        return {k: float(getattr(self, k)) if k != "surrogate_epochs" else int(getattr(self, k))
+        """The settings that shape the trained inverter (`TRAINING`): its cache key."""
+        return {k: v for k, v in self.report().items() if k in TRAINING}
+
+    def report(self) -> dict:
+        """Every setting, as run.json records it."""
+        ints = ("surrogate_epochs", "refine_steps")
+        return {k: int(getattr(self, k)) if k in ints else float(getattr(self, k))
                 for k in SETTINGS}
 
 

@@ -14,6 +14,9 @@ Methods:
 - `identity`: the truncation inverter trained with, beside pixel MSE, a term that the
   attacker's surrogate of the target (distilled from the same auxiliary releases) finds in
   G(v) what v released (`tfminv.attacks.identity`; its weights: `IdentityOptions`).
+- `identity_refine`: the identity inverter (the same trained model), each victim's
+  reconstruction then refined through the surrogate at attack time (`tfminv.attacks.refine`,
+  run by `tfminv.attacks.core.run_attack`; no query).
 
 G never sees the target's graph or weights: its only inputs are prediction arrays that came
 out of an Oracle (see tfminv.attacks.predictions.query_cached).
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 
 #: the methods a scenario compares when none are named (the paper's comparison)
 DEFAULT_METHODS = ("truncation", "previous", "previous_logzero")
-METHODS = DEFAULT_METHODS + ("identity",)
+#: the methods whose inverter is the identity-consistent one (one trained model serves both)
+IDENTITY_METHODS = ("identity", "identity_refine")
+METHODS = DEFAULT_METHODS + IDENTITY_METHODS
 
 
 def method_setting():
@@ -40,6 +45,7 @@ def method_setting():
     return setting("truncation", "attack method of every policy's inverter (truncation: the "
                    "aligned inverter; identity: the same inverter trained with a surrogate of "
                    "the target from the same auxiliary releases, for the victims' identity; "
+                   "identity_refine: its images refined per victim through the surrogate; "
                    "previous / previous_logzero: the earlier training-based inversion)",
                    choices=METHODS)
 
@@ -101,8 +107,8 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     streamed = hasattr(aux_images, "iter_chunks")
-    if method == "identity" and streamed:
-        raise ConfigError("method 'identity' trains its surrogate on in-memory auxiliary "
+    if method in IDENTITY_METHODS and streamed:
+        raise ConfigError(f"method {method!r} trains its surrogate on in-memory auxiliary "
                           "images; expected an image array, not a stream (--stream_aux)")
     if streamed:  # tfminv.data.streaming.StreamedImages: read from the records while training
         preds, images = _check_streamed(aux_predictions, aux_images), aux_images
@@ -113,7 +119,7 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     _check_k(k, m)
     if val is not None:
         val = _check(val[0], val[1], "validation set")
-    if method == "identity":
+    if method in IDENTITY_METHODS:
         from tfminv.attacks.identity import options_of, train_identity_inverter
 
         return train_identity_inverter(preds, images, k=k, config=config, workdir=workdir,

@@ -344,7 +344,7 @@ JUDGE2_NOTE = ("Columns ending in _j2 are the same scores by a second, independe
 #: the identity method's extra columns (its surrogate; shown only when the method runs), in
 #: the truncation and class-inference tables alike
 IDENTITY_COLUMNS = ["surrogate_top1_agreement", "surrogate_topk_overlap", "surrogate_kl",
-                    "surrogate_near_chance"]
+                    "surrogate_near_chance", "surrogate_kl_start", "refine_seconds"]
 IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + identity_weight "
                  "x KL between the released entries of v and the attacker's surrogate's on G(v) "
                  "(+ feature_weight x its penultimate-feature MSE); the surrogate is distilled "
@@ -353,6 +353,10 @@ IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + 
                  "auxiliary rows; surrogate_near_chance: at most 2x chance (then the row is not "
                  "an identity attack); surrogate_kl: that KL on the row's own images (the "
                  "victims' reconstructions; in class inference the class images). "
+                 "'identity_refine' = the same trained inverter, each image then refined "
+                 "through the surrogate (refine_steps Adam steps on the decoder's input toward "
+                 "the released entries; no query): surrogate_kl_start is that KL before, "
+                 "refine_seconds the refinement's wall time. "
                  "No realism term: detail the surrogate reads may also sway the judge, which "
                  "is a classifier of the same family; compare nn_acc and the figure.")
 

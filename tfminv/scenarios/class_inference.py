@@ -22,11 +22,12 @@ import time
 import numpy as np
 
 from tfminv.attacks import identity as _identity
+from tfminv.attacks.inversion import IDENTITY_METHODS
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
-METHODS = ("truncation", "previous", "identity", "fredrikson", "fredrikson_meanaux")
+METHODS = ("truncation", "previous", *IDENTITY_METHODS, "fredrikson", "fredrikson_meanaux")
 #: what a run compares unless told: the paper's comparison (no 'identity')
 DEFAULT_METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
 FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
@@ -74,6 +75,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     from tfminv import metrics
     from tfminv.attacks import class_inference as ci
     from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
+    from tfminv.attacks.core import reconstruct
     from tfminv.attacks.inversion import train_inverter
 
     t_start = time.perf_counter()
@@ -85,7 +87,9 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
     inverters = [mt for mt in config.methods if not mt.startswith("fredrikson")]
-    s = base.prepare(config, n_inverters=len(inverters) + 2 * ("identity" in inverters))
+    # one identity inverter and its surrogate serve both identity methods
+    n_identity = len(set(IDENTITY_METHODS) & set(inverters))
+    s = base.prepare(config, n_inverters=len(inverters) - n_identity + 3 * (n_identity > 0))
     m = s.num_outputs
     if not 1 <= config.k <= m:
         raise ConfigError(f"--k={config.k}: expected 1 to {m}")
@@ -122,10 +126,15 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                            val=val, width=config.width, identity=config)
         train_seconds = time.perf_counter() - t
         images, per_class = ci.infer_classes(g, m, classes, config.confidence)
+        facts = {}
+        if method == "identity_refine":  # the class vectors' images refined through S
+            vectors = ci.class_vectors(m, classes, config.confidence)
+            images, facts = reconstruct(g, vectors, k=config.k, method=method, identity=config)
+            per_class += facts["refine_seconds"] / len(classes)
         score = ci.score_class_images(images, classes, **score_kw)
         sur = getattr(g, "surrogate", None)
-        if sur is not None:  # the identity method: its surrogate's agreement and KL
-            score.update(sur.fields(), surrogate_kl=_identity.identity_kl(
+        if sur is not None:  # the identity methods: the surrogate's agreement and KL
+            score.update(sur.fields(), **facts, surrogate_kl=_identity.identity_kl(
                 sur.model, g, ci.class_vectors(m, classes, config.confidence), config.k,
                 images))
         rows.append({**row0, "method": method, **score, "seconds_per_class": per_class,
@@ -148,9 +157,9 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     columns = COLUMNS + base.judge2_columns(s, COLUMNS)
     if s.eval2_info is not None:
         notes.append(base.JUDGE2_NOTE)
-    if "identity" in config.methods:
+    if set(IDENTITY_METHODS) & set(config.methods):
         columns += base.IDENTITY_COLUMNS
-        extra["identity"] = _identity.options_of(config).key()
+        extra["identity"] = _identity.options_of(config).report()
         notes.append(base.IDENTITY_NOTE)
     return base.ScenarioResult(name, f"Training-class inference: {config.dataset}", rows,
                                columns, extra, notes, [fig])

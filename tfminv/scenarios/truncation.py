@@ -13,7 +13,7 @@ import dataclasses
 import time
 
 from tfminv.attacks import identity as _identity
-from tfminv.attacks.inversion import DEFAULT_METHODS, METHODS
+from tfminv.attacks.inversion import DEFAULT_METHODS, IDENTITY_METHODS, METHODS
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
@@ -60,7 +60,7 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     k_text = ",".join(map(str, ks))
     n_classes = alloc.num_classes
     n_inv = len({k for k in ks if k < n_classes}) + 1 if "truncation" in config.methods else 1
-    if "identity" in config.methods:  # an inverter and a surrogate per k
+    if set(IDENTITY_METHODS) & set(config.methods):  # an inverter and a surrogate per k
         n_inv += 2 * len(set(ks))
     s = base.prepare(config, n_inverters=n_inv)
     m = s.num_outputs
@@ -114,9 +114,9 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     if s.eval2_info is not None:
         extra["eval_classifier_2"] = s.eval2_info
         notes.append(base.JUDGE2_NOTE)
-    if "identity" in config.methods:
+    if set(IDENTITY_METHODS) & set(config.methods):
         columns = columns + IDENTITY_COLUMNS
-        extra["identity"] = _identity.options_of(config).key()
+        extra["identity"] = _identity.options_of(config).report()
         notes.append(IDENTITY_NOTE)
     return base.ScenarioResult(name, f"Truncation vs previous: {config.dataset}", rows, columns,
                                extra, notes, [fig])
