@@ -24,31 +24,19 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 
-
-def check(steps, lr, prox) -> None:
-    """The refinement settings a run with method 'identity_refine' needs: steps >= 1, lr > 0,
-    prox >= 0 (ConfigError naming the setting)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"--refine_steps={steps}: method 'identity_refine' needs at least one "
-                          "step")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"--refine_lr={lr}: expected a step size > 0")
-    if isinstance(prox, bool) or not isinstance(prox, (int, float)) or not prox >= 0:
-        raise ConfigError(f"--refine_prox={prox}: expected a weight >= 0")
-
-
 def refine(inverter, surrogate_model, released, k: int, *, steps: int, lr: float,
            prox: float, batch_size: int = 256) -> tuple[np.ndarray, dict]:
     """(images [N, H, W, C], facts): the refined reconstructions of the released vectors
-    [N, m] and {"surrogate_kl_start", "surrogate_kl_end"} (mean KL before and after).
+    [N, m] and {"surrogate_kl_start"}, the mean KL before refinement (the caller scores the
+    images, the KL after included).
 
     inverter: a truncation-style inverter (layers 'truncation' then 'decoder', as
-    `tfminv.models.build_inverter` makes them); surrogate_model: image -> logits."""
+    `tfminv.models.build_inverter` makes them); surrogate_model: image -> logits; steps / lr /
+    prox: checked settings (`tfminv.attacks.identity.check_settings`)."""
     import tensorflow as tf
 
     from tfminv.models.losses import released_kl
 
-    check(steps, lr, prox)
     try:
         trunc, decoder = inverter.get_layer("truncation"), inverter.get_layer("decoder")
     except ValueError as e:
@@ -85,9 +73,8 @@ def refine(inverter, surrogate_model, released, k: int, *, steps: int, lr: float
         return z0, best, kl0
 
     @tf.function(reduce_retracing=True)
-    def finish(v, z, z0):
-        _, kl = objective(v, z, z0)
-        return tf.cast(decoder(z, training=False), tf.float32), kl
+    def finish(z):
+        return tf.cast(decoder(z, training=False), tf.float32)
 
     def run(v):
         z0, best, kl0 = start(v)
@@ -95,18 +82,13 @@ def refine(inverter, surrogate_model, released, k: int, *, steps: int, lr: float
         for t in range(1, steps + 1):
             z, m1, m2, best, best_z = step(v, z0, z, m1, m2, tf.constant(float(t)), best,
                                            best_z)
-        x, kl_end = finish(v, best_z, z0)
-        return x, kl0, kl_end
+        return finish(best_z), kl0
 
-    outs, kl_start, kl_end = [], [], []
+    outs, kl_start = [], []
     for i in range(0, len(v_all), batch_size):
-        x, a, b = run(tf.constant(v_all[i:i + batch_size]))
+        x, kl0 = run(tf.constant(v_all[i:i + batch_size]))
         outs.append(x.numpy())
-        kl_start.append(a.numpy())
-        kl_end.append(b.numpy())
+        kl_start.append(kl0.numpy())
     if not outs:
         return np.zeros((0, *inverter.output_shape[1:]), np.float32), {}
-    images = np.concatenate(outs)
-    facts = {"surrogate_kl_start": float(np.concatenate(kl_start).mean()),
-             "surrogate_kl_end": float(np.concatenate(kl_end).mean())}
-    return images, facts
+    return np.concatenate(outs), {"surrogate_kl_start": float(np.concatenate(kl_start).mean())}
