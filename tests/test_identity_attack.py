@@ -150,15 +150,62 @@ def test_refinement_moves_images_toward_the_release_through_the_surrogate(mnist)
     assert np.abs(held.reconstructions - ident.reconstructions).mean() < 0.5 * moved
 
 
-@pytest.mark.parametrize("field, value", [("refine_steps", 0), ("refine_lr", 0.0),
-                                          ("refine_prox", -1.0), ("refine_lr", float("nan"))])
-def test_bad_refinement_settings_are_one_line_errors(field, value):
+def test_selection_keeps_the_candidate_the_target_finds_closest(mnist):
+    """Method 'identity_select': the same trained inverter; per victim select_candidates
+    images (the unrefined one, then refinement snapshots) are sent to the target through the
+    given query, each counted, and the kept one is, per victim, the candidate of the lowest
+    target KL to the victim's release; with no query function it is a one-line error."""
+    from tfminv.attacks import core
+    from tfminv.attacks.identity import IdentityOptions
+    from tfminv.attacks.select import candidate_steps
+    from tfminv.models.losses import released_kl
+    from tfminv.oracles import CallableOracle
+
+    (p, x), val = mnist["aux_tr"], mnist["aux_val"]
+    vp, vx, vl = mnist["victims"]
+    train = dict(identity_weight=0.1, surrogate_width=0.125, surrogate_epochs=SUR_EPOCHS)
+    kw = dict(k=K, config=mnist["config"], workdir=mnist["base"] / "inv", width=0.125, val=val,
+              victim_labels=vl)
+    opts = IdentityOptions(**train, refine_steps=40, refine_lr=0.1, select_candidates=5)
+    ident = core.run_attack(p, x, vp, vx, method="identity", identity=IdentityOptions(**train),
+                            **kw)
+    refined = core.run_attack(p, x, vp, vx, method="identity_refine", identity=opts, **kw)
+    oracle = CallableOracle(mnist["probs"])
+    sel = core.run_attack(p, x, vp, vx, method="identity_select", identity=opts,
+                          query=oracle, **kw)
+    assert sel.inverter.run_dir == ident.inverter.run_dir  # one trained model
+    sc = sel.scores
+    assert candidate_steps(40, 5) == (0, 10, 20, 30, 40)
+    assert sc["queries_per_victim"] == 5 and oracle.num_queries == 5 * len(vp)
+
+    def target_kl(images):
+        z = np.log(np.maximum(mnist["probs"](images), 1e-12))
+        return released_kl(vp, z, K).numpy()
+
+    kept, first, last = (target_kl(i) for i in (sel.reconstructions, ident.reconstructions,
+                                                refined.reconstructions))
+    # per victim never further for the target than the unrefined or the fully refined image
+    assert np.all(kept <= first + 1e-4) and np.all(kept <= last + 1e-4)
+    assert sc["target_kl"] == pytest.approx(float(kept.mean()), rel=1e-3)
+    assert sc["target_kl_start"] == pytest.approx(float(first.mean()), rel=1e-3)
+    assert sc["target_kl"] < sc["target_kl_start"] and 0 < sc["selected_refined"] <= 1
+    with pytest.raises(ConfigError) as e:
+        core.run_attack(p, x, vp, vx, method="identity_select", identity=opts, **kw)
+    assert "identity_select" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("values", [dict(refine_steps=0), dict(refine_lr=0.0),
+                                    dict(refine_prox=-1.0), dict(refine_lr=float("nan")),
+                                    dict(select_candidates=1),
+                                    dict(select_candidates=12, refine_steps=10)])
+def test_bad_refinement_settings_are_one_line_errors(values):
     from tfminv.attacks.identity import IdentityOptions
     from tfminv.scenarios.truncation import TruncationConfig
 
+    field = list(values)[0]
     for cls in (IdentityOptions, TruncationConfig):
         with pytest.raises(ConfigError) as e:
-            cls(**{field: value})
+            cls(**values)
         assert field in str(e.value) and "\n" not in str(e.value)
 
 

@@ -219,15 +219,22 @@ def test_class_inference_with_the_identity_method(data_dir):
 
     assert "identity" not in DEFAULT_METHODS  # the default stays the paper's comparison
     res = run_class_inference(_cfg(ClassInferenceConfig, data_dir, dataset="mnist", k=2,
-                                   methods=("truncation", "identity", "identity_refine"),
-                                   identity_weight=0.1, refine_steps=20))
+                                   methods=("truncation", "identity", "identity_refine",
+                                            "identity_select"),
+                                   identity_weight=0.1, refine_steps=20, select_candidates=3))
     rows = {r["method"]: r for r in res.rows}
-    assert set(rows) == {"truncation", "identity", "identity_refine"}
+    assert set(rows) == {"truncation", "identity", "identity_refine", "identity_select"}
     # identity_refine: the same inverter's class images refined through the surrogate
     ref = rows["identity_refine"]
     assert ref["surrogate_kl_start"] == pytest.approx(rows["identity"]["surrogate_kl"], rel=1e-3)
     assert ref["surrogate_kl"] < ref["surrogate_kl_start"] and ref["refine_seconds"] > 0
     assert res.extra["identity"]["refine_steps"] == 20
+    # identity_select: the target asked once per candidate (steps 0, 10, 20) and class; the
+    # kept image's target KL is no worse than the unrefined one's (candidate 0)
+    sel = rows["identity_select"]
+    assert sel["queries_per_victim"] == 3 and 0 <= sel["selected_refined"] <= 1
+    assert sel["target_kl"] <= sel["target_kl_start"] + 1e-6
+    assert sel["surrogate_kl_start"] == pytest.approx(ref["surrogate_kl_start"], rel=1e-3)
     ident, trunc = rows["identity"], rows["truncation"]
     assert 0 <= ident["attack_acc"] <= 1 and 0 < ident["target_confidence"] <= 1
     assert 0 <= ident["surrogate_top1_agreement"] <= 1 and ident["surrogate_k"] == 2

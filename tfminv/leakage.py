@@ -455,6 +455,15 @@ def _release(oracle, data, pol, mirrored, cfg) -> _Release:
                     None if mirrored is None else q(mirrored, cfg.seed + 2))
 
 
+def _query(oracle, pol, cfg):
+    """images -> the target's answers released under `pol`, cached (method 'identity_select'
+    sends its candidates through it; the Oracle counts them)."""
+    from tfminv.attacks.predictions import query_cached
+
+    return lambda images: query_cached(oracle, images, cfg.cache_dir, policy=pol,
+                                       seed=cfg.seed + 3)
+
+
 def _references(data, aux_tr, raw_victims, judge: _Judge, m: int) -> tuple[dict, object]:
     """(InversionResults.baselines: the core's references plus the door's accuracy anchors,
     the core's `Baselines`)."""
@@ -545,7 +554,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
         f"{cost['step_s']:.3f} s per step, width {cfg.width:g}); fewer epochs, a smaller width "
         "or fewer policies cost proportionally less")
     progress_cb = _progress_callback(say, len(pols), train_cfg.epochs)
-    rows, recons, surrogates = [], {}, {}
+    rows, recons, surrogates, attack_time = [], {}, {}, {}
     for i, (pol, rel) in enumerate(zip(pols, releases)):
         t1 = time.time()
         spec, kk = pol.spec(), pol.released_k(m)
@@ -557,7 +566,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                                  config=train_cfg, workdir=workdir, width=cfg.width, val=val,
                                  victim_labels=labels, judge=judge.judge,
                                  callbacks=[progress_cb(i, spec)], method=cfg.method,
-                                 identity=cfg)
+                                 identity=cfg, query=_query(oracle, pol, cfg))
         sc = attack.scores
         row = InversionRow(
             policy=spec, k=kk, released_entries=float(np.mean((rel.victims > 0).sum(axis=1))),
@@ -569,8 +578,11 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
             aux_val_mse=metrics.mse(invert(attack.inverter, val[0]), val[1]),
             seconds=round(time.time() - t1, 1))
         rows.append(row)
-        if cfg.method == "identity":  # the surrogate's agreement, labelled near chance
+        if cfg.method in _inversion.IDENTITY_METHODS:  # the surrogate's agreement, labelled
+            # near chance, and what the attack-time step did (queries per victim, ...)
             surrogates[spec] = {n: v for n, v in sc.items() if n.startswith("surrogate_")}
+            if cfg.method in core.ATTACK_TIME:
+                attack_time[spec] = {n: sc[n] for n in core.ATTACK_TIME_FACTS if n in sc}
         recons[spec] = attack.reconstructions
         per_victim[spec] = {"mse": metrics.mse_per_image(attack.reconstructions,
                                                          data.victim_images)}
@@ -595,6 +607,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
     if surrogates:
         settings["identity"] = _identity.options_of(cfg).report()
         settings["surrogate"] = surrogates
+    if attack_time:
+        settings["attack_time"] = attack_time
     return InversionResults(rows=rows, reconstructions=recons, baselines=refs,
                             settings=settings, victim_images=data.victim_images,
                             victim_labels=labels, references=ref_rows, details=details,

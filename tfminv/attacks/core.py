@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from tfminv.errors import DataError
+from tfminv.errors import ConfigError, DataError
 
 CLASS_MEAN_FROM_TRAIN = "target training images"
 CLASS_MEAN_FROM_VICTIMS = "the other victims of the class (leave-one-out)"
@@ -244,7 +244,7 @@ class Attack:
 
 def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int, config,
                workdir, width: float, val=None, method: str = "truncation", victim_labels=None,
-               judge=None, callbacks=(), identity=None) -> Attack:
+               judge=None, callbacks=(), identity=None, query=None) -> Attack:
     """Release -> aligned inverter -> inversion -> scores, the one body every door runs.
 
     train_preds / train_images: the attacker's released auxiliary vectors and the images
@@ -256,7 +256,8 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     config declaring them); with that method the scores also hold the surrogate's agreement
     with the target (`Surrogate.fields()`, `surrogate_near_chance` labelled) and
     `surrogate_kl`, the surrogate's KL between the victims' released entries and its own on
-    their reconstructions.
+    their reconstructions. query: images -> the target's released vectors, through its Oracle
+    and the victims' release (policy); only 'identity_select' calls it (`reconstruct`).
     """
     from tfminv.attacks.inversion import train_inverter
 
@@ -265,7 +266,8 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
                               workdir=workdir, val=val, width=width, callbacks=callbacks,
                               identity=identity)
     seconds = time.perf_counter() - t
-    recon, facts = reconstruct(inverter, victim_preds, k=k, method=method, identity=identity)
+    recon, facts = reconstruct(inverter, victim_preds, k=k, method=method, identity=identity,
+                               query=query)
     scores = score(recon, victim_images, victim_labels, judge)
     sur = getattr(inverter, "surrogate", None)
     if sur is not None:
@@ -277,25 +279,47 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     return Attack(inverter, recon, scores, round(seconds, 1))
 
 
-def reconstruct(inverter, released, *, k: int, method: str, identity=None):
+def reconstruct(inverter, released, *, k: int, method: str, identity=None, query=None):
     """(images [N, H, W, C], facts): what the attack makes of released vectors [N, m]: the
-    inverter's images, refined per vector through its surrogate for 'identity_refine'
+    inverter's images; for 'identity_refine' refined per vector through its surrogate
     (`tfminv.attacks.refine`; facts: surrogate_kl_start, the KL before refinement, and
-    refine_seconds). The one home of that step for every door and class inference."""
+    refine_seconds); for 'identity_select' the refinement's snapshots sent to the target through
+    `query` (images -> released vectors, counted by the target's Oracle) and the closest kept
+    (`tfminv.attacks.select`; facts also queries_per_victim, target_kl_start, target_kl,
+    selected_refined). The one home of that step for every door and class inference."""
     from tfminv.attacks.inversion import invert
 
-    if method != "identity_refine":
+    if method not in ATTACK_TIME:
         return invert(inverter, released), {}
     from tfminv.attacks.identity import options_of
     from tfminv.attacks.refine import refine
+    from tfminv.attacks.select import candidate_steps, select
 
     opts = options_of(identity)
+    steps = int(opts.refine_steps)
+    at = (steps,)
+    if method == "identity_select":
+        if query is None:
+            raise ConfigError("method 'identity_select' queries the target on each candidate "
+                              "image; this caller gave no query function")
+        at = candidate_steps(steps, int(opts.select_candidates))
     t = time.perf_counter()
-    images, facts = refine(inverter, inverter.surrogate.model, released, k,
-                           steps=int(opts.refine_steps), lr=float(opts.refine_lr),
-                           prox=float(opts.refine_prox))
-    return images, {"surrogate_kl_start": facts.get("surrogate_kl_start"),
-                    "refine_seconds": round(time.perf_counter() - t, 1)}
+    path, facts = refine(inverter, inverter.surrogate.model, released, k, at_steps=at,
+                         lr=float(opts.refine_lr), prox=float(opts.refine_prox))
+    facts = {"surrogate_kl_start": facts.get("surrogate_kl_start")}
+    images = path[-1]
+    if method == "identity_select":
+        images, chosen = select(path, released, query, k)
+        facts.update(chosen)
+    facts["refine_seconds"] = round(time.perf_counter() - t, 1)
+    return images, facts
+
+
+#: the methods that act at attack time on the identity inverter's images (`reconstruct`)
+ATTACK_TIME = ("identity_refine", "identity_select")
+#: the facts `reconstruct` adds to an attack-time method's scores
+ATTACK_TIME_FACTS = ("surrogate_kl_start", "refine_seconds", "queries_per_victim",
+                     "target_kl_start", "target_kl", "selected_refined")
 
 
 # ----------------------------------------------------------------------------- run folders

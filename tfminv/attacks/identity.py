@@ -41,16 +41,24 @@ SETTINGS = {
     "surrogate_width": (0.25, "identity method: width multiplier of the surrogate classifier",
                         None),
     "surrogate_epochs": (0, "identity method: surrogate training epochs (0: the inverter's)", 0),
-    # attack time only (method 'identity_refine', `tfminv.attacks.refine`): not in the
-    # inverter's cache key, so one trained identity inverter serves both methods. Defaults not
-    # yet tuned at paper scale (DESIGN.md, 'identity_refine'); on the MNIST slice of
-    # tests/test_identity_attack.py 40 steps of 0.1 cut the surrogate's KL 0.530 -> 0.378
-    "refine_steps": (30, "identity_refine method: per-victim steps that move the "
-                                   "decoder's input so the surrogate's released entries of "
-                                   "the image match the victim's", 1),
-    "refine_lr": (0.05, "identity_refine method: Adam step size of those steps", 0.0),
-    "refine_prox": (0.0, "identity_refine method: weight of the squared distance of the "
-                                 "decoder's input to where it started", 0.0),
+    # attack time only (methods 'identity_refine' and 'identity_select',
+    # `tfminv.attacks.refine`): not in the inverter's cache key, so one trained identity
+    # inverter serves every identity method. Defaults not yet tuned at paper scale (DESIGN.md,
+    # 'identity_refine'); on the MNIST slice of tests/test_identity_attack.py 40 steps of 0.1
+    # cut the surrogate's KL 0.530 -> 0.378
+    "refine_steps": (30, "identity_refine / identity_select methods: per-victim steps that "
+                         "move the decoder's input so the surrogate's released entries of the "
+                         "image match the victim's", 1),
+    "refine_lr": (0.05, "identity_refine / identity_select methods: Adam step size of those "
+                        "steps", 0.0),
+    "refine_prox": (0.0, "identity_refine / identity_select methods: weight of the squared "
+                         "distance of the decoder's input to where it started", 0.0),
+    # attack time only (method 'identity_select', `tfminv.attacks.select`): the target is
+    # queried this many times per victim
+    "select_candidates": (8, "identity_select method: images per victim sent to the target "
+                             "(the unrefined one and the refinement's after evenly spaced "
+                             "numbers of steps); the one whose release is closest to the "
+                             "victim's is kept. Queries per victim", 2),
 }
 #: the settings that shape the trained inverter (its cache key); the rest act at attack time
 TRAINING = ("identity_weight", "feature_weight", "surrogate_width", "surrogate_epochs")
@@ -63,7 +71,7 @@ def declared(name: str):
 
 
 def _settings_block(frozen: bool):
-    """The dataclass that declares `SETTINGS`' four fields once, as a base (mixin) of every
+    """The dataclass that declares `SETTINGS`' fields once, as a base (mixin) of every
     config offering the method; two builds because a frozen dataclass cannot inherit from a
     mutable one, nor the reverse. kw_only: the fields stay out of a config's positional
     arguments (they come first in field order, as bases' fields do)."""
@@ -80,6 +88,7 @@ def _settings_block(frozen: bool):
         refine_steps: int = declared("refine_steps")
         refine_lr: float = declared("refine_lr")
         refine_prox: float = declared("refine_prox")
+        select_candidates: int = declared("select_candidates")
 
         def __post_init__(self):
             parent = getattr(super(), "__post_init__", None)
@@ -102,6 +111,9 @@ def check_settings(config) -> None:
         w = getattr(config, name)
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
             raise ConfigError(f"--{name}={w}: expected {what} > 0")
+    from tfminv.attacks.select import candidate_steps
+
+    candidate_steps(int(config.refine_steps), int(config.select_candidates))
 
 
 #: the base of a (mutable) scenario config that offers the method
@@ -120,7 +132,7 @@ class IdentityOptions(FrozenIdentitySettings):
 
     def report(self) -> dict:
         """Every setting, as run.json records it."""
-        ints = ("surrogate_epochs", "refine_steps")
+        ints = ("surrogate_epochs", "refine_steps", "select_candidates")
         return {k: int(getattr(self, k)) if k in ints else float(getattr(self, k))
                 for k in SETTINGS}
 

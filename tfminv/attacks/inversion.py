@@ -17,6 +17,9 @@ Methods:
 - `identity_refine`: the identity inverter (the same trained model), each victim's
   reconstruction then refined through the surrogate at attack time (`tfminv.attacks.refine`,
   run by `tfminv.attacks.core.run_attack`; no query).
+- `identity_select`: the same inverter; per victim its image and refinement snapshots are sent
+  to the target, and the one whose release is closest to the victim's is kept
+  (`tfminv.attacks.select`; `select_candidates` counted queries per victim).
 
 G never sees the target's graph or weights: its only inputs are prediction arrays that came
 out of an Oracle (see tfminv.attacks.predictions.query_cached).
@@ -35,8 +38,8 @@ log = logging.getLogger(__name__)
 
 #: the methods a scenario compares when none are named (the paper's comparison)
 DEFAULT_METHODS = ("truncation", "previous", "previous_logzero")
-#: the methods whose inverter is the identity-consistent one (one trained model serves both)
-IDENTITY_METHODS = ("identity", "identity_refine")
+#: the methods whose inverter is the identity-consistent one (one trained model serves all)
+IDENTITY_METHODS = ("identity", "identity_refine", "identity_select")
 METHODS = DEFAULT_METHODS + IDENTITY_METHODS
 
 
@@ -46,6 +49,7 @@ def method_setting():
                    "aligned inverter; identity: the same inverter trained with a surrogate of "
                    "the target from the same auxiliary releases, for the victims' identity; "
                    "identity_refine: its images refined per victim through the surrogate; "
+                   "identity_select: the target queried on those images, the closest kept; "
                    "previous / previous_logzero: the earlier training-based inversion)",
                    choices=METHODS)
 

@@ -1,4 +1,5 @@
-"""Attack-time refinement through the surrogate (method 'identity_refine').
+"""Attack-time refinement through the surrogate (methods 'identity_refine' and, for its
+candidates, 'identity_select').
 
 The identity inverter G = decoder(Truncation_k(v)) is trained on the whole auxiliary set, so
 for one victim its output is a compromise. Refinement moves, per victim, the decoder's input
@@ -24,15 +25,19 @@ import numpy as np
 
 from tfminv.errors import ConfigError
 
-def refine(inverter, surrogate_model, released, k: int, *, steps: int, lr: float,
-           prox: float, batch_size: int = 256) -> tuple[np.ndarray, dict]:
-    """(images [N, H, W, C], facts): the refined reconstructions of the released vectors
-    [N, m] and {"surrogate_kl_start"}, the mean KL before refinement (the caller scores the
-    images, the KL after included).
+
+def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
+           prox: float, batch_size: int = 256) -> tuple[list, dict]:
+    """([images [N, H, W, C] per entry of at_steps], facts): the best images of one
+    refinement of the released vectors [N, m] after each number of steps in `at_steps`
+    (increasing; 0 = the inverter's own image decoder(z0); (refine_steps,) for
+    'identity_refine', the candidates of 'identity_select' `tfminv.attacks.select`) and
+    {"surrogate_kl_start"}, the mean KL before refinement (the caller scores the images, the KL
+    after included).
 
     inverter: a truncation-style inverter (layers 'truncation' then 'decoder', as
-    `tfminv.models.build_inverter` makes them); surrogate_model: image -> logits; steps / lr /
-    prox: checked settings (`tfminv.attacks.identity.check_settings`)."""
+    `tfminv.models.build_inverter` makes them); surrogate_model: image -> logits; lr / prox
+    and the largest step count: checked settings (`tfminv.attacks.identity.check_settings`)."""
     import tensorflow as tf
 
     from tfminv.models.losses import released_kl
@@ -76,19 +81,29 @@ def refine(inverter, surrogate_model, released, k: int, *, steps: int, lr: float
     def finish(z):
         return tf.cast(decoder(z, training=False), tf.float32)
 
+    at = [int(t) for t in at_steps]
+    if not at or at != sorted(set(at)) or at[0] < 0:
+        raise ConfigError(f"refinement snapshots: expected increasing step counts >= 0, got "
+                          f"{list(at_steps)}")
+
     def run(v):
         z0, best, kl0 = start(v)
         z, m1, m2, best_z = z0, tf.zeros_like(z0), tf.zeros_like(z0), z0
-        for t in range(1, steps + 1):
+        snaps = [finish(best_z)] if at[0] == 0 else []
+        for t in range(1, at[-1] + 1):
             z, m1, m2, best, best_z = step(v, z0, z, m1, m2, tf.constant(float(t)), best,
                                            best_z)
-        return finish(best_z), kl0
+            if t in at:
+                snaps.append(finish(best_z))
+        return snaps, kl0
 
-    outs, kl_start = [], []
+    outs, kl_start = [[] for _ in at], []
     for i in range(0, len(v_all), batch_size):
-        x, kl0 = run(tf.constant(v_all[i:i + batch_size]))
-        outs.append(x.numpy())
+        snaps, kl0 = run(tf.constant(v_all[i:i + batch_size]))
+        for out, x in zip(outs, snaps):
+            out.append(x.numpy())
         kl_start.append(kl0.numpy())
-    if not outs:
-        return np.zeros((0, *inverter.output_shape[1:]), np.float32), {}
-    return np.concatenate(outs), {"surrogate_kl_start": float(np.concatenate(kl_start).mean())}
+    if not kl_start:
+        return [np.zeros((0, *inverter.output_shape[1:]), np.float32) for _ in at], {}
+    return ([np.concatenate(o) for o in outs],
+            {"surrogate_kl_start": float(np.concatenate(kl_start).mean())})

@@ -344,7 +344,8 @@ JUDGE2_NOTE = ("Columns ending in _j2 are the same scores by a second, independe
 #: the identity method's extra columns (its surrogate; shown only when the method runs), in
 #: the truncation and class-inference tables alike
 IDENTITY_COLUMNS = ["surrogate_top1_agreement", "surrogate_topk_overlap", "surrogate_kl",
-                    "surrogate_near_chance", "surrogate_kl_start", "refine_seconds"]
+                    "surrogate_near_chance", "surrogate_kl_start", "refine_seconds",
+                    "queries_per_victim", "target_kl_start", "target_kl", "selected_refined"]
 IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + identity_weight "
                  "x KL between the released entries of v and the attacker's surrogate's on G(v) "
                  "(+ feature_weight x its penultimate-feature MSE); the surrogate is distilled "
@@ -356,7 +357,12 @@ IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + 
                  "'identity_refine' = the same trained inverter, each image then refined "
                  "through the surrogate (refine_steps Adam steps on the decoder's input toward "
                  "the released entries; no query): surrogate_kl_start is that KL before, "
-                 "refine_seconds the refinement's wall time. "
+                 "refine_seconds the refinement's wall time. 'identity_select' = the same "
+                 "refinement's images after evenly spaced numbers of steps (the unrefined one "
+                 "first) sent to the target, each victim keeping the one whose answer is "
+                 "closest to its release: queries_per_victim counted queries (select_candidates), "
+                 "target_kl_start / target_kl the target's own KL to the release of the "
+                 "unrefined / kept images, selected_refined the share that kept a refined one. "
                  "No realism term: detail the surrogate reads may also sway the judge, which "
                  "is a classifier of the same family; compare nn_acc and the figure.")
 
@@ -569,7 +575,15 @@ def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "
                            method=method, config=setup.config.train_config(epochs),
                            workdir=workdir or inverter_workdir(setup), val=val,
                            width=setup.config.width, victim_labels=setup.victims.labels,
-                           judge=setup.judge, identity=setup.config)
+                           judge=setup.judge, identity=setup.config, query=target_query(setup))
+
+
+def target_query(setup: Setup):
+    """images -> the target's answers through the setup's Oracle (counted, cached like every
+    query): what method 'identity_select' sends its candidate images through."""
+    from tfminv.attacks.predictions import query_cached
+
+    return lambda images: query_cached(setup.oracle, images, setup.config.cache_dir)
 
 
 def attack_row(attack) -> dict:

@@ -75,7 +75,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     from tfminv import metrics
     from tfminv.attacks import class_inference as ci
     from tfminv.attacks.fredrikson import FredriksonConfig, invert_classes
-    from tfminv.attacks.core import reconstruct
+    from tfminv.attacks.core import ATTACK_TIME, reconstruct
     from tfminv.attacks.inversion import train_inverter
 
     t_start = time.perf_counter()
@@ -87,7 +87,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
     inverters = [mt for mt in config.methods if not mt.startswith("fredrikson")]
-    # one identity inverter and its surrogate serve both identity methods
+    # one identity inverter and its surrogate serve every identity method
     n_identity = len(set(IDENTITY_METHODS) & set(inverters))
     s = base.prepare(config, n_inverters=len(inverters) - n_identity + 3 * (n_identity > 0))
     m = s.num_outputs
@@ -127,9 +127,11 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
         train_seconds = time.perf_counter() - t
         images, per_class = ci.infer_classes(g, m, classes, config.confidence)
         facts = {}
-        if method == "identity_refine":  # the class vectors' images refined through S
+        if method in ATTACK_TIME:  # the class vectors' images refined through S (and
+            # for identity_select the target asked which refinement it finds closest)
             vectors = ci.class_vectors(m, classes, config.confidence)
-            images, facts = reconstruct(g, vectors, k=config.k, method=method, identity=config)
+            images, facts = reconstruct(g, vectors, k=config.k, method=method, identity=config,
+                                        query=base.target_query(s))
             per_class += facts["refine_seconds"] / len(classes)
         score = ci.score_class_images(images, classes, **score_kw)
         sur = getattr(g, "surrogate", None)
