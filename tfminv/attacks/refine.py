@@ -21,9 +21,14 @@ family, so detail that S reads may also sway the judge; the feature-space identi
 
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 
 from tfminv.errors import ConfigError
+
+log = logging.getLogger("tfminv")
 
 
 def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
@@ -98,11 +103,17 @@ def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
         return snaps, kl0
 
     outs, kl_start = [[] for _ in at], []
-    for i in range(0, len(v_all), batch_size):
+    t0, n = time.perf_counter(), len(v_all)
+    for i in range(0, n, batch_size):
         snaps, kl0 = run(tf.constant(v_all[i:i + batch_size]))
         for out, x in zip(outs, snaps):
             out.append(x.numpy())
         kl_start.append(kl0.numpy())
+        done = min(i + batch_size, n)
+        if n > batch_size:  # minutes at paper scale: one line per batch, not silence
+            spent = time.perf_counter() - t0
+            log.info("refinement: %d/%d vectors, %d steps, %.0f s, about %.0f s left", done, n,
+                     at[-1], spent, spent / done * (n - done))
     if not kl_start:
         return [np.zeros((0, *inverter.output_shape[1:]), np.float32) for _ in at], {}
     return ([np.concatenate(o) for o in outs],
