@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfminv.errors import ConfigError
+from tfminv.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,22 @@ def test_class_vectors_and_one_forward_pass_per_class():
     assert not np.allclose(imgs[0], imgs[1])
     with pytest.raises(ConfigError):
         class_vectors(4, [4])
+
+
+def test_best_auxiliary_reads_only_what_a_top_k_release_shows():
+    """Per class, the auxiliary row whose released top-k gives it the highest score; a class
+    that no row's top k holds is -1 (its 0.3 in row 2 is not released at k = 1)."""
+    from tfminv.attacks.class_inference import best_auxiliary
+
+    answers = np.array([[0.6, 0.3, 0.1, 0.0],
+                        [0.1, 0.8, 0.05, 0.05],
+                        [0.5, 0.1, 0.3, 0.1],
+                        [0.45, 0.45, 0.05, 0.05]], np.float32)
+    np.testing.assert_array_equal(best_auxiliary(answers, [0, 1, 2, 3], k=1), [0, 1, -1, -1])
+    # at k = 2 row 2 releases class 2, and row 0's 0.3 for class 1 loses to row 1's 0.8
+    np.testing.assert_array_equal(best_auxiliary(answers, [2, 1, 0], k=2), [2, 1, 0])
+    with pytest.raises(DataError, match="best auxiliary"):
+        best_auxiliary(np.zeros((0, 4)), [0], k=1)
 
 
 def test_joint_model_trains_and_attack_inverter_matches_training_path(data_dir):

@@ -220,10 +220,11 @@ def test_class_inference_with_the_identity_method(data_dir):
     assert "identity" not in DEFAULT_METHODS  # the default stays the paper's comparison
     res = run_class_inference(_cfg(ClassInferenceConfig, data_dir, dataset="mnist", k=2,
                                    methods=("truncation", "identity", "identity_refine",
-                                            "identity_select"),
+                                            "identity_select", "aux_best", "identity_aux"),
                                    identity_weight=0.1, refine_steps=20, select_candidates=3))
     rows = {r["method"]: r for r in res.rows}
-    assert set(rows) == {"truncation", "identity", "identity_refine", "identity_select"}
+    assert set(rows) == {"truncation", "identity", "identity_refine", "identity_select",
+                         "aux_best", "identity_aux"}
     # identity_refine: the same inverter's class images refined through the surrogate
     ref = rows["identity_refine"]
     assert ref["surrogate_kl_start"] == pytest.approx(rows["identity"]["surrogate_kl"], rel=1e-3)
@@ -235,6 +236,13 @@ def test_class_inference_with_the_identity_method(data_dir):
     assert sel["queries_per_victim"] == 3 and 0 <= sel["selected_refined"] <= 1
     assert sel["target_kl"] <= sel["target_kl_start"] + 1e-6
     assert sel["surrogate_kl_start"] == pytest.approx(ref["surrogate_kl_start"], rel=1e-3)
+    # aux_best: real auxiliary faces, no training; identity_aux: refined from their codes
+    best, iaux = rows["aux_best"], rows["identity_aux"]
+    assert 0 < best["aux_found"] <= 1 and best["train_seconds"] == 0.0
+    assert iaux["aux_found"] == best["aux_found"]
+    assert iaux["surrogate_kl"] < iaux["surrogate_kl_start"]
+    assert iaux["surrogate_kl_start"] != ref["surrogate_kl_start"]  # another start
+    assert "aux_found" in res.columns
     ident, trunc = rows["identity"], rows["truncation"]
     assert 0 <= ident["attack_acc"] <= 1 and 0 < ident["target_confidence"] <= 1
     assert 0 <= ident["surrogate_top1_agreement"] <= 1 and ident["surrogate_k"] == 2

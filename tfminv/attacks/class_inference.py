@@ -33,6 +33,24 @@ def class_vectors(num_classes: int, classes, confidence: float = 1.0) -> np.ndar
     return out
 
 
+def best_auxiliary(released, classes, k: int) -> np.ndarray:
+    """Per class c in `classes`: the index of the auxiliary row whose top-k release gives c its
+    highest score (the public face the target reads most as c), -1 where no row's top k holds
+    c. released: the target's answers on the auxiliary images [N, m] (what the attacker
+    already queried; only their k largest entries are used, as a top-k API would release)."""
+    v = np.asarray(released, np.float32)
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise DataError(f"best auxiliary image: expected answers [N >= 1, m], got {v.shape}")
+    kk = max(1, min(int(k), v.shape[1]))
+    top = np.argpartition(-v, kk - 1, axis=1)[:, :kk]
+    shown = np.zeros(v.shape, bool)
+    np.put_along_axis(shown, top, True, axis=1)
+    scores = np.where(shown, v, -np.inf)[:, classes]  # [N, C]
+    best = scores.argmax(0)
+    return np.where(np.isfinite(scores[best, np.arange(len(classes))]), best, -1)
+
+
 def infer_classes(inverter, num_classes: int, classes, confidence: float = 1.0,
                   repeats: int = 3):
     """Representative images [C, H, W, 1] from an inverter (raw prediction -> image).

@@ -279,14 +279,17 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     return Attack(inverter, recon, scores, round(seconds, 1))
 
 
-def reconstruct(inverter, released, *, k: int, method: str, identity=None, query=None):
+def reconstruct(inverter, released, *, k: int, method: str, identity=None, query=None,
+                start=None):
     """(images [N, H, W, C], facts): what the attack makes of released vectors [N, m]: the
     inverter's images; for 'identity_refine' refined per vector through its surrogate
     (`tfminv.attacks.refine`; facts: surrogate_kl_start, the KL before refinement, and
     refine_seconds); for 'identity_select' the refinement's snapshots sent to the target through
     `query` (images -> released vectors, counted by the target's Oracle) and the closest kept
     (`tfminv.attacks.select`; facts also queries_per_victim, target_kl_start, target_kl,
-    selected_refined). The one home of that step for every door and class inference."""
+    selected_refined). start: vectors whose codes the refinement starts from instead of the
+    released vectors' own (`refine.refine`; class inference from an auxiliary image). The one
+    home of that step for every door and class inference."""
     from tfminv.attacks.inversion import invert
 
     if method not in ATTACK_TIME:
@@ -305,7 +308,7 @@ def reconstruct(inverter, released, *, k: int, method: str, identity=None, query
         at = candidate_steps(steps, int(opts.select_candidates))
     t = time.perf_counter()
     path, facts = refine(inverter, inverter.surrogate.model, released, k, at_steps=at,
-                         lr=float(opts.refine_lr), prox=float(opts.refine_prox))
+                         lr=float(opts.refine_lr), prox=float(opts.refine_prox), start=start)
     facts = {"surrogate_kl_start": facts.get("surrogate_kl_start")}
     images = path[-1]
     if method == "identity_select":

@@ -32,13 +32,15 @@ log = logging.getLogger("tfminv")
 
 
 def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
-           prox: float, batch_size: int = 256) -> tuple[list, dict]:
+           prox: float, start=None, batch_size: int = 256) -> tuple[list, dict]:
     """([images [N, H, W, C] per entry of at_steps], facts): the best images of one
     refinement of the released vectors [N, m] after each number of steps in `at_steps`
     (increasing; 0 = the inverter's own image decoder(z0); (refine_steps,) for
     'identity_refine', the candidates of 'identity_select' `tfminv.attacks.select`) and
     {"surrogate_kl_start"}, the mean KL before refinement (the caller scores the images, the KL
-    after included).
+    after included). start: vectors [N, m] whose codes z0 = Truncation_k(start) the search
+    starts from (and stays near, `prox`) instead of the released vectors' own (class inference
+    from an auxiliary image the target scores highest for the class); None: `released`.
 
     inverter: a truncation-style inverter (layers 'truncation' then 'decoder', as
     `tfminv.models.build_inverter` makes them); surrogate_model: image -> logits; lr / prox
@@ -54,6 +56,10 @@ def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
                           f"layers; {inverter.name} has "
                           f"{[layer.name for layer in inverter.layers]}") from e
     v_all = np.asarray(released, np.float32)
+    s_all = v_all if start is None else np.asarray(start, np.float32)
+    if s_all.shape != v_all.shape:
+        raise ConfigError(f"refinement: start vectors of shape {s_all.shape} for released "
+                          f"vectors of shape {v_all.shape}")
     b1, b2, eps = 0.9, 0.999, 1e-7  # Adam (Kingma & Ba), written out: z is a plain tensor
 
     def objective(v, z, z0):
@@ -77,8 +83,8 @@ def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
         return z, m1, m2, tf.where(better, now, best), tf.where(better[:, None], z, best_z)
 
     @tf.function(reduce_retracing=True)
-    def start(v):
-        z0 = tf.cast(trunc(v), tf.float32)
+    def begin(v, s):
+        z0 = tf.cast(trunc(s), tf.float32)
         best, kl0 = objective(v, z0, z0)
         return z0, best, kl0
 
@@ -91,8 +97,8 @@ def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
         raise ConfigError(f"refinement snapshots: expected increasing step counts >= 0, got "
                           f"{list(at_steps)}")
 
-    def run(v):
-        z0, best, kl0 = start(v)
+    def run(v, s):
+        z0, best, kl0 = begin(v, s)
         z, m1, m2, best_z = z0, tf.zeros_like(z0), tf.zeros_like(z0), z0
         snaps = [finish(best_z)] if at[0] == 0 else []
         for t in range(1, at[-1] + 1):
@@ -105,7 +111,8 @@ def refine(inverter, surrogate_model, released, k: int, *, at_steps, lr: float,
     outs, kl_start = [[] for _ in at], []
     t0, n = time.perf_counter(), len(v_all)
     for i in range(0, n, batch_size):
-        snaps, kl0 = run(tf.constant(v_all[i:i + batch_size]))
+        snaps, kl0 = run(tf.constant(v_all[i:i + batch_size]),
+                         tf.constant(s_all[i:i + batch_size]))
         for out, x in zip(outs, snaps):
             out.append(x.numpy())
         kl_start.append(kl0.numpy())

@@ -6,6 +6,12 @@
 - identity: the truncation inverter trained identity-consistent through the attacker's own
   surrogate of the target (`tfminv.attacks.identity`; black-box, no query beyond the auxiliary
   set), fed the same vector; not in the default comparison (about 4x a truncation inverter);
+- aux_best: no inverter: per class, the auxiliary image whose top-k answer (already queried)
+  gives the class its highest score, the public face the target reads most as that class (the
+  mean auxiliary image where no auxiliary answer releases the class: `aux_found`);
+- identity_aux: the identity inverter's image of that auxiliary answer, refined through the
+  surrogate toward the class vector (`refine_*` settings; the class vector's own code where no
+  auxiliary answer releases the class); no query beyond the auxiliary set;
 - fredrikson: Fredrikson et al.'s optimisation on the input with the target's gradients
   (white-box), with Gaussian denoising + sharpening of the result (raw result also scored).
 Scores: top-1/top-5 of the independent evaluation classifier, the target's confidence in the
@@ -27,7 +33,10 @@ from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
-METHODS = ("truncation", "previous", *IDENTITY_METHODS, "fredrikson", "fredrikson_meanaux")
+#: class inference only: start from the public face the target scores highest for the class
+AUX_METHODS = ("aux_best", "identity_aux")
+METHODS = ("truncation", "previous", *IDENTITY_METHODS, *AUX_METHODS, "fredrikson",
+           "fredrikson_meanaux")
 #: what a run compares unless told: the paper's comparison (no 'identity')
 DEFAULT_METHODS = ("truncation", "previous", "fredrikson", "fredrikson_meanaux")
 FIGURE_CLASSES = 20  # columns of the figure (the first attacked classes)
@@ -53,7 +62,9 @@ class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
     confidence: float = setting(1.0, "confidence of the class in the one-hot-like vector")
     methods: tuple = setting(DEFAULT_METHODS, "methods to compare (fredrikson_meanaux: the "
                              "optimisation started from the mean auxiliary image instead of "
-                             "black; identity: the identity-consistent inverter)",
+                             "black; identity: the identity-consistent inverter; aux_best: the "
+                             "auxiliary image the target scores highest for the class; "
+                             "identity_aux: that image's code refined through the surrogate)",
                              flag_type="str_list", choices=METHODS)
     mia_steps: int = setting(1000, "Fredrikson: most gradient steps per class", minimum=1)
     mia_lr: float = setting(0.1, "Fredrikson: step size")
@@ -67,6 +78,14 @@ class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
                                      "result)", minimum=0)
     n_classes_sample: int = setting(0, "attack a seeded sample of this many classes (0: all)",
                                     minimum=0)
+
+
+AUX_NOTE = ("'aux_best' = per class, the auxiliary image whose top-k answer (already queried) "
+            "gives the class its highest score: a real public face, another person, that the "
+            "target reads most as the class; 'identity_aux' = the identity inverter's image of "
+            "that answer refined through the surrogate toward the class vector. aux_found: the "
+            "share of attacked classes that some auxiliary answer releases (the others start "
+            "from the mean auxiliary image / the class vector's own code).")
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
@@ -86,9 +105,11 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     mia_cfg = FredriksonConfig(steps=config.mia_steps, learning_rate=config.mia_lr,
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
-    inverters = [mt for mt in config.methods if not mt.startswith("fredrikson")]
+    inverters = [mt for mt in config.methods
+                 if not mt.startswith("fredrikson") and mt != "aux_best"]
     # one identity inverter and its surrogate serve every identity method
-    n_identity = len(set(IDENTITY_METHODS) & set(inverters))
+    identity_methods = {*IDENTITY_METHODS, "identity_aux"}
+    n_identity = len(identity_methods & set(inverters))
     s = base.prepare(config, n_inverters=len(inverters) - n_identity + 3 * (n_identity > 0))
     m = s.num_outputs
     if not 1 <= config.k <= m:
@@ -104,7 +125,26 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
             "n_attacked": int(len(classes)), **base.judge_fields(s)}
     score_kw = dict(eval_model=s.eval_model, target_model=target, means=means, judge=s.judge)
     rows, fig_rows = [], [("class mean (train)", means)]
+    if set(AUX_METHODS) & set(config.methods):
+        if not isinstance(tr_images, np.ndarray):
+            raise ConfigError(f"--methods={','.join(config.methods)}: aux_best and "
+                              "identity_aux pick auxiliary images by index and need the "
+                              "auxiliary set in memory, not streamed")
+        t = time.perf_counter()
+        aux_pick = ci.best_auxiliary(tr_preds, classes, config.k)
+        aux_found = round(float(np.mean(aux_pick >= 0)), 4)
+        aux_seconds = (time.perf_counter() - t) / len(classes)
     for method in config.methods:
+        if method == "aux_best":  # real public faces: the mean one where none releases c
+            found = (aux_pick >= 0)[:, None, None, None]
+            images = np.where(found, tr_images[np.maximum(aux_pick, 0)],
+                              metrics.mean_image(base.aux_images(s))[None]).astype(np.float32)
+            score = ci.score_class_images(images, classes, **score_kw)
+            rows.append({**row0, "method": method, **score, "aux_found": aux_found,
+                         "seconds_per_class": aux_seconds, "train_seconds": 0.0,
+                         "access": "black-box (predictions)", "mean_steps": 0.0})
+            fig_rows.append((method, images))
+            continue
         if method.startswith("fredrikson"):
             start = (metrics.mean_image(base.aux_images(s)) if method == "fredrikson_meanaux"
                      else None)
@@ -121,7 +161,8 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                 fig_rows.append((label, images))
             continue
         t = time.perf_counter()
-        g = train_inverter(tr_preds, tr_images, k=config.k, method=method,
+        g = train_inverter(tr_preds, tr_images, k=config.k,
+                           method="identity" if method == "identity_aux" else method,
                            config=config.train_config(), workdir=base.inverter_workdir(s),
                            val=val, width=config.width, identity=config)
         train_seconds = time.perf_counter() - t
@@ -133,6 +174,14 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
             images, facts = reconstruct(g, vectors, k=config.k, method=method, identity=config,
                                         query=base.target_query(s))
             per_class += facts["refine_seconds"] / len(classes)
+        elif method == "identity_aux":  # from the best auxiliary answer's code toward c
+            vectors = ci.class_vectors(m, classes, config.confidence)
+            start = np.where((aux_pick >= 0)[:, None], tr_preds[np.maximum(aux_pick, 0)],
+                             vectors)
+            images, facts = reconstruct(g, vectors, k=config.k, method="identity_refine",
+                                        identity=config, start=start)
+            facts["aux_found"] = aux_found
+            per_class += facts["refine_seconds"] / len(classes) + aux_seconds
         score = ci.score_class_images(images, classes, **score_kw)
         sur = getattr(g, "surrogate", None)
         if sur is not None:  # the identity methods: the surrogate's agreement and KL
@@ -159,7 +208,10 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     columns = COLUMNS + base.judge2_columns(s, COLUMNS)
     if s.eval2_info is not None:
         notes.append(base.JUDGE2_NOTE)
-    if set(IDENTITY_METHODS) & set(config.methods):
+    if set(AUX_METHODS) & set(config.methods):
+        columns.append("aux_found")
+        notes.append(AUX_NOTE)
+    if identity_methods & set(config.methods):
         columns += base.IDENTITY_COLUMNS
         extra["identity"] = _identity.options_of(config).report()
         notes.append(base.IDENTITY_NOTE)
