@@ -9,7 +9,7 @@ from pathlib import Path
 
 BINARIES = ["tfminv.data.build", "tfminv.data.download", "tfminv.export",
             "tfminv.serving.client", "tfminv.serving.testing_server"] + \
-    [f"tfminv.experiments.{m}" for m in ("alignment", "api", "audit", "auxiliary",
+    [f"tfminv.experiments.{m}" for m in ("ablation", "alignment", "api", "audit", "auxiliary",
                                          "class_inference", "joint", "reproduction",
                                          "truncation")]
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).parents[1]
 BINARIES = {"truncation": "TruncationConfig", "auxiliary": "AuxiliaryConfig",
             "alignment": "AlignmentConfig", "class_inference": "ClassInferenceConfig",
             "joint": "JointConfig", "api": "FaceAPIConfig", "audit": "AuditConfig",
-            "defences": "DefencesConfig"}
+            "defences": "DefencesConfig", "ablation": "AblationConfig"}
 
 # a binary's flags, and whether TensorFlow got imported
 DUMP = textwrap.dedent("""

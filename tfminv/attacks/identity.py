@@ -3,6 +3,7 @@ the attacker's surrogate S recognises in G(v) what the target released in v.
 
     loss = MSE(G(v), x) + identity_weight * ReleasedKL_k(v, S(G(v)))
            [+ feature_weight * MSE(S_feat(G(v)), S_feat(x))]
+           [+ realism_weight * MSE(G(v), P(G(v)))]
 
 G is the truncation inverter (`models.build_inverter`, Truncation(k) first, the same input as
 method 'truncation'); S is `tfminv.attacks.surrogate.train_surrogate`'s copy of the target,
@@ -11,9 +12,11 @@ trains; S_feat is S's penultimate layer (the input of its last Dense). Gradients
 only: the target is never differentiated, and nothing here queries it (the released vectors
 come from `tfminv.attacks.predictions.query_cached`).
 
-Scope, honestly: there is no realism term (no discriminator, no generative prior), so the term
+P is the attacker's image prior (`tfminv.attacks.realism`): a denoising autoencoder of the
+auxiliary images, frozen while G trains. Without it (realism_weight 0, the default) the KL term
 can also be satisfied by adversarial detail that S reads but an independent judge does not;
-the judge is never S nor the target, which is how that shows up in the scores. The weights are
+the judge is never S nor the target, which is how that shows up in the scores, and
+`tfminv.scenarios.ablation` measures what each term buys. The weights are
 settings (`IdentityOptions`, each declared once in `SETTINGS`), checked on construction:
 negative or NaN is a ConfigError.
 
@@ -38,6 +41,11 @@ SETTINGS = {
                               "released entries of v and its own on G(v)", 0.0),
     "feature_weight": (0.0, "identity method: weight of the MSE between the surrogate's "
                             "penultimate features of G(v) and of the true image", 0.0),
+    "realism_weight": (0.0, "identity method: weight of the realism term, the MSE between G(v) "
+                            "and the attacker's image prior's reconstruction of it (a "
+                            "denoising autoencoder of the auxiliary images)", 0.0),
+    "prior_epochs": (0, "identity method: image prior (realism term) training epochs (0: the "
+                        "inverter's)", 0),
     "surrogate_width": (0.25, "identity method: width multiplier of the surrogate classifier",
                         None),
     "surrogate_epochs": (0, "identity method: surrogate training epochs (0: the inverter's)", 0),
@@ -61,7 +69,8 @@ SETTINGS = {
                              "victim's is kept. Queries per victim", 2),
 }
 #: the settings that shape the trained inverter (its cache key); the rest act at attack time
-TRAINING = ("identity_weight", "feature_weight", "surrogate_width", "surrogate_epochs")
+TRAINING = ("identity_weight", "feature_weight", "realism_weight", "prior_epochs",
+            "surrogate_width", "surrogate_epochs")
 
 
 def declared(name: str):
@@ -83,6 +92,8 @@ def _settings_block(frozen: bool):
 
         identity_weight: float = declared("identity_weight")
         feature_weight: float = declared("feature_weight")
+        realism_weight: float = declared("realism_weight")
+        prior_epochs: int = declared("prior_epochs")
         surrogate_width: float = declared("surrogate_width")
         surrogate_epochs: int = declared("surrogate_epochs")
         refine_steps: int = declared("refine_steps")
@@ -132,7 +143,7 @@ class IdentityOptions(FrozenIdentitySettings):
 
     def report(self) -> dict:
         """Every setting, as run.json records it."""
-        ints = ("surrogate_epochs", "refine_steps", "select_candidates")
+        ints = ("surrogate_epochs", "prior_epochs", "refine_steps", "select_candidates")
         return {k: int(getattr(self, k)) if k in ints else float(getattr(self, k))
                 for k in SETTINGS}
 
@@ -173,15 +184,25 @@ def train_identity_inverter(preds, images, *, k: int, config, workdir, val, widt
     s_cfg = config.replace(epochs=int(options.surrogate_epochs) or int(config.epochs))
     sur = train_surrogate(preds, images, k=k, config=s_cfg, workdir=workdir,
                           width=options.surrogate_width, heldout=val, reuse=reuse)
-    use_feat = options.feature_weight > 0
+    use_feat, use_real = options.feature_weight > 0, options.realism_weight > 0
     s_both = surrogate_logits_and_features(sur.model)
     s_both.trainable = False
+    prior = None
+    if use_real:
+        from tfminv.attacks.realism import train_prior
+
+        prior = train_prior(images, config=config, workdir=workdir, width=width,
+                            val=None if val is None else val[1],
+                            epochs=int(options.prior_epochs), reuse=reuse)
+        prior.trainable = False
 
     def targets(p, x):
         out = {"recon": x, "released": p}
         if use_feat:
             out["feature"] = np.asarray(s_both.predict(x, batch_size=256, verbose=0)[1],
                                         np.float32)
+        if use_real:  # the residual G(v) - P(G(v)) is pushed to 0 (broadcast over pixels)
+            out["realism"] = np.zeros((len(x), 1, 1, 1), np.float32)
         return out
 
     g_name = f"inverter_identity_k{k}"
@@ -195,14 +216,21 @@ def train_identity_inverter(preds, images, *, k: int, config, workdir, val, widt
                 "released": keras.layers.Identity(name="released", dtype="float32")(logits)}
         if use_feat:
             outs["feature"] = keras.layers.Identity(name="feature", dtype="float32")(feat)
+        if use_real:
+            outs["realism"] = keras.layers.Subtract(name="realism", dtype="float32")(
+                [recon, prior(recon, training=False)])
         return keras.Model(v, outs, name=f"identity_training_k{k}")
 
     losses = {"recon": "mse", "released": ReleasedKL(k, options.identity_weight)}
     if use_feat:
         losses["feature"] = WeightedMSE(options.feature_weight)
+    if use_real:
+        losses["realism"] = WeightedMSE(options.realism_weight)
     meta = {"train_k": int(k), "width": float(width), "aux": short_hash(preds, images),
             "val": None if val is None else short_hash(*val), "identity": options.key(),
             "surrogate": str(sur.run_dir)}
+    if use_real:
+        meta["prior"] = str(prior.run_dir)
     model = fit_cached(build, preds, targets(preds, images), config=config, workdir=workdir,
                        name=f"identity_k{k}", meta=meta, code="identity",
                        val=None if val is None else (val[0], targets(*val)), loss=losses,
@@ -210,6 +238,7 @@ def train_identity_inverter(preds, images, *, k: int, config, workdir, val, widt
     g = model.get_layer(g_name)
     g.run_dir = model.run_dir
     g.surrogate = sur
+    g.prior = prior
     return g, sur
 
 

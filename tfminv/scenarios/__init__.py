@@ -15,6 +15,7 @@
 | `run_faceapi` | `FaceAPIConfig` | a DetectFaces-format face-attribute API |
 | `run_audit` | `AuditConfig` | leakage vs utility under release policies (bundled or own data) |
 | `run_defences` | `DefencesConfig` | leakage vs utility of training-time defences of the target |
+| `run_ablation` | `AblationConfig` | what each term of the identity method buys |
 
 Every config extends `ScenarioConfig` (data, cache, budget, target and selection settings; its
 `dataset` is any allocation name of `tfminv.data.allocations` or a JSON allocation file).
@@ -22,6 +23,7 @@ Every config extends `ScenarioConfig` (data, cache, budget, target and selection
 itself (one function) in its typed form, whose body is `audit.audit_scenario`. Importing this package does not import TensorFlow.
 """
 
+from tfminv.scenarios.ablation import AblationConfig, run_ablation
 from tfminv.scenarios.alignment import AlignmentConfig, run_alignment
 from tfminv.scenarios.audit import AuditConfig, AuditResult, run_audit
 from tfminv.scenarios.auxiliary import AuxiliaryConfig, run_auxiliary
@@ -37,8 +39,9 @@ __all__ = ["ScenarioConfig", "ScenarioResult", "Setup", "Figure", "prepare", "se
            "TruncationConfig", "run_truncation", "AuxiliaryConfig", "run_auxiliary",
            "AlignmentConfig", "run_alignment", "ClassInferenceConfig", "run_class_inference",
            "JointConfig", "run_joint", "FaceAPIConfig", "run_faceapi", "AuditConfig", "AuditResult",
-           "run_audit", "DefencesConfig", "DefencesResult", "run_defences", "CONFIGS"]
+           "run_audit", "DefencesConfig", "DefencesResult", "run_defences", "AblationConfig",
+           "run_ablation", "CONFIGS"]
 
 #: every scenario config (the binaries generate their flags from these)
 CONFIGS = (TruncationConfig, AuxiliaryConfig, AlignmentConfig, ClassInferenceConfig,
-           JointConfig, FaceAPIConfig, AuditConfig, DefencesConfig)
+           JointConfig, FaceAPIConfig, AuditConfig, DefencesConfig, AblationConfig)

@@ -564,18 +564,21 @@ def reference_mses(setup: Setup, aux_train=None) -> dict:
 
 
 def blackbox_attack(setup: Setup, preds, images, val, *, k: int, method: str = "truncation",
-                    epochs: int | None = None, workdir=None):
+                    epochs: int | None = None, workdir=None, identity=None):
     """Train (or reuse) a black-box inverter on (preds, images) and score it on the victims
     with the setup's judge: `tfminv.attacks.core.run_attack`, returning its `Attack`
     (inverter, reconstructions, scores: mse/psnr/ssim/attack_acc/attack_acc_top5/nn_acc/...,
-    train_seconds: this call's wall time, near 0 when cached)."""
+    train_seconds: this call's wall time, near 0 when cached). identity: the identity
+    methods' settings (default: the setup's config; the ablation passes one per variant)."""
     from tfminv.attacks import core
 
     return core.run_attack(preds, images, setup.victim_preds, setup.victims.images, k=k,
                            method=method, config=setup.config.train_config(epochs),
                            workdir=workdir or inverter_workdir(setup), val=val,
                            width=setup.config.width, victim_labels=setup.victims.labels,
-                           judge=setup.judge, identity=setup.config, query=target_query(setup))
+                           judge=setup.judge,
+                           identity=setup.config if identity is None else identity,
+                           query=target_query(setup))
 
 
 def target_query(setup: Setup):

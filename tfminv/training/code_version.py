@@ -40,7 +40,8 @@ KINDS = {
     "surrogate": ("tfminv.models.classifier", "tfminv.models.losses", "tfminv.attacks.surrogate"),
     "identity": ("tfminv.models.inverter", "tfminv.models.losses", "tfminv.attacks.inversion",
                  "tfminv.attacks.identity", "tfminv.models.classifier",
-                 "tfminv.attacks.surrogate"),
+                 "tfminv.attacks.surrogate", "tfminv.attacks.realism", "tfminv.models.prior"),
+    "prior": ("tfminv.models.prior", "tfminv.attacks.realism"),
     "defended": ("tfminv.models.classifier", "tfminv.defences", "tfminv.defences.train"),
 }
 #: imports followed from a defining module (the builders and layers)
