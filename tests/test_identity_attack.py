@@ -346,3 +346,13 @@ def test_realism_term_trains_its_own_run_and_lowers_the_prior_residual(mnist):
     r_real = prior_residual(real.prior, invert(real, vp))
     r_plain = prior_residual(real.prior, invert(plain, vp))
     assert r_real < 0.8 * r_plain, (r_real, r_plain)
+
+
+def test_prior_epochs_keys_the_inverter_only_with_the_realism_term():
+    from tfminv.attacks.identity import IdentityOptions
+
+    assert IdentityOptions(prior_epochs=10).key() == IdentityOptions().key()
+    assert "prior_epochs" not in IdentityOptions().key()
+    with_term = IdentityOptions(realism_weight=1.0, prior_epochs=10).key()
+    assert with_term != IdentityOptions(realism_weight=1.0).key()
+    assert with_term["prior_epochs"] == 10 and with_term["realism_weight"] == 1.0

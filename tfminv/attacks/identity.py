@@ -138,8 +138,13 @@ class IdentityOptions(FrozenIdentitySettings):
     """The identity method's settings alone (`SETTINGS`); checked on construction."""
 
     def key(self) -> dict:
-        """The settings that shape the trained inverter (`TRAINING`): its cache key."""
-        return {k: v for k, v in self.report().items() if k in TRAINING}
+        """The settings that shape the trained inverter (`TRAINING`): its cache key. Without
+        the realism term prior_epochs shapes nothing, so it is left out (one run for every
+        value)."""
+        out = {k: v for k, v in self.report().items() if k in TRAINING}
+        if not out["realism_weight"] > 0:
+            del out["prior_epochs"]
+        return out
 
     def report(self) -> dict:
         """Every setting, as run.json records it."""

@@ -363,8 +363,10 @@ IDENTITY_NOTE = ("'identity' = the truncation inverter trained with pixel MSE + 
                  "closest to its release: queries_per_victim counted queries (select_candidates), "
                  "target_kl_start / target_kl the target's own KL to the release of the "
                  "unrefined / kept images, selected_refined the share that kept a refined one. "
-                 "No realism term: detail the surrogate reads may also sway the judge, which "
-                 "is a classifier of the same family; compare nn_acc and the figure.")
+                 "realism_weight > 0 adds the distance of G(v) to the attacker's image prior's "
+                 "reconstruction of it (a denoising autoencoder of the auxiliary images); "
+                 "without it detail the surrogate reads may also sway the judge, which is a "
+                 "classifier of the same family; compare nn_acc and the figure.")
 
 
 def judge_fields(setup: Setup) -> dict:
