@@ -577,10 +577,10 @@ def _identity_gains(t, i) -> str:
     if gnn < 1 + 0.5 * (g5 - 1):
         return join(gains, "the judge's gain in top-1/top-5 is not matched by nearest-identity "
                     "(the victim's person nearest in the judge's features): part of it is "
-                    "detail that classifiers of the surrogate's family respond to, which a "
-                    "realism term (not built yet) is meant to remove")
+                    "detail that classifiers of the surrogate's family respond to, which the "
+                    f"realism term is meant to remove ({ABLATION})")
     return join(gains, "both rise: the gain is in the judge's features, not only its top "
-                "classes; a realism term (not built yet) would test how much is adversarial")
+                f"classes; the realism term's ablation ({ABLATION}) tests how much is adversarial")
 
 
 def _identity_cost(rows, run):
@@ -936,6 +936,228 @@ def _audit_pool_lower(d: Path):
     return check
 
 
+BUDGET_IDENTITY = f"truncation_{PAPER}_budget_identity"  # k = 10, the identity methods
+ABLATION = f"ablation_{PAPER}_budget"  # k = 10, what each term of the identity method buys
+IDENTITY_COLS = ("k", "method", "mse", "ssim", "attack_acc", "attack_acc_top5",
+                 "attack_acc_top5_j2", "nn_acc", "nn_acc_j2", "knn_dist", "eval_acc",
+                 "eval_acc_j2", "surrogate_top1_agreement", "queries_per_victim",
+                 "selected_refined", "refine_seconds", "train_seconds")
+ABLATION_COLS = ("variant", "identity_weight", "feature_weight", "realism_weight", "mse", "ssim",
+                 "attack_acc", "attack_acc_top5", "attack_acc_top5_j2", "nn_acc", "nn_acc_j2",
+                 "knn_dist", "prior_residual", "surrogate_kl", "train_seconds")
+IDENTITY_METHODS = ("identity", "identity_refine", "identity_select")
+#: both judges' top-5 within this factor of each other (issue 21's rule)
+JUDGES_FACTOR = 1.5
+
+
+def _judges_agree(rows, run):
+    """The two judges' attack top-5 within JUDGES_FACTOR of each other on every identity row."""
+    rs = [r for r in rows if r.get("method") in IDENTITY_METHODS + ("truncation",)
+          or (r.get("variant") and not str(r["variant"]).startswith("reference"))]
+    rs = [r for r in rs if finite(r.get("attack_acc_top5"), r.get("attack_acc_top5_j2"))]
+    if not rs:
+        return Outcome(None)
+    name = lambda r: r.get("variant") or r["method"]  # noqa: E731
+    ratio = lambda r: (max(r["attack_acc_top5"], r["attack_acc_top5_j2"])  # noqa: E731
+                       / max(min(r["attack_acc_top5"], r["attack_acc_top5_j2"]), 1e-9))
+    return Outcome(all(ratio(r) <= JUDGES_FACTOR for r in rs), "; ".join(
+        f"{name(r)}: top-5 {r['attack_acc_top5']:.3f} vs {r['attack_acc_top5_j2']:.3f} "
+        f"(x{ratio(r):.2f})" for r in rs),
+        "the second judge is wider (width 0.5 vs 0.25) and its own seed; chance is "
+        "5/471 = 0.011")
+
+
+def _select_queries(rows, run):
+    """identity_select's queries: the auxiliary set, the victims and at most 100 per victim."""
+    by = {r["method"]: r for r in rows if r.get("k") == 10}
+    sel = by.get("identity_select")
+    if not sel or not run:
+        return Outcome(None)
+    q, n = sel.get("queries_per_victim"), sel["n_victims"]
+    aux = (run.get("aux_set") or {}).get("images")
+    # answers read from an earlier run's cache were queries too (oracle_answers_cached)
+    total = run.get("oracle_queries", 0) + run.get("oracle_answers_cached", 0)
+    if not finite(q, aux, total):
+        return Outcome(None)
+    expected = aux + n + q * n
+    return Outcome(q <= 100 and total <= expected,
+                   f"{q} queries per victim; the target answered {total} queries in all = "
+                   f"{aux} auxiliary images + {n} victims + {q} x {n} candidates "
+                   f"(expected {expected})",
+                   f"{fmt(sel.get('selected_refined'), 3)} of the victims kept a refined "
+                   f"candidate; the target's KL to the release {fmt(sel.get('target_kl_start'), 3)}"
+                   f" (unrefined) -> {fmt(sel.get('target_kl'), 3)} (kept)")
+
+
+def _ablation_row(rows, variant):
+    return next((r for r in rows if r.get("variant") == variant), None)
+
+
+def _realism_smooths(rows, run):
+    """The realism term moves the reconstructions toward the prior's images (lower residual)."""
+    kl, real = _ablation_row(rows, "kl"), _ablation_row(rows, "kl+realism")
+    faces = _ablation_row(rows, "reference: real_victims")
+    mse = _ablation_row(rows, "mse")
+    if not (kl and real):
+        return Outcome(None)
+    return Outcome(real["prior_residual"] < kl["prior_residual"],
+                   f"prior residual kl {kl['prior_residual']:.4f} -> kl+realism "
+                   f"{real['prior_residual']:.4f}" + (
+                       f" (truncation {mse['prior_residual']:.4f}, real victims "
+                       f"{faces['prior_residual']:.4f})" if mse and faces else ""),
+                   "the real victims' residual is above the blurry truncation images': a "
+                   "denoising autoencoder's residual measures fine detail, not realism, so the "
+                   "term removes the KL term's high-frequency texture but cannot tell a "
+                   "blurred face from a real one (a discriminator or a generator's latent would)")
+
+
+def _realism_price(rows, run):
+    """What the realism term costs in MSE (issue 21: 'say by how much')."""
+    kl, real = _ablation_row(rows, "kl"), _ablation_row(rows, "kl+realism")
+    if not (kl and real):
+        return Outcome(None)
+    rel = real["mse"] / kl["mse"] - 1
+    return Outcome(rel <= 0.05, f"k=10 MSE kl {kl['mse']:.4f} -> kl+realism {real['mse']:.4f} "
+                   f"({100 * rel:+.1f}%); SSIM {kl['ssim']:.3f} -> {real['ssim']:.3f}; attack "
+                   f"top-5 {kl['attack_acc_top5']:.3f} -> {real['attack_acc_top5']:.3f}")
+
+
+def _ablation_goal(rows, run):
+    """Some variant reaches the identity goal (top-5 >= 0.20, nearest-identity >= 0.05)."""
+    vs = [r for r in rows if r.get("variant") and r.get("k") == 10]
+    if not vs:
+        return Outcome(None)
+    se = max((r["attack_acc_top5"] * (1 - r["attack_acc_top5"]) / r["n_victims"]) ** 0.5
+             for r in vs)
+    return Outcome(any(r["attack_acc_top5"] >= 0.2 and r["nn_acc"] >= 0.05 for r in vs),
+                   "; ".join(f"{r['variant']}: top-5 {r['attack_acc_top5']:.3f}, nearest-"
+                             f"identity {r['nn_acc']:.3f}, MSE {r['mse']:.4f}" for r in vs),
+                   join(f"one standard error of a top-5 here is at most {se:.4f}: the variants "
+                        "differ by about that much, so no term moves the score beyond noise at "
+                        "this budget",
+                        "the surrogate agrees with the target on "
+                        f"{fmt(next((r.get('surrogate_top1_agreement') for r in vs if r.get('surrogate_top1_agreement')), None), 3)}"
+                        " of held-out auxiliary rows (top-1): the KL term can only pass on what "
+                        "the surrogate knows; more surrogate epochs or a wider surrogate is the "
+                        "knob to move first", WHY_MAIN))
+
+
+CI_IDENTITY = f"class_inference_{PAPER}_budget_identity"  # k = 10, 50 classes
+CI_IDENTITY_FS = "class_inference_facescrub_identity"  # k = 1, every class
+CI_IDENTITY_COLS = ("method", "attack_acc", "attack_acc_j2", "attack_acc_top5",
+                    "attack_acc_top5_j2", "nn_acc", "nn_acc_j2", "knn_dist", "eval_acc",
+                    "eval_acc_j2", "target_confidence", "mse_to_class_mean", "aux_found",
+                    "surrogate_top1_agreement", "queries_per_victim", "seconds_per_class",
+                    "access", "k", "n_attacked")
+#: the black-box class-inference methods that use what the attacker holds (issue 21, item 3)
+CI_NEW = ("identity", "identity_refine", "identity_select", "aux_best", "identity_aux")
+WHY_AUX_BEST = ("aux_best is a real public face: the auxiliary image the target itself ranks "
+                "highest for the class, another person's photo as far as the identity labels "
+                "go (the auxiliary set is identity-disjoint from the target's people), so it "
+                "shows how far the target's answers alone point at a look-alike; identity_aux "
+                "starts from that face's answer but is drawn by the inverter's decoder, which "
+                "cannot draw a photo, and loses it")
+
+
+def _ci_goal(metric, goal):
+    """The best of the new black-box class-inference methods reaches `goal` in `metric`."""
+    def check(rows, run):
+        rs = [r for r in rows if r.get("method") in CI_NEW and finite(r.get(metric))]
+        if not rs:
+            return Outcome(None)
+        best = max(rs, key=lambda r: r[metric])
+        n = best.get("n_attacked") or best.get("n_classes")
+        se = (best[metric] * (1 - best[metric]) / n) ** 0.5 if n else float("nan")
+        old = next((r for r in rows if r.get("method") == "truncation"), None)
+        return Outcome(best[metric] >= goal, f"best: {best['method']} {best[metric]:.3f} "
+                       f"(second judge {fmt(best.get(metric + '_j2'), 3)}); "
+                       + ", ".join(f"{r['method']} {r[metric]:.3f}" for r in rs)
+                       + (f"; truncation {old[metric]:.3f}" if old else ""),
+                       join(f"{n} classes, one image each: one standard error is "
+                            f"{se:.3f}" if n else "", WHY_AUX_BEST
+                            if best["method"] == "aux_best" else ""))
+    return check
+
+
+def _ci_judges_agree(metric):
+    """The two judges' `metric` of the best new method within JUDGES_FACTOR of each other."""
+    def check(rows, run):
+        rs = [r for r in rows if r.get("method") in CI_NEW
+              and finite(r.get(metric), r.get(metric + "_j2"))]
+        if not rs:
+            return Outcome(None)
+        best = max(rs, key=lambda r: r[metric])
+        a, b = best[metric], best[metric + "_j2"]
+        ratio = max(a, b) / max(min(a, b), 1e-9)
+        return Outcome(ratio <= JUDGES_FACTOR, f"{best['method']}: {a:.3f} vs {b:.3f} "
+                       f"(x{ratio:.2f})", "the second judge is wider (width 0.5 vs 0.25) and "
+                       "its own seed")
+    return check
+
+
+def _ci_identity_sections() -> list:
+    """Class inference with the identity methods and the attacker's own auxiliary faces."""
+    return [
+        Section(CI_IDENTITY, "Paper scale at the main job's budget: class inference with the "
+                "identity methods and the auxiliary faces (k = 10, 50 of 471 identities)",
+                CI_IDENTITY_COLS, (
+                    Claim(f"class_inference/{PAPER}", "goal: a black-box method names 50 "
+                          "sampled people in the judge's top-5 (not a claim of the paper)",
+                          "attack top-5 >= 0.30 for some new method",
+                          _ci_goal("attack_acc_top5", 0.30)),
+                    Claim(f"class_inference/{PAPER}", "two independent judges agree", "top-5 "
+                          f"of the best new method within a factor {JUDGES_FACTOR}",
+                          _ci_judges_agree("attack_acc_top5")))),
+        Section(CI_IDENTITY_FS, "Class inference with the identity methods and the auxiliary "
+                "faces, FaceScrub-12 (k = 1)", CI_IDENTITY_COLS, (
+                    Claim("class_inference/facescrub", "goal: a black-box method names every "
+                          "FaceScrub person (not a claim of the paper)", "attack top-1 >= "
+                          "0.92 for some new method", _ci_goal("attack_acc", 0.92)),
+                    Claim("class_inference/facescrub", "two independent judges agree", "top-1 "
+                          f"of the best new method within a factor {JUDGES_FACTOR}",
+                          _ci_judges_agree("attack_acc")))),
+    ]
+
+
+def _budget_identity_sections() -> list:
+    """The identity methods at the main job's budget, and their ablation."""
+    return [
+        Section(BUDGET_IDENTITY, "Paper scale at the main job's budget: the identity methods "
+                "(k = 10)", IDENTITY_COLS, (
+                    Claim(f"truncation/{PAPER}", "goal: the identity method recovers who the "
+                          "victim is (not a claim of the paper)", "attack top-5 >= 0.20 and "
+                          "nearest-identity >= 0.05 at k = 10", _identity_goal_of("identity")),
+                    Claim(f"truncation/{PAPER}", "goal: query-based selection recovers who the "
+                          "victim is (not a claim of the paper)", "attack top-5 >= 0.20 and "
+                          "nearest-identity >= 0.05 at k = 10",
+                          _identity_goal_of("identity_select")),
+                    Claim(f"truncation/{PAPER}", "goal: the identity method costs at most 3x "
+                          "the truncation inverter", "training seconds (surrogate included) "
+                          "<= 3x", _identity_cost),
+                    Claim(f"truncation/{PAPER}", "goal: selection spends at most 100 queries "
+                          "per victim beyond the auxiliary set", "queries per victim <= 100 "
+                          "and the target's query count = auxiliary + victims + candidates",
+                          _select_queries),
+                    Claim(f"truncation/{PAPER}", "two independent judges agree", "attack "
+                          f"top-5 of the two judges within a factor {JUDGES_FACTOR} on every "
+                          "attack row", _judges_agree))),
+        Section(ABLATION, "Paper scale at the main job's budget: what each term of the "
+                "identity method buys (k = 10)", ABLATION_COLS, (
+                    Claim(f"ablation/{PAPER}", "the realism term removes detail the image "
+                          "prior does not know (not a claim of the paper)", "prior residual "
+                          "of kl+realism below kl's", _realism_smooths),
+                    Claim(f"ablation/{PAPER}", "the realism term costs little pixel error "
+                          "(not a claim of the paper)", "kl+realism MSE at most 5% above kl's",
+                          _realism_price),
+                    Claim(f"ablation/{PAPER}", "goal: some combination of terms recovers who "
+                          "the victim is (not a claim of the paper)", "attack top-5 >= 0.20 "
+                          "and nearest-identity >= 0.05 for some variant", _ablation_goal),
+                    Claim(f"ablation/{PAPER}", "two independent judges agree", "attack top-5 "
+                          f"of the two judges within a factor {JUDGES_FACTOR} on every variant",
+                          _judges_agree))),
+    ]
+
+
 def _budget_sections(d: Path) -> list:
     """The README main job and the issue-23 reruns at its budget."""
     return [
@@ -1082,6 +1304,8 @@ def sections(d: Path) -> list[Section]:
     out.append(_defence_section(d, "facescrub"))
     out += _paper_sections(d)
     out += _budget_sections(d)
+    out += _budget_identity_sections()
+    out += _ci_identity_sections()
     out.append(_defence_section(d, PAPER))
     return out
 

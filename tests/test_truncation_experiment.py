@@ -69,6 +69,7 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
     assert run1["command"].startswith("python -m tfminv.experiments.truncation ")
     assert "--dataset=mnist" in run1["command"] and "--k=1,5" in run1["command"]
     assert run1["oracle_queries"] == 270 + 30 + 60  # aux (train + held-out) and victims, once
+    assert run1["oracle_answers_cached"] == 0
     inv_dirs = list((cache / "inverters").glob("*/*"))
     # previous trained once for all k; truncation at k = m is that same full-vector model
     assert sorted(d.name.split("-")[0] for d in inv_dirs) == ["full", "truncation_k1"]
@@ -77,6 +78,7 @@ def test_end_to_end_mnist_slice(data_dir, tmp_path):
     assert _run([*ARGS, f"--data_dir={data_dir}", f"--cache_dir={cache}", f"--out_dir={out2}"]) == 0
     run2 = json.loads((out2 / "run.json").read_text())
     assert run2["oracle_queries"] == 0  # predictions came from the cache
+    assert run2["oracle_answers_cached"] == 270 + 30 + 60  # and say what the attack asked
     assert run2["target"] == run1["target"]  # the cached classifiers were reused
     clf_dirs = sorted(d.name.split("-")[1] for d in (cache / "classifiers").iterdir())
     assert clf_dirs == ["eval", "target"]

@@ -42,6 +42,7 @@ from tfminv.attacks.core import loo_class_means as _loo_class_means  # noqa: F40
 from tfminv.errors import ConfigError, DataError
 from tfminv.inputs import MIN_SIDE, InversionInputs, as_labels, as_unit_images  # noqa: F401
 from tfminv.inputs import hwc as _hwc
+from tfminv.oracles.base import query_counts
 from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP, check_target_noise
 from tfminv.settings import setting
 from tfminv.target import (OUTPUTS, PROBE, _base_oracle, _keras_model,  # noqa: F401 - public
@@ -603,7 +604,7 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                 "policies": [p.spec() for p in pols], "width": float(cfg.width),
                 "train_config": train_cfg.key(), "val_fraction": cfg.val_fraction,
                 "seed": cfg.seed, "aux_augment": cfg.aux_augment, "method": cfg.method,
-                "oracle_queries": oracle.num_queries, "seconds": round(time.time() - t0, 1)}
+                **query_counts(oracle), "seconds": round(time.time() - t0, 1)}
     if surrogates:
         settings["identity"] = _identity.options_of(cfg).report()
         settings["surrogate"] = surrogates

@@ -120,12 +120,19 @@ def query_cached(oracle, imageset, cache_dir=None, policy=None, *, seed: int = 0
     return out
 
 
+def _count_cached(oracle, n: int) -> None:
+    """Note `n` answers read from the cache on the oracle (`oracles.base.query_counts`); an
+    oracle of the user's own that lacks the counter gets one."""
+    oracle.num_cached = getattr(oracle, "num_cached", 0) + n
+
+
 def _raw_predictions(oracle, images, folder: Path, key: str, chunk_size: int) -> np.ndarray:
     n = len(images)
     raw_path = folder / f"{key}.npy"
     if raw_path.exists():
         preds = _load_npy(raw_path, (n, None), "predictions")
         if preds is not None:
+            _count_cached(oracle, n)
             return preds
     parts = folder / f"{key}.parts"
     meta_path = parts / "meta.json"
@@ -148,6 +155,7 @@ def _raw_predictions(oracle, images, folder: Path, key: str, chunk_size: int) ->
     widths = {a.shape[1] for a in done.values()}
     if len(widths) > 1:  # chunks from different targets cannot be one answer: start over
         done = {}
+    _count_cached(oracle, sum(len(a) for a in done.values()))
     if done:
         log.info("%s: resuming: %d of %d chunks of %d images already answered",
                  oracle.identity(), len(done), n_chunks, chunk_size)

@@ -53,6 +53,8 @@ class Oracle(abc.ABC):
         self.budget = budget
         self.name = name
         self.num_queries = 0  # images sent to the target so far
+        # answers read back from the prediction cache instead (see `query_counts`)
+        self.num_cached = 0
 
     @abc.abstractmethod
     def _predict(self, images: np.ndarray) -> np.ndarray:
@@ -106,6 +108,15 @@ class Oracle(abc.ABC):
         if not np.all(np.isfinite(out)):
             raise OracleError(f"{self.name}: response contains NaN or infinite values")
         return as_probabilities(out, self.outputs, self.name, partial=self.partial_release)
+
+
+def query_counts(oracle) -> dict:
+    """The run's query count as run.json reports it: `oracle_queries` = images this run sent
+    to the target, `oracle_answers_cached` = answers it read from the prediction cache, asked
+    of the same target by an earlier run. The attack spent their sum, so a report read from a
+    warm cache still shows what an attacker has to ask."""
+    return {"oracle_queries": int(oracle.num_queries),
+            "oracle_answers_cached": int(getattr(oracle, "num_cached", 0))}
 
 
 class CallableOracle(Oracle):

@@ -128,7 +128,7 @@ def run_ablation(config: AblationConfig) -> base.ScenarioResult:
         timings[variant] = round(time.perf_counter() - t, 1)
         rows.append({**row0, "variant": variant, **weights, "method": method, **attack.scores,
                      "prior_residual": prior_residual(prior, attack.reconstructions),
-                     "train_seconds": attack.train_seconds, **base.judge_fields(s)})
+                     "train_seconds": base.session_seconds(attack), **base.judge_fields(s)})
         fig_rows.append((variant, attack.reconstructions[pick]))
     refs = reference_rows(s, {**row0, "k": 0})
     guesses = {"reference: real_victims": s.victims.images}
@@ -151,8 +151,8 @@ def run_ablation(config: AblationConfig) -> base.ScenarioResult:
              "trained once; lower = more like the auxiliary faces); the real victims' row is the "
              "value of real faces. attack_acc / attack_acc_top5 = the independent judge's "
              "top-1 / top-5 on the reconstructions; nn_acc = the victim's identity is the "
-             "nearest in the judge's features; train_seconds = this session's wall time of the "
-             "variant (near 0 when cached)."]
+             "nearest in the judge's features; train_seconds = wall time of the training "
+             "session that produced the variant's (cached) inverter."]
     if s.eval2_info is not None:
         notes.append(base.JUDGE2_NOTE)
     return base.ScenarioResult(name, f"Identity method ablation: {config.dataset}, k = {k}",

@@ -42,6 +42,7 @@ from tfminv.attacks import inversion as _inversion
 from tfminv.errors import ConfigError
 # run_audit is the door's: its typed form run_audit(AuditConfig) runs `audit_scenario`
 from tfminv.leakage import DEFAULT_POLICIES, OUTPUTS, run_audit  # noqa: F401 - public here
+from tfminv.oracles.base import query_counts
 from tfminv.oracles.checks import TARGET_NOISE, TARGET_NOISE_HELP
 from tfminv.scenarios import base
 from tfminv.settings import setting
@@ -334,7 +335,7 @@ def _bundled_audit(config: AuditConfig, policies) -> AuditResult:
     extra = {"dataset": alloc.name, "aux_set": f"{aux} ({s.aux_set.name})", "target": described,
              "eval_classifier": {k: s.eval_info.get(k)
                                  for k in ("width", "epochs", "test_accuracy")},
-             "oracle_queries": s.oracle.num_queries,
+             **query_counts(s.oracle),
              "prepare_seconds": {k: round(v, 1) for k, v in s.seconds.items()},
              "total_seconds": round(time.perf_counter() - t0, 1)}
     noise = result.settings["target"].get("noise") or s.target_info.get("noise")

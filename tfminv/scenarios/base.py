@@ -23,6 +23,7 @@ import numpy as np
 from tfminv import defences
 from tfminv.attacks.predictions import AUX_AUGMENTATIONS
 from tfminv.errors import ConfigError
+from tfminv.oracles.base import query_counts
 from tfminv.settings import check, setting
 
 log = logging.getLogger(__name__)
@@ -591,6 +592,15 @@ def target_query(setup: Setup):
     return lambda images: query_cached(setup.oracle, images, setup.config.cache_dir)
 
 
+def session_seconds(attack) -> float | None:
+    """train_seconds of the session that trained the attack's inverter: the training cost a
+    table compares, the same whether this call trained it or read it from the cache (the
+    call's own wall time is near 0 then)."""
+    from tfminv.training import load_run
+
+    return load_run(attack.inverter.run_dir).get("train_seconds")
+
+
 def attack_row(attack) -> dict:
     """A results row's attack part: the scores and train_seconds of a `core.Attack`."""
     return {**attack.scores, "train_seconds": attack.train_seconds}
@@ -654,7 +664,7 @@ def setup_extra(setup: Setup, t_start: float, **more) -> dict:
     `more`, timings (the binary adds the command line in front)."""
     judge2 = {} if setup.eval2_info is None else {"eval_classifier_2": setup.eval2_info}
     return {"target": setup.target_info, "eval_classifier": setup.eval_info, **judge2,
-            "oracle_queries": setup.oracle.num_queries, **aux_extra(setup), **more,
+            **query_counts(setup.oracle), **aux_extra(setup), **more,
             "seconds": seconds_since(t_start, setup)}
 
 

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from tfminv.errors import ConfigError
+from tfminv.oracles.base import query_counts
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
@@ -170,7 +171,7 @@ def run_faceapi(config: FaceAPIConfig) -> base.ScenarioResult:
              "sizes": {"api_train": len(api_train), "aux": len(aux), "heldout": len(held),
                        "heldout_known_identity": int(known.sum()),
                        f"{fs_alloc.name}_victims": len(fs_victims)},
-             "oracle_queries": oracle.num_queries,
+             **query_counts(oracle),
              "seconds": base.seconds_since(t_start, None, **{k: round(v, 1)
                                                               for k, v in seconds.items()}),
              "figure": fig.filename}

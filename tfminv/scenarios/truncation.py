@@ -15,6 +15,7 @@ import time
 from tfminv.attacks import identity as _identity
 from tfminv.attacks.inversion import DEFAULT_METHODS, IDENTITY_METHODS, METHODS
 from tfminv.errors import ConfigError
+from tfminv.oracles.base import query_counts
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
@@ -52,7 +53,6 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
     """Rows (one per k and method): mse, psnr, ssim, attack_acc(_top5), the reference MSEs,
     train_seconds (of the session that trained the cached inverter); figure: ground truth, then
     one row per k and method."""
-    from tfminv.training import load_run
 
     t_start = time.perf_counter()
     alloc = config.preflight()  # k >= 1, known methods (__post_init__), k <= the classes
@@ -79,17 +79,15 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
             t = time.perf_counter()
             attack = base.blackbox_attack(s, tr_preds, tr_images, val, k=k, method=method)
             timings[f"{method}_k{k}"] = round(time.perf_counter() - t, 1)
-            # train_seconds of the session that trained the (cached) inverter
-            train_s = load_run(attack.inverter.run_dir).get("train_seconds")
             rows.append({**row0, "k": k, "method": method, **attack.scores,
-                         "train_seconds": train_s, **base.judge_fields(s), **refs.mses()})
+                         "train_seconds": base.session_seconds(attack), **base.judge_fields(s), **refs.mses()})
             fig_rows.append((f"{method} k={k}", attack.reconstructions[pick]))
     rows += reference_rows(s, row0, refs)
     name = f"truncation_{alloc.name}"
     fig = base.Figure(f"{name}.png", fig_rows)
     extra = {"target": s.target_info, "eval_classifier": s.eval_info,
              "baselines_mse": {**refs.mses(), "class_mean_from": refs.class_mean_from},
-             "oracle_queries": s.oracle.num_queries, **base.aux_extra(s),
+             **query_counts(s.oracle), **base.aux_extra(s),
              "seconds": base.seconds_since(t_start, s, **timings), "figure": fig.filename}
     notes = [f"![reconstructions]({fig.filename})",
              "mse is per-pixel MSE on the victims; mse_mean_aux = the mean of the auxiliary "
