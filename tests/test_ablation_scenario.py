@@ -58,7 +58,13 @@ def test_ablation_rows_differ_by_their_terms_only(data_dir):
         assert math.isfinite(rows[v]["prior_residual"]) and rows[v]["prior_residual"] > 0, v
     assert rows["kl"]["mse"] != rows["kl+realism"]["mse"]
     trunc = run_truncation(TruncationConfig(data_dir=str(data_dir), dataset="mnist", k=(2,),
-                                            methods=("truncation",), **TINY))
+                                            methods=("truncation", "aux_match"), **TINY))
     assert trunc.rows[0]["mse"] == pytest.approx(rows["mse"]["mse"], rel=1e-6)
+    # aux_match beside it: no inverter, a real auxiliary image per victim, its own MSE
+    match = next(r for r in trunc.rows if r["method"] == "aux_match")
+    assert match["match_n"] == 1 and "match_n" in trunc.columns
+    assert math.isfinite(match["mse"]) and match["mse"] != trunc.rows[0]["mse"]
+    assert 0 <= match["attack_acc"] <= 1 and match["train_seconds"] < 60
+    assert any("'aux_match'" in n for n in trunc.notes)
     assert "prior_residual" in res.columns and res.extra["prior"]
     assert res.figures[0].filename == "ablation_mnist.png" and len(res.figures[0].rows) == 4

@@ -104,9 +104,9 @@ class InversionConfig(_identity.FrozenIdentitySettings):
     def __post_init__(self):
         from tfminv.attacks.predictions import check_aux_augment
 
-        if self.method not in _inversion.METHODS:
+        if self.method not in _inversion.ATTACK_METHODS:
             raise ConfigError(f"method={self.method!r}: expected one of "
-                              f"{', '.join(_inversion.METHODS)}")
+                              f"{', '.join(_inversion.ATTACK_METHODS)}")
         super().__post_init__()  # the identity settings' checks (IdentitySettings)
         policy_list(self.k, self.policies)
         if not float(self.width) > 0:
@@ -419,22 +419,33 @@ def _progress_callback(say, n_policies: int, epochs: int):
     return Progress
 
 
+#: training cost of an identity-method inverter (its surrogate, then the inverter trained
+#: through it) over a truncation inverter's at the same settings, as measured at celeba_ids,
+#: k = 10 on the 2-core CPU: 143 s against 60 s (experiments/truncation_celeba_ids_budget_identity)
+IDENTITY_COST_FACTOR = 2.4
+
+
 def _expected_cost(pols, m: int, shape, n_train: int, cfg, train_cfg) -> dict:
     """Measured seconds per inverter step here (at the first policy's k) times the steps of the
-    whole run, as if nothing were cached."""
+    whole run, as if nothing were cached; an identity method's steps weigh
+    IDENTITY_COST_FACTOR (its surrogate and the inverter trained through it), 'aux_match'
+    trains nothing (no step measured, total 0)."""
     import math
 
     from tfminv.models import build_inverter
     from tfminv.training import step_seconds
 
+    steps = math.ceil(n_train / train_cfg.batch_size) * train_cfg.epochs * len(pols)
+    if cfg.method in _inversion.RETRIEVAL_METHODS:
+        return {"step_s": 0.0, "steps": 0, "total_s": 0.0, "factor": 0.0}
     b = train_cfg.batch_size
     k = pols[0].released_k(m)
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(m), b).astype(np.float32)
     t = step_seconds(lambda: build_inverter(m, tuple(shape), cfg.width, k=k), p,
                      rng.random((b, *shape)).astype(np.float32), config=train_cfg)
-    steps = math.ceil(n_train / b) * train_cfg.epochs * len(pols)
-    return {"step_s": t, "steps": steps, "total_s": t * steps}
+    factor = IDENTITY_COST_FACTOR if cfg.method in _inversion.IDENTITY_METHODS else 1.0
+    return {"step_s": t, "steps": steps, "total_s": t * steps * factor, "factor": factor}
 
 
 @dataclasses.dataclass
@@ -549,11 +560,17 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
 
     n_train = len(tr_idx) * (2 if cfg.aux_augment else 1)
     cost = _expected_cost(pols, m, data.image_shape, n_train, cfg, train_cfg)
-    say(f"expected cost: about {format_seconds(cost['total_s'])} on this machine if nothing is "
-        f"cached ({len(pols)} inverter(s) x {train_cfg.epochs} epochs x "
-        f"{cost['steps'] // max(len(pols) * train_cfg.epochs, 1)} steps at "
-        f"{cost['step_s']:.3f} s per step, width {cfg.width:g}); fewer epochs, a smaller width "
-        "or fewer policies cost proportionally less")
+    if cfg.method in _inversion.RETRIEVAL_METHODS:
+        say(f"expected cost: no training (method {cfg.method}: the closest auxiliary answers' "
+            "images)")
+    else:
+        say(f"expected cost: about {format_seconds(cost['total_s'])} on this machine if "
+            f"nothing is cached ({len(pols)} inverter(s) x {train_cfg.epochs} epochs x "
+            f"{cost['steps'] // max(len(pols) * train_cfg.epochs, 1)} steps at "
+            f"{cost['step_s']:.3f} s per step, width {cfg.width:g}"
+            + (f", x{cost['factor']:g} for method {cfg.method}'s surrogate and identity term"
+               if cost["factor"] != 1 else "")
+            + "); fewer epochs, a smaller width or fewer policies cost proportionally less")
     progress_cb = _progress_callback(say, len(pols), train_cfg.epochs)
     rows, recons, surrogates, attack_time = [], {}, {}, {}
     for i, (pol, rel) in enumerate(zip(pols, releases)):
@@ -605,6 +622,8 @@ def invert_inputs(target, data: InversionInputs, cfg: InversionConfig, *, eval_m
                 "train_config": train_cfg.key(), "val_fraction": cfg.val_fraction,
                 "seed": cfg.seed, "aux_augment": cfg.aux_augment, "method": cfg.method,
                 **query_counts(oracle), "seconds": round(time.time() - t0, 1)}
+    if cfg.method in _inversion.RETRIEVAL_METHODS:
+        settings["match_n"] = int(cfg.match_n)
     if surrogates:
         settings["identity"] = _identity.options_of(cfg).report()
         settings["surrogate"] = surrogates

@@ -258,9 +258,20 @@ def run_attack(train_preds, train_images, victim_preds, victim_images, *, k: int
     `surrogate_kl`, the surrogate's KL between the victims' released entries and its own on
     their reconstructions. query: images -> the target's released vectors, through its Oracle
     and the victims' release (policy); only 'identity_select' calls it (`reconstruct`).
+    Method 'aux_match' trains nothing: the inverter is a `tfminv.attacks.retrieval.AuxRetriever`
+    (run_dir None), train_seconds the matching's wall time, scores["match_n"] its setting.
     """
-    from tfminv.attacks.inversion import train_inverter
+    from tfminv.attacks.inversion import RETRIEVAL_METHODS, train_inverter
 
+    if method in RETRIEVAL_METHODS:  # no inverter: the closest auxiliary answers' images
+        from tfminv.attacks.identity import options_of
+        from tfminv.attacks.retrieval import retrieve
+
+        n = int(options_of(identity).match_n)
+        recon, retriever, seconds = retrieve(train_preds, train_images, victim_preds, k=k, n=n)
+        scores = score(recon, victim_images, victim_labels, judge)
+        scores["match_n"] = n
+        return Attack(retriever, recon, scores, seconds)
     t = time.perf_counter()
     inverter = train_inverter(train_preds, train_images, k=k, method=method, config=config,
                               workdir=workdir, val=val, width=width, callbacks=callbacks,

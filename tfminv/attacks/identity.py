@@ -67,6 +67,9 @@ SETTINGS = {
                              "(the unrefined one and the refinement's after evenly spaced "
                              "numbers of steps); the one whose release is closest to the "
                              "victim's is kept. Queries per victim", 2),
+    # attack time only (method 'aux_match', `tfminv.attacks.retrieval`): no inverter
+    "match_n": (1, "aux_match method: the images of this many auxiliary answers closest to the "
+                   "victim's release are averaged (1: one real public photo)", 1),
 }
 #: the settings that shape the trained inverter (its cache key); the rest act at attack time
 TRAINING = ("identity_weight", "feature_weight", "realism_weight", "prior_epochs",
@@ -100,6 +103,7 @@ def _settings_block(frozen: bool):
         refine_lr: float = declared("refine_lr")
         refine_prox: float = declared("refine_prox")
         select_candidates: int = declared("select_candidates")
+        match_n: int = declared("match_n")
 
         def __post_init__(self):
             parent = getattr(super(), "__post_init__", None)
@@ -148,7 +152,8 @@ class IdentityOptions(FrozenIdentitySettings):
 
     def report(self) -> dict:
         """Every setting, as run.json records it."""
-        ints = ("surrogate_epochs", "prior_epochs", "refine_steps", "select_candidates")
+        ints = ("surrogate_epochs", "prior_epochs", "refine_steps", "select_candidates",
+                "match_n")
         return {k: int(getattr(self, k)) if k in ints else float(getattr(self, k))
                 for k in SETTINGS}
 

@@ -20,6 +20,9 @@ Methods:
 - `identity_select`: the same inverter; per victim its image and refinement snapshots are sent
   to the target, and the one whose release is closest to the victim's is kept
   (`tfminv.attacks.select`; `select_candidates` counted queries per victim).
+- `aux_match`: no inverter: the auxiliary image whose (already queried) answer is closest to
+  the victim's release (`tfminv.attacks.retrieval`; `match_n` averaged), run by
+  `tfminv.attacks.core.run_attack` like the others; `train_inverter` refuses it.
 
 G never sees the target's graph or weights: its only inputs are prediction arrays that came
 out of an Oracle (see tfminv.attacks.predictions.query_cached).
@@ -41,6 +44,10 @@ DEFAULT_METHODS = ("truncation", "previous", "previous_logzero")
 #: the methods whose inverter is the identity-consistent one (one trained model serves all)
 IDENTITY_METHODS = ("identity", "identity_refine", "identity_select")
 METHODS = DEFAULT_METHODS + IDENTITY_METHODS
+#: the methods that train no inverter (`tfminv.attacks.retrieval`)
+RETRIEVAL_METHODS = ("aux_match",)
+#: every method an attack door runs (`tfminv.attacks.core.run_attack`)
+ATTACK_METHODS = METHODS + RETRIEVAL_METHODS
 
 
 def method_setting():
@@ -50,8 +57,9 @@ def method_setting():
                    "the target from the same auxiliary releases, for the victims' identity; "
                    "identity_refine: its images refined per victim through the surrogate; "
                    "identity_select: the target queried on those images, the closest kept; "
-                   "previous / previous_logzero: the earlier training-based inversion)",
-                   choices=METHODS)
+                   "aux_match: no inverter, the auxiliary photo whose answer is closest to "
+                   "the victim's release; previous / previous_logzero: the earlier "
+                   "training-based inversion)", choices=ATTACK_METHODS)
 
 
 def _check(preds, images, what):
@@ -108,6 +116,9 @@ def train_inverter(aux_predictions, aux_images, *, k: int, method: str, config, 
     from tfminv.models.truncation import _check_k
     from tfminv.training import fit_cached
 
+    if method in RETRIEVAL_METHODS:
+        raise ConfigError(f"method {method!r} trains no inverter; run it through "
+                          "tfminv.attacks.core.run_attack (tfminv.attacks.retrieval)")
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     streamed = hasattr(aux_images, "iter_chunks")

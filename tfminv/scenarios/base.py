@@ -341,6 +341,12 @@ JUDGE2_NOTE = ("Columns ending in _j2 are the same scores by a second, independe
                "classifier (--judge2_width, its own seed): an attack that only fools "
                "classifiers like the first judge (or the surrogate) shows as disagreement.")
 
+AUX_MATCH_NOTE = ("'aux_match' = no inverter: each victim's reconstruction is the auxiliary "
+                  "image (the mean of the match_n images) whose answer, already queried, is "
+                  "closest to the victim's release (cosine of the two top-k releases; no "
+                  "query beyond the auxiliary set): a real photo of another person that the "
+                  "target reads like the victim, so its MSE is that of a different face. "
+                  "train_seconds = the matching's wall time.")
 
 #: the identity method's extra columns (its surrogate; shown only when the method runs), in
 #: the truncation and class-inference tables alike
@@ -598,7 +604,10 @@ def session_seconds(attack) -> float | None:
     call's own wall time is near 0 then)."""
     from tfminv.training import load_run
 
-    return load_run(attack.inverter.run_dir).get("train_seconds")
+    run_dir = getattr(attack.inverter, "run_dir", None)
+    if run_dir is None:  # nothing trained (method 'aux_match'): the call's own time
+        return attack.train_seconds
+    return load_run(run_dir).get("train_seconds")
 
 
 def attack_row(attack) -> dict:

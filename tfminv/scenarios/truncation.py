@@ -13,7 +13,8 @@ import dataclasses
 import time
 
 from tfminv.attacks import identity as _identity
-from tfminv.attacks.inversion import DEFAULT_METHODS, IDENTITY_METHODS, METHODS
+from tfminv.attacks.inversion import (ATTACK_METHODS, DEFAULT_METHODS, IDENTITY_METHODS,
+                                     RETRIEVAL_METHODS)
 from tfminv.errors import ConfigError
 from tfminv.oracles.base import query_counts
 from tfminv.scenarios import base
@@ -30,7 +31,8 @@ IDENTITY_COLUMNS, IDENTITY_NOTE = base.IDENTITY_COLUMNS, base.IDENTITY_NOTE  # o
 @dataclasses.dataclass
 class TruncationConfig(_identity.IdentitySettings, base.ScenarioConfig):
     """k: the released top-k sizes to compare; methods: a subset of
-    `tfminv.attacks.inversion.METHODS` (default: the paper's comparison, without 'identity');
+    `tfminv.attacks.inversion.ATTACK_METHODS` (default: the paper's comparison, without
+    'identity' and 'aux_match');
     identity_weight ... surrogate_epochs: the 'identity' method's settings (the
     `tfminv.attacks.identity.IdentitySettings` base)."""
 
@@ -39,7 +41,7 @@ class TruncationConfig(_identity.IdentitySettings, base.ScenarioConfig):
     k: tuple = setting((10,), "size of the released top-k prediction: one value or a list",
                        flag_type="int_list", minimum=1)
     methods: tuple = setting(DEFAULT_METHODS, "methods to compare", flag_type="str_list",
-                             choices=METHODS)
+                             choices=ATTACK_METHODS)
 
     def preflight(self):
         alloc = super().preflight()
@@ -116,6 +118,10 @@ def run_truncation(config: TruncationConfig) -> base.ScenarioResult:
         columns = columns + IDENTITY_COLUMNS
         extra["identity"] = _identity.options_of(config).report()
         notes.append(IDENTITY_NOTE)
+    if set(RETRIEVAL_METHODS) & set(config.methods):
+        columns = columns + ["match_n"]
+        extra["match_n"] = int(config.match_n)
+        notes.append(base.AUX_MATCH_NOTE)
     return base.ScenarioResult(name, f"Truncation vs previous: {config.dataset}", rows, columns,
                                extra, notes, [fig])
 
