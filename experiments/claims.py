@@ -952,7 +952,7 @@ JUDGES_FACTOR = 1.5
 
 def _judges_agree(rows, run):
     """The two judges' attack top-5 within JUDGES_FACTOR of each other on every identity row."""
-    rs = [r for r in rows if r.get("method") in IDENTITY_METHODS + ("truncation",)
+    rs = [r for r in rows if r.get("method") in IDENTITY_METHODS + ("truncation", "aux_match")
           or (r.get("variant") and not str(r["variant"]).startswith("reference"))]
     rs = [r for r in rs if finite(r.get("attack_acc_top5"), r.get("attack_acc_top5_j2"))]
     if not rs:
@@ -1205,6 +1205,137 @@ def _budget_identity_sections() -> list:
     ]
 
 
+AUX_MATCH = f"truncation_{PAPER}_budget_aux_match"  # k = 10, aux_match (match_n 1)
+AUX_MATCH3 = f"truncation_{PAPER}_budget_aux_match3"  # the same with match_n 3
+AUDIT_AUX_MATCH = f"audit_{PAPER}_budget_aux_match"  # the audit's policies, --method=aux_match
+AUX_MATCH_COLS = ("k", "method", "match_n", "mse", "ssim", "attack_acc", "attack_acc_j2",
+                  "attack_acc_top5", "attack_acc_top5_j2", "nn_acc", "nn_acc_j2", "knn_dist",
+                  "eval_acc", "train_seconds")
+WHY_LOOKALIKE = ("aux_match's image is a real photo of another person (CelebA #1-#10000 has no "
+                 "person in common with the target's): the judges name the victim in it "
+                 "because the target's release says whom the victim resembles, so the MSE is "
+                 "that of a different face, not a reconstruction")
+
+
+def _match_goal(d: Path):
+    """aux_match at k = 10 reaches the identity goal (top-5 >= 0.20, nearest-identity >= 0.05);
+    the truncation row is this folder's, else AUX_MATCH's."""
+    def check(rows, run):
+        by = {r["method"]: r for r in rows if r.get("k") == 10}
+        t = by.get("truncation") or {r["method"]: r for r in (load(d, AUX_MATCH)[0] or [])
+                                     if r.get("k") == 10}.get("truncation")
+        i = by.get("aux_match")
+        if not (t and i):
+            return Outcome(None)
+        return Outcome(i["attack_acc_top5"] >= 0.2 and i["nn_acc"] >= 0.05,
+                       f"k=10, aux_match (match_n {i.get('match_n')}) vs truncation: attack "
+                       f"top-5 {i['attack_acc_top5']:.3f} vs {t['attack_acc_top5']:.3f} (second "
+                       f"judge {fmt(i.get('attack_acc_top5_j2'), 3)} vs "
+                       f"{fmt(t.get('attack_acc_top5_j2'), 3)}), top-1 {i['attack_acc']:.3f} vs "
+                       f"{t['attack_acc']:.3f}, nearest-identity {i['nn_acc']:.3f} vs "
+                       f"{t['nn_acc']:.3f}, MSE {i['mse']:.4f} vs {t['mse']:.4f} "
+                       f"({100 * (i['mse'] / t['mse'] - 1):+.0f}%), SSIM {i['ssim']:.3f} vs "
+                       f"{t['ssim']:.3f}", WHY_LOOKALIKE)
+    return check
+
+
+def _match_queries(rows, run):
+    """aux_match asks the target nothing beyond the auxiliary set and the victims."""
+    if not run:
+        return Outcome(None)
+    n = next((r["n_victims"] for r in rows if r.get("method") == "aux_match"), None)
+    aux = (run.get("aux_set") or {}).get("images")
+    total = run.get("oracle_queries", 0) + run.get("oracle_answers_cached", 0)
+    if not finite(n, aux, total):
+        return Outcome(None)
+    return Outcome(total <= aux + n, f"the target answered {total} queries = {aux} auxiliary "
+                   f"images + {n} victims (0 per victim beyond its own release); matching took "
+                   f"{fmt(next(r.get('train_seconds') for r in rows if r.get('method') == 'aux_match'), 1)} s")
+
+
+def _at_chance(r, m, n) -> bool:
+    """The judge's top-5 within two standard errors of chance (5/m) on n victims."""
+    p0 = min(5 / m, 1.0)
+    return r["attack_acc_top5"] <= p0 + 2 * (p0 * (1 - p0) / n) ** 0.5
+
+
+def _audit_pairs(d: Path, rows):
+    other, _ = load(d, AUDIT_BUDGET)
+    t = {r["policy"]: r for r in other or []}
+    return [(t[r["policy"]], r) for r in rows if r["policy"] in t]
+
+
+def _audit_match_stops(d: Path):
+    """Every policy that leaves the truncation attacker's top-5 at chance leaves aux_match's
+    there too: a policy that does not is the audit's finding to put first."""
+    def check(rows, run):
+        both = _audit_pairs(d, rows)
+        if not both or not run:
+            return Outcome(None)
+        m = (run.get("settings") or run).get("classes") or 471
+        n = rows[0].get("n_victims") or (run.get("settings") or run).get("victims") or 2344
+        found = [(a, i) for a, i in both if _at_chance(a, m, n) and not _at_chance(i, m, n)]
+        p0 = 5 / m
+        return Outcome(not found, ("stopped for truncation only: " + "; ".join(
+            f"{i['policy']} (top-5 truncation {a['attack_acc_top5']:.3f}, aux_match "
+            f"{i['attack_acc_top5']:.3f})" for a, i in found) + ". " if found else "")
+            + "attack top-5, aux_match vs truncation: " + "; ".join(
+                f"{i['policy']} {i['attack_acc_top5']:.3f} vs {a['attack_acc_top5']:.3f}"
+                for a, i in both),
+            f"at chance = within two standard errors of 5/{m} = {p0:.4f} on {n} victims; "
+            + WHY_LOOKALIKE)
+    return check
+
+
+def _audit_match_top5(d: Path):
+    """aux_match's judge top-5 is at least the truncation attacker's under every policy."""
+    def check(rows, run):
+        both = _audit_pairs(d, rows)
+        if not both:
+            return Outcome(None)
+        return Outcome(all(i["attack_acc_top5"] >= a["attack_acc_top5"] for a, i in both),
+                       "; ".join(f"{i['policy']}: top-5 {i['attack_acc_top5']:.3f} vs "
+                                 f"{a['attack_acc_top5']:.3f}, MSE {i['mse']:.4f} vs "
+                                 f"{a['mse']:.4f}" for a, i in both), WHY_LOOKALIKE)
+    return check
+
+
+def _aux_match_sections(d: Path) -> list:
+    """Method aux_match (no inverter: the closest auxiliary answer's photo) at the main job's
+    budget, and under the audit's policies."""
+    goal = ("attack top-5 >= 0.20 and nearest-identity >= 0.05 at k = 10")
+    return [
+        Section(AUX_MATCH, "Paper scale at the main job's budget: the auxiliary photo whose "
+                "answer matches the victim's release (method aux_match, k = 10)",
+                AUX_MATCH_COLS, (
+                    Claim(f"truncation/{PAPER}", "goal: the release names who the victim is "
+                          "(not a claim of the paper)", goal, _match_goal(d)),
+                    Claim(f"truncation/{PAPER}", "goal: no query per victim beyond its own "
+                          "release", "the target's query count = auxiliary + victims",
+                          _match_queries),
+                    Claim(f"truncation/{PAPER}", "two independent judges agree", "attack "
+                          f"top-5 of the two judges within a factor {JUDGES_FACTOR} on every "
+                          "attack row", _judges_agree))),
+        Section(AUX_MATCH3, "Paper scale at the main job's budget: aux_match averaging the 3 "
+                "closest auxiliary photos (--match_n=3, k = 10)", AUX_MATCH_COLS, (
+                    Claim(f"truncation/{PAPER}", "goal: the release names who the victim is "
+                          "(not a claim of the paper)", goal, _match_goal(d)),
+                    Claim(f"truncation/{PAPER}", "two independent judges agree", "attack "
+                          f"top-5 of the two judges within a factor {JUDGES_FACTOR}",
+                          _judges_agree))),
+        Section(AUDIT_AUX_MATCH, "Paper scale at the main job's budget: release policies "
+                "against aux_match (--method=aux_match)", PAPER_AUDIT_COLS, (
+                    Claim(f"audit/{PAPER}", "every release policy that stops the truncation "
+                          "attacker stops aux_match (not a claim of the paper)", "no policy "
+                          f"under which truncation's attack top-5 ({AUDIT_BUDGET}) is at chance "
+                          "while aux_match's is above it", _audit_match_stops(d)),
+                    Claim(f"audit/{PAPER}", "aux_match names the victim at least as often as "
+                          "truncation under every policy (not a claim of the paper)", "attack "
+                          "top-5 aux_match >= truncation under each policy",
+                          _audit_match_top5(d)))),
+    ]
+
+
 def _budget_sections(d: Path) -> list:
     """The README main job and the issue-23 reruns at its budget."""
     return [
@@ -1367,6 +1498,7 @@ def sections(d: Path) -> list[Section]:
     out += _paper_sections(d)
     out += _budget_sections(d)
     out += _budget_identity_sections()
+    out += _aux_match_sections(d)
     out += _ci_identity_sections()
     out.append(_defence_section(d, PAPER))
     return out

@@ -260,6 +260,26 @@ def plot_leakage_utility(rows, baselines: dict, references, path) -> bool:
     return True
 
 
+def _attacker_text(settings: dict) -> str:
+    """What the report's attacker did with each policy's releases (settings["method"])."""
+    method = settings.get("method", "truncation")
+    if method == "aux_match":
+        return ("The attacker trains nothing: for each victim it takes the auxiliary image "
+                "whose answer, passed through the same policy, is closest to the victim's "
+                "released vector (cosine of the two top-k releases, k = entries the policy can "
+                f"release; the mean of the {settings.get('match_n', 1)} closest images). The "
+                "image is a real photo of another person, so an MSE above the mean image's "
+                "does not mean nothing leaks: attack top-1 / top-5 say whether the judge names "
+                "the victim in it.")
+    text = ("The attacker trains an inversion model on its auxiliary images' predictions "
+            "passed through the same policy (aligned to the release format, truncation k = "
+            "entries the policy can release), then reconstructs every victim from its released "
+            "vector.")
+    if method != "truncation":
+        text += f" Method: `{method}`."
+    return text
+
+
 def write_report(result: InversionResults, out_dir, *, title: str = "Inversion leakage",
                  command: str = "", extra: dict | None = None, grid_count: int = 12) -> dict:
     """Write results.json/.md, run.json, reconstructions.png, report.html (self-contained),
@@ -322,10 +342,8 @@ def write_report(result: InversionResults, out_dir, *, title: str = "Inversion l
     rep = Report(title, subtitle=sub)
     rep.heading("What was measured")
     rep.paragraph(
-        "For each release policy the target releases policy(F(x)). The attacker trains an "
-        "inversion model on its auxiliary images' predictions passed through the same policy "
-        "(aligned to the release format, truncation k = entries the policy can release), then "
-        "reconstructs every victim from its released vector. Leakage: MSE, PSNR, SSIM between "
+        "For each release policy the target releases policy(F(x)). " + _attacker_text(st)
+        + " Leakage: MSE, PSNR, SSIM between "
         "reconstruction and victim, and attack accuracy (a judge labels the reconstruction; "
         "top-1 against the victim's class). Utility: top-1 accuracy of the released vector on "
         "the victims (ties count as a random pick among the tied classes); agreement: released "
