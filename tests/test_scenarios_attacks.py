@@ -106,6 +106,24 @@ def test_best_auxiliary_reads_only_what_a_top_k_release_shows():
         best_auxiliary(np.zeros((0, 4)), [0], k=1)
 
 
+def test_top_auxiliary_ranks_the_rows_that_release_the_class_and_averages_them():
+    """n rows per class, highest score first, -1 past the rows that release it; the class
+    image is the mean of the found rows (the fallback where none is found)."""
+    from tfminv.attacks.class_inference import mean_of_picks, top_auxiliary
+
+    answers = np.array([[0.6, 0.3, 0.1, 0.0],
+                        [0.1, 0.8, 0.05, 0.05],
+                        [0.5, 0.1, 0.3, 0.1],
+                        [0.7, 0.2, 0.05, 0.05]], np.float32)
+    picks = top_auxiliary(answers, [0, 1, 2], k=2, n=3)
+    np.testing.assert_array_equal(picks, [[3, 0, 2], [1, 0, 3], [2, -1, -1]])
+    images = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1) * np.ones((4, 2, 2, 1))
+    out = mean_of_picks(images, np.array([[3, 0, -1], [-1, -1, -1]]), np.full((2, 2, 1), 9.0))
+    np.testing.assert_allclose(out[:, 0, 0, 0], [1.5, 9.0])
+    with pytest.raises(ConfigError, match="match_n"):
+        top_auxiliary(answers, [0], k=1, n=5)
+
+
 def test_joint_model_trains_and_attack_inverter_matches_training_path(data_dir):
     import keras
 

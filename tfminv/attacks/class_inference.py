@@ -38,17 +38,38 @@ def best_auxiliary(released, classes, k: int) -> np.ndarray:
     highest score (the public face the target reads most as c), -1 where no row's top k holds
     c. released: the target's answers on the auxiliary images [N, m] (what the attacker
     already queried; only their k largest entries are used, as a top-k API would release)."""
+    return top_auxiliary(released, classes, k, 1)[:, 0]
+
+
+def top_auxiliary(released, classes, k: int, n: int) -> np.ndarray:
+    """Indices [C, n] of the n auxiliary rows whose top-k release gives each class its highest
+    scores (highest first; -1 past the rows whose top k holds the class). See
+    `best_auxiliary`."""
     v = np.asarray(released, np.float32)
     classes = np.asarray(classes, dtype=np.int64).reshape(-1)
     if v.ndim != 2 or v.shape[0] == 0:
         raise DataError(f"best auxiliary image: expected answers [N >= 1, m], got {v.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(v):
+        raise ConfigError(f"--match_n={n!r}: expected an integer from 1 to the {len(v)} "
+                          "auxiliary images")
     kk = max(1, min(int(k), v.shape[1]))
     top = np.argpartition(-v, kk - 1, axis=1)[:, :kk]
     shown = np.zeros(v.shape, bool)
     np.put_along_axis(shown, top, True, axis=1)
     scores = np.where(shown, v, -np.inf)[:, classes]  # [N, C]
-    best = scores.argmax(0)
-    return np.where(np.isfinite(scores[best, np.arange(len(classes))]), best, -1)
+    best = np.argsort(-scores, axis=0, kind="stable")[:n].T  # [C, n]
+    return np.where(np.isfinite(np.take_along_axis(scores.T, best, axis=1)), best, -1)
+
+
+def mean_of_picks(images, picks, fallback) -> np.ndarray:
+    """[C, H, W, C'] float32: per row of picks [C, n] the mean of images[i] over its indices
+    >= 0, `fallback` [H, W, C'] where a row has none."""
+    picks = np.asarray(picks)
+    out = np.empty((len(picks), *np.shape(fallback)), np.float32)
+    for j, row in enumerate(picks):
+        row = row[row >= 0]
+        out[j] = np.asarray(images[row], np.float32).mean(0) if len(row) else fallback
+    return out
 
 
 def infer_classes(inverter, num_classes: int, classes, confidence: float = 1.0,

@@ -264,11 +264,12 @@ def _attacker_text(settings: dict) -> str:
     """What the report's attacker did with each policy's releases (settings["method"])."""
     method = settings.get("method", "truncation")
     if method == "aux_match":
+        n = int(settings.get("match_n", 1))
         return ("The attacker trains nothing: for each victim it takes the auxiliary image "
                 "whose answer, passed through the same policy, is closest to the victim's "
                 "released vector (cosine of the two top-k releases, k = entries the policy can "
-                f"release; the mean of the {settings.get('match_n', 1)} closest images). The "
-                "image is a real photo of another person, so an MSE above the mean image's "
+                "release" + (f"; the mean of the {n} closest images" if n > 1 else "") + "). "
+                "The image is a real photo of another person, so an MSE above the mean image's "
                 "does not mean nothing leaks: attack top-1 / top-5 say whether the judge names "
                 "the victim in it.")
     text = ("The attacker trains an inversion model on its auxiliary images' predictions "

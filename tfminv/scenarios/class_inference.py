@@ -8,7 +8,8 @@
   set), fed the same vector; not in the default comparison (about 4x a truncation inverter);
 - aux_best: no inverter: per class, the auxiliary image whose top-k answer (already queried)
   gives the class its highest score, the public face the target reads most as that class (the
-  mean auxiliary image where no auxiliary answer releases the class: `aux_found`);
+  mean of the `match_n` highest; the mean auxiliary image where no auxiliary answer releases
+  the class: `aux_found`);
 - identity_aux: the identity inverter's image of that auxiliary answer, refined through the
   surrogate toward the class vector (`refine_*` settings; the class vector's own code where no
   auxiliary answer releases the class); no query beyond the auxiliary set;
@@ -82,7 +83,8 @@ class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
 
 AUX_NOTE = ("'aux_best' = per class, the auxiliary image whose top-k answer (already queried) "
             "gives the class its highest score: a real public face, another person, that the "
-            "target reads most as the class; 'identity_aux' = the identity inverter's image of "
+            "target reads most as the class (with match_n > 1 the mean of the match_n "
+            "highest-scoring images that release the class); 'identity_aux' = the identity inverter's image of "
             "that answer refined through the surrogate toward the class vector. aux_found: the "
             "share of attacked classes that some auxiliary answer releases (the others start "
             "from the mean auxiliary image / the class vector's own code).")
@@ -131,16 +133,17 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                               "identity_aux pick auxiliary images by index and need the "
                               "auxiliary set in memory, not streamed")
         t = time.perf_counter()
-        aux_pick = ci.best_auxiliary(tr_preds, classes, config.k)
+        aux_picks = ci.top_auxiliary(tr_preds, classes, config.k, int(config.match_n))
+        aux_pick = aux_picks[:, 0]
         aux_found = round(float(np.mean(aux_pick >= 0)), 4)
         aux_seconds = (time.perf_counter() - t) / len(classes)
     for method in config.methods:
         if method == "aux_best":  # real public faces: the mean one where none releases c
-            found = (aux_pick >= 0)[:, None, None, None]
-            images = np.where(found, tr_images[np.maximum(aux_pick, 0)],
-                              metrics.mean_image(base.aux_images(s))[None]).astype(np.float32)
+            images = ci.mean_of_picks(tr_images, aux_picks,
+                                      metrics.mean_image(base.aux_images(s)))
             score = ci.score_class_images(images, classes, **score_kw)
             rows.append({**row0, "method": method, **score, "aux_found": aux_found,
+                         "match_n": int(config.match_n),
                          "seconds_per_class": aux_seconds, "train_seconds": 0.0,
                          "access": "black-box (predictions)", "mean_steps": 0.0})
             fig_rows.append((method, images))
@@ -209,7 +212,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     if s.eval2_info is not None:
         notes.append(base.JUDGE2_NOTE)
     if set(AUX_METHODS) & set(config.methods):
-        columns.append("aux_found")
+        columns += ["aux_found", "match_n"]
         notes.append(AUX_NOTE)
     if identity_methods & set(config.methods):
         columns += base.IDENTITY_COLUMNS
