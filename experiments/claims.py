@@ -1109,45 +1109,40 @@ def _ci_judges_agree(metric):
     return check
 
 
-def _ci_identity_sections() -> list:
-    """Class inference with the identity methods and the attacker's own auxiliary faces."""
+def _ci_pair(folder, title, fs_folder, fs_title, cols) -> list:
+    """A class-inference run at 471 identities (its top-5 goal) and one on FaceScrub-12 (its
+    top-1 goal), each with the two judges' agreement."""
     return [
-        Section(CI_IDENTITY, "Paper scale at the main job's budget: class inference with the "
-                "identity methods and the auxiliary faces (k = 10, 50 of 471 identities)",
-                CI_IDENTITY_COLS, (
-                    Claim(f"class_inference/{PAPER}", "goal: a black-box method names 50 "
-                          "sampled people in the judge's top-5 (not a claim of the paper)",
-                          "attack top-5 >= 0.30 for some new method",
-                          _ci_goal("attack_acc_top5", 0.30)),
-                    Claim(f"class_inference/{PAPER}", "two independent judges agree", "top-5 "
-                          f"of the best new method within a factor {JUDGES_FACTOR}",
-                          _ci_judges_agree("attack_acc_top5")))),
-        Section(CI_IDENTITY_FS, "Class inference with the identity methods and the auxiliary "
-                "faces, FaceScrub-12 (k = 1)", CI_IDENTITY_COLS, (
-                    Claim("class_inference/facescrub", "goal: a black-box method names every "
-                          "FaceScrub person (not a claim of the paper)", "attack top-1 >= "
-                          "0.92 for some new method", _ci_goal("attack_acc", 0.92)),
-                    Claim("class_inference/facescrub", "two independent judges agree", "top-1 "
-                          f"of the best new method within a factor {JUDGES_FACTOR}",
-                          _ci_judges_agree("attack_acc")))),
-        Section(CI_AUX3, "Paper scale at the main job's budget: class inference from the "
-                "mean of the 3 auxiliary faces the target ranks highest (aux_best, "
-                "--match_n=3, k = 10, 50 of 471 identities)", CI_AUX_COLS, (
-                    Claim(f"class_inference/{PAPER}", "goal: a black-box method names 50 "
-                          "sampled people in the judge's top-5 (not a claim of the paper)",
-                          "attack top-5 >= 0.30 for some new method",
-                          _ci_goal("attack_acc_top5", 0.30)),
-                    Claim(f"class_inference/{PAPER}", "two independent judges agree", "top-5 "
-                          f"of the best new method within a factor {JUDGES_FACTOR}",
-                          _ci_judges_agree("attack_acc_top5")))),
-        Section(CI_AUX3_FS, "Class inference from the mean of the 3 auxiliary faces the target "
-                "ranks highest, FaceScrub-12 (aux_best, --match_n=3, k = 1)", CI_AUX_COLS, (
-                    Claim("class_inference/facescrub", "goal: a black-box method names every "
-                          "FaceScrub person (not a claim of the paper)", "attack top-1 >= "
-                          "0.92 for some new method", _ci_goal("attack_acc", 0.92)),
-                    Claim("class_inference/facescrub", "two independent judges agree", "top-1 "
-                          f"of the best new method within a factor {JUDGES_FACTOR}",
-                          _ci_judges_agree("attack_acc")))),
+        Section(folder, title, cols, (
+            Claim(f"class_inference/{PAPER}", "goal: a black-box method names 50 sampled people "
+                  "in the judge's top-5 (not a claim of the paper)", "attack top-5 >= 0.30 for "
+                  "some new method", _ci_goal("attack_acc_top5", 0.30)),
+            Claim(f"class_inference/{PAPER}", "two independent judges agree", "top-5 of the "
+                  f"best new method within a factor {JUDGES_FACTOR}",
+                  _ci_judges_agree("attack_acc_top5")))),
+        Section(fs_folder, fs_title, cols, (
+            Claim("class_inference/facescrub", "goal: a black-box method names every FaceScrub "
+                  "person (not a claim of the paper)", "attack top-1 >= 0.92 for some new "
+                  "method", _ci_goal("attack_acc", 0.92)),
+            Claim("class_inference/facescrub", "two independent judges agree", "top-1 of the "
+                  f"best new method within a factor {JUDGES_FACTOR}",
+                  _ci_judges_agree("attack_acc")))),
+    ]
+
+
+def _ci_identity_sections() -> list:
+    """Class inference with the identity methods and the attacker's own auxiliary faces, then
+    aux_best averaging the 3 faces the target ranks highest."""
+    return [
+        *_ci_pair(CI_IDENTITY, "Paper scale at the main job's budget: class inference with the "
+                  "identity methods and the auxiliary faces (k = 10, 50 of 471 identities)",
+                  CI_IDENTITY_FS, "Class inference with the identity methods and the auxiliary "
+                  "faces, FaceScrub-12 (k = 1)", CI_IDENTITY_COLS),
+        *_ci_pair(CI_AUX3, "Paper scale at the main job's budget: class inference from the "
+                  "mean of the 3 auxiliary faces the target ranks highest (aux_best, "
+                  "--match_n=3, k = 10, 50 of 471 identities)", CI_AUX3_FS, "Class inference "
+                  "from the mean of the 3 auxiliary faces the target ranks highest, "
+                  "FaceScrub-12 (aux_best, --match_n=3, k = 1)", CI_AUX_COLS),
     ]
 
 
