@@ -13,8 +13,8 @@ def _answers(n, m, seed):
     return np.random.default_rng(seed).dirichlet(np.full(m, 0.3), n).astype(np.float32)
 
 
-def test_released_top_k_keeps_the_k_largest_ties_to_the_lower_index():
-    from tfminv.attacks.retrieval import released_top_k
+def test_keep_top_k_keeps_the_k_largest_ties_to_the_lower_index():
+    from tfminv.policies import keep_top_k as released_top_k
 
     p = np.array([[0.1, 0.4, 0.1, 0.4], [0.7, 0.1, 0.1, 0.1]], np.float32)
     f = np.float32
@@ -45,8 +45,8 @@ def test_the_match_is_the_auxiliary_row_with_the_same_top_k_and_n_averages():
     assert idx.shape == (len(pick), 2) and (idx[:, 0] == pick).all() and (idx[:, 1] != pick).all()
     np.testing.assert_allclose(two(victims), images[idx].mean(1), rtol=1e-6)
     # the second closest really is the second most similar row (brute force)
-    a = retrieval._unit(retrieval.released_top_k(aux, k))
-    q = retrieval._unit(retrieval.released_top_k(victims, k))
+    a = retrieval._unit(retrieval.keep_top_k(aux, k))
+    q = retrieval._unit(retrieval.keep_top_k(victims, k))
     np.testing.assert_array_equal(idx[:, 1], np.argsort(-(q @ a.T), axis=1)[:, 1])
 
 

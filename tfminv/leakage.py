@@ -435,10 +435,10 @@ def _expected_cost(pols, m: int, shape, n_train: int, cfg, train_cfg) -> dict:
     from tfminv.models import build_inverter
     from tfminv.training import step_seconds
 
-    steps = math.ceil(n_train / train_cfg.batch_size) * train_cfg.epochs * len(pols)
     if cfg.method in _inversion.RETRIEVAL_METHODS:
         return {"step_s": 0.0, "steps": 0, "total_s": 0.0, "factor": 0.0}
     b = train_cfg.batch_size
+    steps = math.ceil(n_train / b) * train_cfg.epochs * len(pols)
     k = pols[0].released_k(m)
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(m), b).astype(np.float32)

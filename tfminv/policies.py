@@ -203,6 +203,19 @@ class Identity(Policy):
         return p
 
 
+def keep_top_k(p: np.ndarray, k: int) -> np.ndarray:
+    """The k largest entries of each row of p [n, m] at their positions, zeros elsewhere (p
+    itself when k >= m): what a top-k release shows. Stable order, so ties are broken the same
+    way every time (the lowest index wins, as `tf.math.top_k` and the Truncation layer)."""
+    m = p.shape[1]
+    if k >= m:
+        return p
+    idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    out = np.zeros_like(p)
+    np.put_along_axis(out, idx, np.take_along_axis(p, idx, axis=1), axis=1)
+    return out
+
+
 class TopK(Policy):
     """Keep the k largest probabilities (their values, at their positions); zero the rest."""
 
@@ -210,14 +223,7 @@ class TopK(Policy):
     params = (_Param("k", int, check=lambda v: v >= 1, expected="an integer >= 1"),)
 
     def _apply(self, p, rng):
-        m = p.shape[1]
-        if self.k >= m:
-            return p
-        # stable order so ties are broken the same way every time (lowest index wins)
-        idx = np.argsort(-p, axis=1, kind="stable")[:, :self.k]
-        out = np.zeros_like(p)
-        np.put_along_axis(out, idx, np.take_along_axis(p, idx, axis=1), axis=1)
-        return out
+        return keep_top_k(p, self.k)
 
     def support_bound(self, m, previous=None):
         return min(self.k, m if previous is None else previous)

@@ -4,8 +4,7 @@ the victim's, with no inverter.
 The attacker already holds the target's answers on its auxiliary images (the queries every
 training-based method makes). For a victim's released vector v it returns the auxiliary image
 whose answer a is closest to v (the mean of the `match_n` closest): cosine similarity of the
-two top-k releases (the k largest probabilities, zeros elsewhere: what a top-k API shows of
-either). Nothing is trained and nothing is queried beyond the auxiliary set.
+two top-k releases (`tfminv.policies.keep_top_k`: what a top-k API shows of either). Nothing is trained and nothing is queried beyond the auxiliary set.
 
 Why it is an attack of its own: at 471 identities (celeba_ids, auxiliary set CelebA #1-#10000,
 no person in common with the target) the photo of another person picked this way is named as
@@ -22,23 +21,11 @@ import time
 import numpy as np
 
 from tfminv.errors import ConfigError, DataError
+from tfminv.policies import keep_top_k
 
 #: victims compared with every auxiliary answer at once: bounds the similarity block to
 #: CHUNK x N_aux floats (200,000 auxiliary faces: 100 MB)
 CHUNK = 128
-
-
-def released_top_k(p, k: int) -> np.ndarray:
-    """[N, m] float32: the k largest entries of each row kept, zeros elsewhere (ties toward the
-    lower index, as `tf.math.top_k` and the Truncation layer break them)."""
-    p = np.asarray(p, np.float32)
-    m = p.shape[1]
-    if k >= m:
-        return p.copy()
-    idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    out = np.zeros_like(p)
-    np.put_along_axis(out, idx, np.take_along_axis(p, idx, axis=1), axis=1)
-    return out
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -79,7 +66,7 @@ class AuxRetriever:
         self.images = images
         self.name = f"aux_match_k{k}_n{n}"
         self.output_shape = (None, *images.shape[1:])
-        self._aux = _unit(released_top_k(a, self.k))
+        self._aux = _unit(keep_top_k(a, self.k))
         self.last_match = None
 
     def match(self, released) -> np.ndarray:
@@ -89,7 +76,7 @@ class AuxRetriever:
         if v.ndim != 2 or v.shape[1] != self.m:
             raise DataError(f"aux_match: expected released vectors [N, {self.m}], got "
                             f"{v.shape}")
-        q = _unit(released_top_k(v, self.k))
+        q = _unit(keep_top_k(v, self.k))
         out = np.empty((len(v), self.n), np.int64)
         for i in range(0, len(v), CHUNK):
             sim = q[i:i + CHUNK] @ self._aux.T
