@@ -10,6 +10,9 @@
   gives the class its highest score, the public face the target reads most as that class (the
   mean of the `match_n` highest; the mean auxiliary image where no auxiliary answer releases
   the class: `aux_found`);
+- aux_select: aux_best's `aux_candidates` best-scored images per class re-ranked by the
+  target's mean released score on fixed views of each (`tfminv.attacks.views`; 7 counted
+  queries per candidate), the `match_n` best kept;
 - identity_aux: the identity inverter's image of that auxiliary answer, refined through the
   surrogate toward the class vector (`refine_*` settings; the class vector's own code where no
   auxiliary answer releases the class); no query beyond the auxiliary set;
@@ -29,13 +32,14 @@ import time
 import numpy as np
 
 from tfminv.attacks import identity as _identity
+from tfminv.attacks import views
 from tfminv.attacks.inversion import IDENTITY_METHODS
 from tfminv.errors import ConfigError
 from tfminv.scenarios import base
 from tfminv.settings import setting
 
 #: class inference only: start from the public face the target scores highest for the class
-AUX_METHODS = ("aux_best", "identity_aux")
+AUX_METHODS = ("aux_best", "aux_select", "identity_aux")
 METHODS = ("truncation", "previous", *IDENTITY_METHODS, *AUX_METHODS, "fredrikson",
            "fredrikson_meanaux")
 #: what a run compares unless told: the paper's comparison (no 'identity')
@@ -65,7 +69,9 @@ class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
                              "optimisation started from the mean auxiliary image instead of "
                              "black; identity: the identity-consistent inverter; aux_best: the "
                              "auxiliary image the target scores highest for the class; "
-                             "identity_aux: that image's code refined through the surrogate)",
+                             "aux_select: the same re-ranked by the target's answers on "
+                             "views of the candidates (counted queries); identity_aux: "
+                             "that image's code refined through the surrogate)",
                              flag_type="str_list", choices=METHODS)
     mia_steps: int = setting(1000, "Fredrikson: most gradient steps per class", minimum=1)
     mia_lr: float = setting(0.1, "Fredrikson: step size")
@@ -79,15 +85,36 @@ class ClassInferenceConfig(_identity.IdentitySettings, base.ScenarioConfig):
                                      "result)", minimum=0)
     n_classes_sample: int = setting(0, "attack a seeded sample of this many classes (0: all)",
                                     minimum=0)
+    # 14 x 7 views = 98 queries per class: within the 100 per victim of the query budget
+    aux_candidates: int = setting(14, "aux_select method: per class, this many auxiliary "
+                                  "images the target reads most as the class are re-ranked by "
+                                  "its mean released score over 7 fixed views of each (mirror, "
+                                  "shifts, zooms: 7 counted queries per image); the match_n "
+                                  "best are kept", minimum=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        # before any training: the images kept per class are chosen among the candidates
+        if "aux_select" in self.methods and self.aux_candidates < self.match_n:
+            raise ConfigError(f"--aux_candidates={self.aux_candidates}: expected at least "
+                              f"--match_n={self.match_n} (aux_select keeps the match_n best "
+                              "of the candidates)")
 
 
 AUX_NOTE = ("'aux_best' = per class, the auxiliary image whose top-k answer (already queried) "
             "gives the class its highest score: a real public face, another person, that the "
             "target reads most as the class (with match_n > 1 the mean of the match_n "
-            "highest-scoring images that release the class); 'identity_aux' = the identity inverter's image of "
-            "that answer refined through the surrogate toward the class vector. aux_found: the "
+            "highest-scoring images that release the class); 'identity_aux' = the identity "
+            "inverter's image of that answer refined through the surrogate toward the class vector. aux_found: the "
             "share of attacked classes that some auxiliary answer releases (the others start "
             "from the mean auxiliary image / the class vector's own code).")
+
+AUX_SELECT_NOTE = ("'aux_select' = aux_best's aux_candidates highest-scoring images per class "
+                   "re-ranked by the target's released score for the class averaged over the "
+                   "image and 7 fixed views of it (mirror, shifts of 5% of the side, zooms of "
+                   "1.11 and 1.25; `tfminv.attacks.views`), the match_n best kept: "
+                   "queries_per_class counted queries (7 per candidate that releases the "
+                   "class); seconds_per_class includes them.")
 
 
 def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
@@ -108,7 +135,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
     inverters = [mt for mt in config.methods
-                 if not mt.startswith("fredrikson") and mt != "aux_best"]
+                 if not mt.startswith("fredrikson") and mt not in ("aux_best", "aux_select")]
     # one identity inverter and its surrogate serve every identity method
     identity_methods = {*IDENTITY_METHODS, "identity_aux"}
     n_identity = len(identity_methods & set(inverters))
@@ -138,13 +165,21 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
         aux_found = round(float(np.mean(aux_pick >= 0)), 4)
         aux_seconds = (time.perf_counter() - t) / len(classes)
     for method in config.methods:
-        if method == "aux_best":  # real public faces: the mean one where none releases c
-            images = ci.mean_of_picks(tr_images, aux_picks,
-                                      metrics.mean_image(base.aux_images(s)))
+        if method in ("aux_best", "aux_select"):  # real public faces: the mean one where
+            picks, facts, per_class = aux_picks, {}, aux_seconds  # none releases c
+            if method == "aux_select":  # the candidates re-ranked by the target's answers
+                t = time.perf_counter()  # on views of them (counted queries)
+                picks, sent = views.rerank_for_classes(
+                    tr_preds, tr_images, classes, k=config.k, n=int(config.match_n),
+                    candidates=int(config.aux_candidates), query=base.target_query(s))
+                per_class = (time.perf_counter() - t) / len(classes)
+                facts = {"aux_candidates": int(config.aux_candidates),
+                         "queries_per_class": round(sent / len(classes), 1)}
+            images = ci.mean_of_picks(tr_images, picks, metrics.mean_image(base.aux_images(s)))
             score = ci.score_class_images(images, classes, **score_kw)
             rows.append({**row0, "method": method, **score, "aux_found": aux_found,
-                         "match_n": int(config.match_n),
-                         "seconds_per_class": aux_seconds, "train_seconds": 0.0,
+                         "match_n": int(config.match_n), **facts,
+                         "seconds_per_class": per_class, "train_seconds": 0.0,
                          "access": "black-box (predictions)", "mean_steps": 0.0})
             fig_rows.append((method, images))
             continue
@@ -214,6 +249,9 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
     if set(AUX_METHODS) & set(config.methods):
         columns += ["aux_found", "match_n"]
         notes.append(AUX_NOTE)
+    if "aux_select" in config.methods:
+        columns += ["aux_candidates", "queries_per_class"]
+        notes.append(AUX_SELECT_NOTE)
     if identity_methods & set(config.methods):
         columns += base.IDENTITY_COLUMNS
         extra["identity"] = _identity.options_of(config).report()
