@@ -7,9 +7,9 @@ who is in the photo (a mirror image, shifts of 5% of the side, zooms of 1.11 and
 the centre: `VIEWS`) prefers the candidates the target reads as the class however they are
 framed: the final selection step of Plug-and-Play attacks (Struppek et al., 2022; theirs
 averages the target's score over 100 random resized crops and flips), with a fixed, seedless
-set of views and the released score (top-k) instead of the full softmax. Each view of each candidate is one counted query through the
-caller's `query` (an `Oracle`'s): len(VIEWS) per candidate; the unchanged image's answer is
-the one the attacker already holds.
+set of views and the released score (top-k) instead of the full softmax. Each view of each
+candidate is one counted query through the caller's `query` (an `Oracle`'s): len(VIEWS) per
+candidate; the unchanged image's answer is the one the attacker already holds.
 
 Measured (one image per class, 14 candidates, 98 queries per class; experiments/
 REPRODUCTION.md): on FaceScrub-12 (public pool of 49,457 faces, top-1 release) the judge

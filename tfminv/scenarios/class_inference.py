@@ -39,7 +39,9 @@ from tfminv.scenarios import base
 from tfminv.settings import setting
 
 #: class inference only: start from the public face the target scores highest for the class
-AUX_METHODS = ("aux_best", "aux_select", "identity_aux")
+#: of those, the ones whose image is the public photo itself (or the mean of a few): no inverter
+PHOTO_METHODS = ("aux_best", "aux_select")
+AUX_METHODS = (*PHOTO_METHODS, "identity_aux")
 METHODS = ("truncation", "previous", *IDENTITY_METHODS, *AUX_METHODS, "fredrikson",
            "fredrikson_meanaux")
 #: what a run compares unless told: the paper's comparison (no 'identity')
@@ -105,9 +107,10 @@ AUX_NOTE = ("'aux_best' = per class, the auxiliary image whose top-k answer (alr
             "gives the class its highest score: a real public face, another person, that the "
             "target reads most as the class (with match_n > 1 the mean of the match_n "
             "highest-scoring images that release the class); 'identity_aux' = the identity "
-            "inverter's image of that answer refined through the surrogate toward the class vector. aux_found: the "
-            "share of attacked classes that some auxiliary answer releases (the others start "
-            "from the mean auxiliary image / the class vector's own code).")
+            "inverter's image of that answer refined through the surrogate toward the class "
+            "vector. aux_found: the share of attacked classes that some auxiliary answer "
+            "releases (the others start from the mean auxiliary image / the class vector's own "
+            "code).")
 
 AUX_SELECT_NOTE = ("'aux_select' = aux_best's aux_candidates highest-scoring images per class "
                    "re-ranked by the target's released score for the class averaged over the "
@@ -135,7 +138,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
                                patience=config.mia_patience, objective=config.mia_objective,
                                process=config.mia_process, process_every=config.mia_process_every)
     inverters = [mt for mt in config.methods
-                 if not mt.startswith("fredrikson") and mt not in ("aux_best", "aux_select")]
+                 if not mt.startswith("fredrikson") and mt not in PHOTO_METHODS]
     # one identity inverter and its surrogate serve every identity method
     identity_methods = {*IDENTITY_METHODS, "identity_aux"}
     n_identity = len(identity_methods & set(inverters))
@@ -165,7 +168,7 @@ def run_class_inference(config: ClassInferenceConfig) -> base.ScenarioResult:
         aux_found = round(float(np.mean(aux_pick >= 0)), 4)
         aux_seconds = (time.perf_counter() - t) / len(classes)
     for method in config.methods:
-        if method in ("aux_best", "aux_select"):  # real public faces: the mean one where
+        if method in PHOTO_METHODS:  # real public faces: the mean one where
             picks, facts, per_class = aux_picks, {}, aux_seconds  # none releases c
             if method == "aux_select":  # the candidates re-ranked by the target's answers
                 t = time.perf_counter()  # on views of them (counted queries)
