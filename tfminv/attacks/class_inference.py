@@ -56,9 +56,14 @@ def top_auxiliary(released, classes, k: int, n: int) -> np.ndarray:
     top = np.argpartition(-v, kk - 1, axis=1)[:, :kk]
     shown = np.zeros(v.shape, bool)
     np.put_along_axis(shown, top, True, axis=1)
-    scores = np.where(shown, v, -np.inf)[:, classes]  # [N, C]
-    best = np.argsort(-scores, axis=0, kind="stable")[:n].T  # [C, n]
-    return np.where(np.isfinite(np.take_along_axis(scores.T, best, axis=1)), best, -1)
+    return ranked(np.where(shown, v, -np.inf)[:, classes].T, n)  # scores [C, N]
+
+
+def ranked(scores, n: int) -> np.ndarray:
+    """Per row of scores [C, N]: the columns of its n highest scores [C, n], highest first
+    (ties: the lower column), -1 where the score is not finite (nothing to pick)."""
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    return np.where(np.isfinite(np.take_along_axis(scores, best, axis=1)), best, -1)
 
 
 def mean_of_picks(images, picks, fallback) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfminv.attacks.class_inference import ranked, top_auxiliary
 from tfminv.errors import ConfigError, DataError
 from tfminv.policies import keep_top_k
 
@@ -75,8 +76,6 @@ def rerank_for_classes(released, images, classes, *, k: int, n: int, candidates:
     released: the target's answers on the auxiliary images [N, m] (already held); images
     [N, H, W, C] in memory; query: images -> the target's answers [N', m] (counted by the
     caller's Oracle). Queries: len(VIEWS) x the candidates that release c, per class."""
-    from tfminv.attacks.class_inference import top_auxiliary
-
     v = np.asarray(released, np.float32)
     if not isinstance(images, np.ndarray) or len(images) != len(v):
         raise ConfigError("re-ranking by views picks auxiliary images by index and needs all "
@@ -103,7 +102,6 @@ def rerank_for_classes(released, images, classes, *, k: int, n: int, candidates:
         shown = keep_top_k(answers, k).reshape(len(VIEWS), len(rows), m)
         own = keep_top_k(v[rows], k)[np.arange(len(rows)), cls]
         score[found] = (own + shown[:, np.arange(len(rows)), cls].sum(0)) / (len(VIEWS) + 1)
-    order = np.argsort(-score, axis=1, kind="stable")[:, :n]
-    best = np.take_along_axis(picks, order, axis=1)
-    ok = np.isfinite(np.take_along_axis(score, order, axis=1))
-    return np.where(ok, best, -1), int(len(VIEWS) * len(rows))
+    order = ranked(score, n)  # columns of picks; -1 where no candidate is left
+    best = np.where(order >= 0, np.take_along_axis(picks, np.maximum(order, 0), axis=1), -1)
+    return best, int(len(VIEWS) * len(rows))
