@@ -89,6 +89,9 @@ def test_rerank_refuses_bad_settings_and_streamed_images():
     with pytest.raises(ConfigError, match="in memory"):
         views.rerank_for_classes(released, list(imgs), [0], k=1, n=1, candidates=2,
                                  query=target)
+    with pytest.raises(DataError, match="6 auxiliary images but 5 answers"):
+        views.rerank_for_classes(released[:5], imgs, [0], k=1, n=1, candidates=2,
+                                 query=target)
     with pytest.raises(DataError, match="answered"):
         views.rerank_for_classes(released, imgs, [0], k=1, n=1, candidates=2,
                                  query=lambda x: target(x)[:1])

@@ -77,9 +77,12 @@ def rerank_for_classes(released, images, classes, *, k: int, n: int, candidates:
     [N, H, W, C] in memory; query: images -> the target's answers [N', m] (counted by the
     caller's Oracle). Queries: len(VIEWS) x the candidates that release c, per class."""
     v = np.asarray(released, np.float32)
-    if not isinstance(images, np.ndarray) or len(images) != len(v):
+    if not isinstance(images, np.ndarray):
         raise ConfigError("re-ranking by views picks auxiliary images by index and needs all "
                           f"{len(v)} of them in memory (not streamed)")
+    if len(images) != len(v):
+        raise DataError(f"re-ranking by views: {len(images)} auxiliary images but {len(v)} "
+                        "answers; expected one answer per image")
     for name, value in (("match_n", n), ("aux_candidates", candidates)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"--{name}={value!r}: expected an integer >= 1")
